@@ -1,0 +1,52 @@
+/**
+ * Deterministic idempotency keys. Each key names one effect once: it is the outbox's unique key,
+ * the BullMQ job id and the provider's idempotency key. Format: `<effect>-v<version>-<parts>`.
+ * Ids are restricted to [A-Za-z0-9_.-] by the schema, so keys never contain ':' (BullMQ reserves it).
+ * Bump the version of an effect only when its meaning changes: a new version re-sends.
+ */
+
+const SAFE = /^[A-Za-z0-9_.-]+$/;
+
+function key(effect: string, ...parts: readonly (string | number)[]): string {
+  for (const part of parts) {
+    const text = String(part);
+    if (!SAFE.test(text)) {
+      throw new RangeError(`idempotency key part ${JSON.stringify(text)} has unsafe characters`);
+    }
+  }
+  return [effect, 'v1', ...parts].join('-');
+}
+
+const ep = (seq: number): string => `e${seq}`;
+
+export const keys = {
+  openEpisode: (account: string, seq: number) => key('episode-open', account, ep(seq)),
+  closeEpisode: (account: string, seq: number) => key('episode-close', account, ep(seq)),
+  state: (account: string, to: string, seq: number) => key('state', account, to, ep(seq)),
+  lowBalance: (account: string, period: string) => key('lowbal', account, period),
+  overdueReminder: (account: string, seq: number, period: string) =>
+    key('overdue-reminder', account, ep(seq), period),
+  suspendNotice: (account: string, seq: number) => key('suspend', account, ep(seq)),
+  suspendService: (service: string, seq: number) => key('suspend-svc', service, ep(seq)),
+  resumeNotice: (account: string, seq: number) => key('resume', account, ep(seq)),
+  resumeService: (service: string, seq: number) => key('resume-svc', service, ep(seq)),
+  studioSuspendNotice: (account: string, seq: number) => key('studio-suspend', account, ep(seq)),
+  studioSuspendService: (service: string, seq: number) =>
+    key('studio-suspend-svc', service, ep(seq)),
+  release: (instance: string, seq: number) => key('release', instance, ep(seq)),
+  releaseCancel: (instance: string, seq: number) => key('release-cancel', instance, ep(seq)),
+  releaseWarning: (instance: string, seq: number) => key('release-warning', instance, ep(seq)),
+  planQuota: (account: string, planKind: string, latestPlan: string, threshold: string) =>
+    key('plan-quota', account, planKind, latestPlan, threshold),
+  planExpiry: (plan: string, offsetMs: number) => key('plan-expiry', plan, offsetMs),
+  paygRevert: (account: string, planKind: string, latestPlan: string) =>
+    key('payg-revert', account, planKind, latestPlan),
+  wake: (account: string, atMs: number) => key('wake', account, atMs),
+  /** The account id itself may be what is invalid, so it is made safe rather than checked. */
+  invalid: (account: string, reasonCode: string) =>
+    key('invalid', account.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) || '_', reasonCode),
+} as const;
+
+export function isSafeKeyPart(text: string): boolean {
+  return SAFE.test(text);
+}

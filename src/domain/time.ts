@@ -1,0 +1,34 @@
+import { DateTime, IANAZone } from 'luxon';
+import type { ReminderPeriod } from './rules';
+
+/** Time helpers for the domain. `now` is always an argument; nothing here reads the clock. */
+
+export const SECOND = 1_000;
+export const MINUTE = 60 * SECOND;
+export const HOUR = 60 * MINUTE;
+export const DAY = 24 * HOUR;
+
+export function isValidZone(zone: string): boolean {
+  return IANAZone.isValidZone(zone);
+}
+
+/** Calendar date (YYYY-MM-DD) of an instant in an IANA zone. */
+export function localDate(instant: Date, zone: string): string {
+  const date = DateTime.fromJSDate(instant, { zone }).toISODate();
+  // toISODate is null only for an invalid zone, which snapshot validation rules out.
+  return date ?? instant.toISOString().slice(0, 10);
+}
+
+/**
+ * Label of the reminder window containing `now`: the local date for a per-day period, or the
+ * index of the fixed window since the Unix epoch. Two instants in one window share a label, so a
+ * reminder keyed by it goes out at most once per window.
+ */
+export function periodLabel(period: ReminderPeriod, now: Date, zone: string): string {
+  if (period.kind === 'local-day') return localDate(now, zone);
+  return `w${Math.floor(now.getTime() / period.ms)}`;
+}
+
+export function addMs(instant: Date, ms: number): Date {
+  return new Date(instant.getTime() + ms);
+}
