@@ -1,0 +1,642 @@
+import { sql, type SQL } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  char,
+  check,
+  foreignKey,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  unique,
+  type AnyPgColumn,
+  type PgTableExtraConfigValue,
+} from 'drizzle-orm/pg-core';
+
+/**
+ * The tables this daemon owns. This file is the contract with the billing system of record:
+ *
+ * - The billing system writes `accounts` (contact, preferences, balance, protection quota),
+ *   `bills`, `services` (creation), `studio_instances` (creation, `streaming`), `resource_plans`,
+ *   `sdk_licenses`, `orders` and `usage_records`.
+ * - The daemon writes the enforcement columns of `accounts` (`enforcement_state`, `episode_*`,
+ *   `version`), the hold/status columns of `services` and the release columns of
+ *   `studio_instances`, and owns `enforcement_events`, `outbox` and `notifications` entirely.
+ *
+ * Conventions:
+ * - Money is `bigint` integer minor units of the account's currency (`*_minor`), never a float.
+ *   Read as JS numbers, so every amount is also checked to stay within ±(2^53 − 1).
+ * - Instants are `timestamptz` (UTC instants), read as `Date`.
+ * - Ids written by the billing system match `^[A-Za-z0-9_.-]{1,64}$`: they become parts of
+ *   idempotency keys and BullMQ job ids, where ':' is a separator and must not appear.
+ * - Enumerations are `text` + a CHECK constraint (no Postgres enum types), so adding a value is
+ *   a plain constraint change, not an `ALTER TYPE` that cannot run inside a transaction.
+ * - `created_at` / `updated_at` default to the transaction's `now()`; drizzle sets `updated_at`
+ *   on every update it issues, other writers must set it themselves.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations (shared with the repositories, which assert they equal the domain's unions).
+
+export const ENFORCEMENT_STATES = ['active', 'protected', 'suspended'] as const;
+export const BILL_STATUSES = ['unpaid', 'paid', 'void'] as const;
+export const SERVICE_KINDS = ['streaming', 'recording', 'screenshots', 'studio', 'other'] as const;
+export const PLAN_TYPES = ['payg', 'duration'] as const;
+export const SERVICE_STATUSES = ['active', 'suspended', 'released'] as const;
+export const SDK_LICENSE_KINDS = ['license', 'yearly-subscription'] as const;
+export const ORDER_PRODUCT_TYPES = ['payg', 'resource-plan', 'sdk-license', 'yearly-sdk'] as const;
+export const OUTBOX_STATUSES = ['pending', 'dispatched', 'done', 'failed'] as const;
+export const NOTIFICATION_CHANNELS = ['email', 'sms'] as const;
+export const NOTIFICATION_STATUSES = [
+  'pending',
+  'sending',
+  'sent',
+  'delivered',
+  'failed',
+  'undeliverable',
+] as const;
+
+/** Pattern of every id written by the billing system (no ':' — used inside job ids). */
+export const ID_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
+/** Largest integer a JS number holds exactly; bigint columns read in `mode: 'number'`. */
+const MAX_SAFE = '9007199254740991';
+
+// ---------------------------------------------------------------------------------------------
+// Check helpers. Literals are inlined with sql.raw: drizzle-kit cannot bind parameters in DDL,
+// and every value here is a constant of this file.
+
+function quoted(value: string): SQL {
+  return sql.raw(`'${value.replaceAll("'", "''")}'`);
+}
+
+function oneOf(column: AnyPgColumn, values: readonly string[]): SQL {
+  return sql`${column} in (${sql.join(values.map(quoted), sql.raw(', '))})`;
+}
+
+function idCheck(name: string, column: AnyPgColumn): ReturnType<typeof check> {
+  return check(name, sql`${column} ~ ${quoted(ID_PATTERN)}`);
+}
+
+function nullableIdCheck(name: string, column: AnyPgColumn): ReturnType<typeof check> {
+  return check(name, sql`${column} is null or ${column} ~ ${quoted(ID_PATTERN)}`);
+}
+
+/** Non-negative and exactly representable as a JS number. */
+function nonNegativeSafe(column: AnyPgColumn): SQL {
+  return sql`${column} between 0 and ${sql.raw(MAX_SAFE)}`;
+}
+
+function safe(column: AnyPgColumn): SQL {
+  return sql`${column} between -${sql.raw(MAX_SAFE)} and ${sql.raw(MAX_SAFE)}`;
+}
+
+/** Short, non-blank code such as a product or plan kind. */
+function codeCheck(name: string, column: AnyPgColumn): ReturnType<typeof check> {
+  return check(name, sql`length(${column}) between 1 and 64 and ${column} !~ '\\s'`);
+}
+
+const createdAt = () =>
+  timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+const updatedAt = () =>
+  timestamp('updated_at', { withTimezone: true, mode: 'date' })
+    .notNull()
+    .defaultNow()
+    .$onUpdateFn(() => sql`now()`);
+const instant = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+const minor = (name: string) => bigint(name, { mode: 'number' });
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One customer account. Written by the billing system except the enforcement columns
+ * (`enforcement_state`, `episode_seq`, `episode_started_at`, `last_episode_ended_at`, `version`),
+ * which only the daemon writes.
+ */
+export const accounts = pgTable(
+  'accounts',
+  {
+    id: text('id').primaryKey(),
+    /** ISO 4217 code, upper case; every `*_minor` amount of the account is in it. */
+    currency: char('currency', { length: 3 }).notNull(),
+    /** Available (prepaid) balance, minor units; negative when usage outran it. */
+    availableBalanceMinor: minor('available_balance_minor').notNull().default(0),
+    /** IANA zone name for local-day reminders and business days (validated when loaded). */
+    timeZone: text('time_zone').notNull().default('UTC'),
+    /** BCP 47 tag for message templates. */
+    locale: text('locale').notNull().default('en'),
+
+    // Contact and channel preferences (R3): a channel is used only when its preference is on,
+    // its address is present and not known to be unreachable.
+    email: text('email'),
+    /** E.164, e.g. +8613800000000. */
+    phone: text('phone'),
+    notifyEmail: boolean('notify_email').notNull().default(true),
+    notifySms: boolean('notify_sms').notNull().default(true),
+    /** The customer replied STOP (or the provider reports the number unsubscribed). */
+    smsOptedOut: boolean('sms_opted_out').notNull().default(false),
+    /** The address hard-bounced; email is not used until the billing system clears it. */
+    emailBounced: boolean('email_bounced').notNull().default(false),
+
+    /** R3 threshold, minor units; null uses the rule default. */
+    lowBalanceThresholdMinor: minor('low_balance_threshold_minor'),
+
+    // R4 suspension protection. protection_custom = false: the rule default applies and both
+    // columns are null. true: the columns are the quota (a null column is not applied; both null
+    // means no protection at all).
+    protectionCustom: boolean('protection_custom').notNull().default(false),
+    /** Protected while the overdue amount is at most this, minor units. */
+    protectionAmountMinor: minor('protection_amount_minor'),
+    /** Protected while at most this many seconds passed since the episode started. */
+    protectionDurationSeconds: integer('protection_duration_seconds'),
+
+    /** R10 account-level thresholds: JSON array of {kind:'percent',percent}|{kind:'units',units}. */
+    planAlertThresholds: jsonb('plan_alert_thresholds'),
+
+    // Daemon-owned enforcement state.
+    enforcementState: text('enforcement_state', { enum: ENFORCEMENT_STATES })
+      .notNull()
+      .default('active'),
+    /** Sequence number of the last overdue episode opened (0: never overdue). */
+    episodeSeq: integer('episode_seq').notNull().default(0),
+    /** Start of the open episode `episode_seq`; null when no episode is open. */
+    episodeStartedAt: instant('episode_started_at'),
+    lastEpisodeEndedAt: instant('last_episode_ended_at'),
+    /** Bumped on every write (daemon and upsert helpers) for optimistic checks. */
+    version: integer('version').notNull().default(0),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    idCheck('accounts_id_format', t.id),
+    check('accounts_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+    check('accounts_balance_safe', safe(t.availableBalanceMinor)),
+    check('accounts_time_zone_format', sql`length(${t.timeZone}) between 1 and 64`),
+    check('accounts_locale_format', sql`${t.locale} ~ '^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$'`),
+    check('accounts_email_format', sql`${t.email} is null or ${t.email} ~ '^[^@\\s]+@[^@\\s]+$'`),
+    check('accounts_phone_e164', sql`${t.phone} is null or ${t.phone} ~ '^\\+[1-9][0-9]{1,14}$'`),
+    check(
+      'accounts_low_balance_threshold_safe',
+      sql`${t.lowBalanceThresholdMinor} is null or ${nonNegativeSafe(t.lowBalanceThresholdMinor)}`,
+    ),
+    check(
+      'accounts_protection_amount_non_negative',
+      sql`${t.protectionAmountMinor} is null or ${nonNegativeSafe(t.protectionAmountMinor)}`,
+    ),
+    check(
+      'accounts_protection_duration_positive',
+      sql`${t.protectionDurationSeconds} is null or ${t.protectionDurationSeconds} > 0`,
+    ),
+    check(
+      'accounts_protection_only_when_custom',
+      sql`${t.protectionCustom} or (${t.protectionAmountMinor} is null and ${t.protectionDurationSeconds} is null)`,
+    ),
+    check(
+      'accounts_plan_alert_thresholds_array',
+      sql`${t.planAlertThresholds} is null or jsonb_typeof(${t.planAlertThresholds}) = 'array'`,
+    ),
+    check('accounts_enforcement_state', oneOf(t.enforcementState, ENFORCEMENT_STATES)),
+    check('accounts_episode_seq_non_negative', sql`${t.episodeSeq} >= 0`),
+    check(
+      'accounts_open_episode_has_seq',
+      sql`${t.episodeStartedAt} is null or ${t.episodeSeq} > 0`,
+    ),
+    check('accounts_version_non_negative', sql`${t.version} >= 0`),
+  ],
+);
+
+/**
+ * A bill issued by the billing system, any product (R2/R6: all unpaid bills count). Amounts in
+ * minor units of the account's currency. `paid_minor` may exceed `amount_minor` (overpaid: owes
+ * nothing). Written by the billing system only.
+ */
+export const bills = pgTable(
+  'bills',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    /** Product code, e.g. "live", "oss". */
+    product: text('product').notNull(),
+    amountMinor: minor('amount_minor').notNull(),
+    paidMinor: minor('paid_minor').notNull().default(0),
+    issuedAt: instant('issued_at').notNull(),
+    dueAt: instant('due_at').notNull(),
+    status: text('status', { enum: BILL_STATUSES }).notNull().default('unpaid'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    idCheck('bills_id_format', t.id),
+    codeCheck('bills_product_format', t.product),
+    check('bills_amount_non_negative', nonNegativeSafe(t.amountMinor)),
+    check('bills_paid_non_negative', nonNegativeSafe(t.paidMinor)),
+    check('bills_due_after_issue', sql`${t.dueAt} >= ${t.issuedAt}`),
+    check('bills_status', oneOf(t.status, BILL_STATUSES)),
+    /** Snapshot load: unpaid bills of one account. */
+    index('bills_account_unpaid_idx')
+      .on(t.accountId)
+      .where(sql`${t.status} = 'unpaid'`),
+    /** R12 billing details by period. */
+    index('bills_account_issued_idx').on(t.accountId, t.issuedAt),
+    /** Balance scan: accounts with unpaid bills past due, by due date. */
+    index('bills_unpaid_due_idx')
+      .on(t.dueAt, t.accountId)
+      .where(sql`${t.status} = 'unpaid'`),
+  ],
+);
+
+/**
+ * A service of an account. The billing system creates rows; the daemon (or, in database-only
+ * control-plane mode, this table itself is the effect) writes status, holds and their instants.
+ * Invariant: unless released, status is 'suspended' exactly when some hold is set.
+ */
+export const services = pgTable(
+  'services',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    kind: text('kind', { enum: SERVICE_KINDS }).notNull(),
+    planType: text('plan_type', { enum: PLAN_TYPES }).notNull().default('payg'),
+    status: text('status', { enum: SERVICE_STATUSES }).notNull().default('active'),
+    /** Held by overdue enforcement (R5/R9); lifted by R7. */
+    overdueHold: boolean('overdue_hold').notNull().default(false),
+    /** Held by an operator; never lifted by R7. */
+    operatorHold: boolean('operator_hold').notNull().default(false),
+    /** Episode whose enforcement set `overdue_hold`. */
+    overdueEpisodeSeq: integer('overdue_episode_seq'),
+    suspendedAt: instant('suspended_at'),
+    resumedAt: instant('resumed_at'),
+    releasedAt: instant('released_at'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    idCheck('services_id_format', t.id),
+    check('services_kind', oneOf(t.kind, SERVICE_KINDS)),
+    check('services_plan_type', oneOf(t.planType, PLAN_TYPES)),
+    check('services_status', oneOf(t.status, SERVICE_STATUSES)),
+    check(
+      'services_suspended_iff_held',
+      sql`${t.status} = 'released' or ((${t.status} = 'suspended') = (${t.overdueHold} or ${t.operatorHold}))`,
+    ),
+    check(
+      'services_released_at_iff_released',
+      sql`(${t.status} = 'released') = (${t.releasedAt} is not null)`,
+    ),
+    check(
+      'services_overdue_hold_has_episode',
+      sql`not ${t.overdueHold} or ${t.overdueEpisodeSeq} is not null`,
+    ),
+    check(
+      'services_overdue_episode_seq_positive',
+      sql`${t.overdueEpisodeSeq} is null or ${t.overdueEpisodeSeq} > 0`,
+    ),
+    /** Target of same-account composite foreign keys. */
+    unique('services_id_account_unique').on(t.id, t.accountId),
+    index('services_account_idx').on(t.accountId),
+  ],
+);
+
+/**
+ * A production-studio instance (R9), belonging to a studio service of the same account. The
+ * billing system creates it and maintains `streaming`; the daemon sets the release columns.
+ * `release_due_at` and `release_episode_seq` are set together at the overdue suspension.
+ */
+export const studioInstances = pgTable(
+  'studio_instances',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    serviceId: text('service_id').notNull(),
+    name: text('name').notNull(),
+    /** Pushing a live stream right now (keeps billing while suspended). */
+    streaming: boolean('streaming').notNull().default(false),
+    releaseDueAt: instant('release_due_at'),
+    releaseEpisodeSeq: integer('release_episode_seq'),
+    /** Release is final. */
+    releasedAt: instant('released_at'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    idCheck('studio_instances_id_format', t.id),
+    check('studio_instances_name_not_blank', sql`length(btrim(${t.name})) between 1 and 200`),
+    check(
+      'studio_instances_release_pending_pair',
+      sql`(${t.releaseDueAt} is null) = (${t.releaseEpisodeSeq} is null)`,
+    ),
+    check(
+      'studio_instances_release_episode_seq_positive',
+      sql`${t.releaseEpisodeSeq} is null or ${t.releaseEpisodeSeq} > 0`,
+    ),
+    foreignKey({
+      name: 'studio_instances_service_same_account_fk',
+      columns: [t.serviceId, t.accountId],
+      foreignColumns: [services.id, services.accountId],
+    }),
+    index('studio_instances_account_idx').on(t.accountId),
+    /** Release scheduler rebuild (after Redis data loss) and due-release scans. */
+    index('studio_instances_release_due_idx')
+      .on(t.releaseDueAt)
+      .where(sql`${t.releasedAt} is null and ${t.releaseDueAt} is not null`),
+  ],
+);
+
+/**
+ * An SDK license (R11) bought by the account. Written by the billing system; `activated_at` makes
+ * the license, and a resource plan bundled with it, non-refundable.
+ */
+export const sdkLicenses = pgTable(
+  'sdk_licenses',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    kind: text('kind', { enum: SDK_LICENSE_KINDS }).notNull(),
+    activatedAt: instant('activated_at'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    idCheck('sdk_licenses_id_format', t.id),
+    check('sdk_licenses_kind', oneOf(t.kind, SDK_LICENSE_KINDS)),
+    unique('sdk_licenses_id_account_unique').on(t.id, t.accountId),
+    index('sdk_licenses_account_idx').on(t.accountId),
+  ],
+);
+
+/**
+ * A purchase (R11/R12). Written by the billing system. Paid parts are minor units: only
+ * `cash_paid_minor` (cash / debit card) is refundable. `promotion_rules` (JSON object) overrides
+ * the refund rules where they conflict; `gifts` is a JSON array voided by a refund.
+ */
+export const orders = pgTable(
+  'orders',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    productType: text('product_type', { enum: ORDER_PRODUCT_TYPES }).notNull(),
+    cashPaidMinor: minor('cash_paid_minor').notNull().default(0),
+    voucherPaidMinor: minor('voucher_paid_minor').notNull().default(0),
+    couponPaidMinor: minor('coupon_paid_minor').notNull().default(0),
+    promotionId: text('promotion_id'),
+    promotionRules: jsonb('promotion_rules').$type<Record<string, unknown>>(),
+    gifts: jsonb('gifts')
+      .$type<unknown[]>()
+      .notNull()
+      .default(sql`'[]'::jsonb`),
+    resourcePlanId: text('resource_plan_id'),
+    sdkLicenseId: text('sdk_license_id'),
+    createdAt: createdAt(),
+    refundedAt: instant('refunded_at'),
+  },
+  // Annotated: orders and resource_plans reference each other.
+  (t): PgTableExtraConfigValue[] => [
+    idCheck('orders_id_format', t.id),
+    check('orders_product_type', oneOf(t.productType, ORDER_PRODUCT_TYPES)),
+    check('orders_cash_paid_non_negative', nonNegativeSafe(t.cashPaidMinor)),
+    check('orders_voucher_paid_non_negative', nonNegativeSafe(t.voucherPaidMinor)),
+    check('orders_coupon_paid_non_negative', nonNegativeSafe(t.couponPaidMinor)),
+    nullableIdCheck('orders_promotion_id_format', t.promotionId),
+    check(
+      'orders_promotion_rules_object',
+      sql`${t.promotionRules} is null or jsonb_typeof(${t.promotionRules}) = 'object'`,
+    ),
+    check('orders_gifts_array', sql`jsonb_typeof(${t.gifts}) = 'array'`),
+    check(
+      'orders_refund_after_creation',
+      sql`${t.refundedAt} is null or ${t.refundedAt} >= ${t.createdAt}`,
+    ),
+    unique('orders_id_account_unique').on(t.id, t.accountId),
+    foreignKey({
+      name: 'orders_resource_plan_same_account_fk',
+      columns: [t.resourcePlanId, t.accountId],
+      foreignColumns: [resourcePlans.id, resourcePlans.accountId],
+    }),
+    foreignKey({
+      name: 'orders_sdk_license_same_account_fk',
+      columns: [t.sdkLicenseId, t.accountId],
+      foreignColumns: [sdkLicenses.id, sdkLicenses.accountId],
+    }),
+    index('orders_account_created_idx').on(t.accountId, t.createdAt),
+  ],
+);
+
+/**
+ * A resource plan (R1/R10): a prepaid quota of `total_units` of one resource `kind`, valid in
+ * [starts_at, expires_at). Units are the resource's integer unit (minutes, GB, ...). Written by the
+ * billing system, which also maintains `used_units` (≤ total: usage beyond is pay-as-you-go).
+ */
+export const resourcePlans = pgTable(
+  'resource_plans',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    /** Resource kind, e.g. "transcoding-minutes". */
+    kind: text('kind').notNull(),
+    totalUnits: bigint('total_units', { mode: 'number' }).notNull(),
+    usedUnits: bigint('used_units', { mode: 'number' }).notNull().default(0),
+    startsAt: instant('starts_at').notNull(),
+    expiresAt: instant('expires_at').notNull(),
+    purchasedAt: instant('purchased_at').notNull(),
+    /** Per-plan R10 thresholds (same JSON shape as the account's); null uses the account's. */
+    alertThresholds: jsonb('alert_thresholds'),
+    /** Bundled SDK license: once activated the plan counts as fully used for refunds (R11). */
+    sdkLicenseId: text('sdk_license_id'),
+    orderId: text('order_id'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  // Annotated: orders and resource_plans reference each other.
+  (t): PgTableExtraConfigValue[] => [
+    idCheck('resource_plans_id_format', t.id),
+    codeCheck('resource_plans_kind_format', t.kind),
+    check('resource_plans_total_non_negative', nonNegativeSafe(t.totalUnits)),
+    check('resource_plans_used_non_negative', nonNegativeSafe(t.usedUnits)),
+    check('resource_plans_used_within_total', sql`${t.usedUnits} <= ${t.totalUnits}`),
+    check('resource_plans_expires_after_start', sql`${t.expiresAt} > ${t.startsAt}`),
+    check(
+      'resource_plans_alert_thresholds_array',
+      sql`${t.alertThresholds} is null or jsonb_typeof(${t.alertThresholds}) = 'array'`,
+    ),
+    unique('resource_plans_id_account_unique').on(t.id, t.accountId),
+    foreignKey({
+      name: 'resource_plans_sdk_license_same_account_fk',
+      columns: [t.sdkLicenseId, t.accountId],
+      foreignColumns: [sdkLicenses.id, sdkLicenses.accountId],
+    }),
+    foreignKey({
+      name: 'resource_plans_order_same_account_fk',
+      columns: [t.orderId, t.accountId],
+      foreignColumns: [orders.id, orders.accountId],
+    }),
+    /** Snapshot load and quota scan: live plans of an account. */
+    index('resource_plans_account_expires_idx').on(t.accountId, t.expiresAt),
+  ],
+);
+
+/**
+ * Raw usage (R12: reference only, not for reconciliation). Written by the billing system;
+ * `source_id` is the writer's own id, unique per account so re-sending a batch is idempotent.
+ * `quantity` is an integer count of the metric's unit.
+ */
+export const usageRecords = pgTable(
+  'usage_records',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    product: text('product').notNull(),
+    metric: text('metric').notNull(),
+    quantity: bigint('quantity', { mode: 'number' }).notNull(),
+    recordedAt: instant('recorded_at').notNull(),
+    sourceId: text('source_id').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    codeCheck('usage_records_product_format', t.product),
+    codeCheck('usage_records_metric_format', t.metric),
+    check('usage_records_quantity_non_negative', nonNegativeSafe(t.quantity)),
+    idCheck('usage_records_source_id_format', t.sourceId),
+    unique('usage_records_account_source_unique').on(t.accountId, t.sourceId),
+    index('usage_records_account_recorded_idx').on(t.accountId, t.recordedAt),
+  ],
+);
+
+/**
+ * Append-only audit log of what the daemon decided and did. Written by the daemon (and operators
+ * through it). No foreign key on `account_id`: events about unknown or malformed accounts must be
+ * recordable too. `idempotency_key`, when set, makes appending the same event twice a no-op.
+ */
+export const enforcementEvents = pgTable(
+  'enforcement_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    accountId: text('account_id').notNull(),
+    kind: text('kind').notNull(),
+    episodeSeq: integer('episode_seq'),
+    detail: jsonb('detail')
+      .$type<Record<string, unknown>>()
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    /** 'daemon', or the operator who triggered it by hand. */
+    actor: text('actor').notNull().default('daemon'),
+    idempotencyKey: text('idempotency_key').unique('enforcement_events_idempotency_key_unique'),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    codeCheck('enforcement_events_kind_format', t.kind),
+    check('enforcement_events_actor_not_blank', sql`length(btrim(${t.actor})) between 1 and 200`),
+    index('enforcement_events_account_created_idx').on(t.accountId, t.createdAt),
+  ],
+);
+
+/**
+ * Transactional outbox, written by the daemon in the same transaction as the decision that causes
+ * the effect; the relay turns rows into BullMQ jobs with `idempotency_key` as the job id (hence no
+ * ':'). The unique key is the authority on "already done". No foreign key: an effect row must never
+ * block, nor be deleted by, the billing system's account changes.
+ */
+export const outbox = pgTable(
+  'outbox',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    idempotencyKey: text('idempotency_key').notNull().unique('outbox_idempotency_key_unique'),
+    kind: text('kind').notNull(),
+    accountId: text('account_id').notNull(),
+    payload: jsonb('payload')
+      .$type<Record<string, unknown>>()
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    status: text('status', { enum: OUTBOX_STATUSES }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    /** Not relayed before this instant (delayed effects, relay backoff). */
+    availableAt: instant('available_at').notNull().defaultNow(),
+    lastError: text('last_error'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    check(
+      'outbox_idempotency_key_format',
+      sql`length(${t.idempotencyKey}) between 1 and 255 and position(':' in ${t.idempotencyKey}) = 0`,
+    ),
+    codeCheck('outbox_kind_format', t.kind),
+    check('outbox_status', oneOf(t.status, OUTBOX_STATUSES)),
+    check('outbox_attempts_non_negative', sql`${t.attempts} >= 0`),
+    /** Relay poll: pending rows by availability. */
+    index('outbox_pending_available_idx')
+      .on(t.availableAt)
+      .where(sql`${t.status} = 'pending'`),
+  ],
+);
+
+/**
+ * One message to one customer on one channel, written by the daemon. `dedupe_key` (derived from
+ * the decision's idempotency key and the channel) makes a message unique: a retried or duplicated
+ * job never sends twice. `recipient` is personal data: never log it. Same no-FK reason as outbox.
+ */
+export const notifications = pgTable(
+  'notifications',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    dedupeKey: text('dedupe_key').notNull().unique('notifications_dedupe_key_unique'),
+    accountId: text('account_id').notNull(),
+    channel: text('channel', { enum: NOTIFICATION_CHANNELS }).notNull(),
+    template: text('template').notNull(),
+    locale: text('locale').notNull(),
+    /** Email address or E.164 phone number at the time of the decision. */
+    recipient: text('recipient').notNull(),
+    params: jsonb('params')
+      .$type<Record<string, unknown>>()
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    status: text('status', { enum: NOTIFICATION_STATUSES }).notNull().default('pending'),
+    /** Which provider adapter sent it (e.g. "smtp", "twilio", "file"). */
+    providerId: text('provider_id'),
+    /** The provider's message id, used to match delivery callbacks. */
+    messageId: text('message_id'),
+    attempts: integer('attempts').notNull().default(0),
+    lastError: text('last_error'),
+    /** Not sent before this instant (SMS quiet hours, rate limits, backoff). */
+    notBefore: instant('not_before').notNull().defaultNow(),
+    sentAt: instant('sent_at'),
+    deliveredAt: instant('delivered_at'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    check(
+      'notifications_dedupe_key_format',
+      sql`length(${t.dedupeKey}) between 1 and 255 and position(':' in ${t.dedupeKey}) = 0`,
+    ),
+    check('notifications_channel', oneOf(t.channel, NOTIFICATION_CHANNELS)),
+    codeCheck('notifications_template_format', t.template),
+    check('notifications_status', oneOf(t.status, NOTIFICATION_STATUSES)),
+    check('notifications_attempts_non_negative', sql`${t.attempts} >= 0`),
+    check('notifications_recipient_not_blank', sql`length(btrim(${t.recipient})) > 0`),
+    /** Sender poll: pending messages by earliest send time. */
+    index('notifications_pending_not_before_idx')
+      .on(t.notBefore)
+      .where(sql`${t.status} = 'pending'`),
+    /** Delivery callbacks look messages up by provider message id. */
+    index('notifications_provider_message_idx')
+      .on(t.providerId, t.messageId)
+      .where(sql`${t.messageId} is not null`),
+  ],
+);
