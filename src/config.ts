@@ -1,0 +1,661 @@
+import { z } from 'zod';
+import type {
+  PlanThreshold,
+  ProtectionQuota,
+  QuietHours,
+  ReminderPeriod,
+  RuleSettings,
+} from './domain/rules';
+
+/**
+ * The whole environment, parsed once at start by one zod schema. Nothing else in the project reads
+ * `process.env`: main.ts calls `parseConfigOrExit(process.env)` and passes the typed result down.
+ *
+ * Conventions:
+ * - Values are trimmed; an empty value counts as unset (so `FOO=` in a .env file means "default").
+ * - Durations are one or more `<integer><unit>` groups, units ms, s, m, h, d: `500ms`, `90s`,
+ *   `15m`, `24h`, `7d`, `1h30m`. No bare numbers (is `30` seconds or ms?), no decimals, no signs.
+ * - Money is an integer count of minor units of the account's currency (`10000` = 100.00 USD).
+ * - Error messages name the setting and the expected format and never echo the value, so a
+ *   secret (or a URL carrying a password) cannot leak through them; as a second line of defence
+ *   every secret found in the input is scrubbed from the messages before they are returned.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Small parsers. Each returns the parsed value or an `Invalid` carrying a message without the value.
+
+/** What a masked secret looks like in messages and logs. */
+export const REDACTED = '[redacted]';
+
+class Invalid {
+  constructor(readonly message: string) {}
+}
+type Parsed<T> = T | Invalid;
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+const DURATION = /^(?:\d+(?:ms|s|m|h|d))+$/;
+const DURATION_PART = /(\d+)(ms|s|m|h|d)/g;
+const DURATION_HINT = 'a duration like 500ms, 90s, 15m, 24h, 7d or 1h30m';
+
+/** Milliseconds of a duration such as `90s` or `1h30m`; undefined when it is not one. */
+export function parseDuration(text: string): number | undefined {
+  if (!DURATION.test(text)) return undefined;
+  let total = 0;
+  for (const [, amount, unit] of text.matchAll(DURATION_PART)) {
+    total += Number(amount) * (DURATION_UNITS_MS[unit ?? ''] ?? Number.NaN);
+  }
+  return Number.isSafeInteger(total) ? total : undefined;
+}
+
+function positiveDuration(raw: string): Parsed<number> {
+  const ms = parseDuration(raw);
+  if (ms === undefined) return new Invalid(`must be ${DURATION_HINT}`);
+  if (ms <= 0) return new Invalid('must be a duration greater than zero');
+  return ms;
+}
+
+function reminderPeriod(raw: string): Parsed<ReminderPeriod> {
+  if (raw === 'local-day') return { kind: 'local-day' };
+  const ms = positiveDuration(raw);
+  if (ms instanceof Invalid) {
+    return new Invalid(`must be 'local-day' (once per local calendar day) or ${DURATION_HINT}`);
+  }
+  return { kind: 'every', ms };
+}
+
+/** A non-negative integer of minor units; decimals are refused rather than rounded. */
+function minorUnits(raw: string): Parsed<number> {
+  if (/^\d+[.,]\d*$/.test(raw)) {
+    return new Invalid('must be an integer of minor units without decimals (10000 = 100.00)');
+  }
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    return new Invalid('must be a non-negative integer of minor units (10000 = 100.00)');
+  }
+  return Number(raw);
+}
+
+function minorUnitsOrNone(raw: string): Parsed<number | null> {
+  return raw === 'none' ? null : minorUnits(raw);
+}
+
+function positiveDurationOrNone(raw: string): Parsed<number | null> {
+  return raw === 'none' ? null : positiveDuration(raw);
+}
+
+function port(raw: string): Parsed<number> {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 65_535) return new Invalid('must be an integer from 0 to 65535');
+  return n;
+}
+
+function url(protocols: readonly string[]): (raw: string) => Parsed<string> {
+  const expected = protocols.map((p) => `${p}//`).join(' or ');
+  return (raw) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      return new Invalid(`must be a ${expected} URL`);
+    }
+    if (!protocols.includes(parsed.protocol) || parsed.hostname === '') {
+      return new Invalid(`must be a ${expected} URL with a host`);
+    }
+    return raw;
+  };
+}
+
+function nonEmptyText(raw: string): Parsed<string> {
+  return raw.length > 0 ? raw : new Invalid('must not be empty');
+}
+
+const ADDRESS = /^[^\s@<>]+@[^\s@<>]+$/;
+/** `user@example.com` or `Display Name <user@example.com>`. */
+function mailbox(raw: string): Parsed<string> {
+  const named = /^[^<>]*<([^<>]+)>$/.exec(raw);
+  const address = named ? named[1] : raw;
+  if (address === undefined || !ADDRESS.test(address)) {
+    return new Invalid(
+      "must be an address like 'billing@example.com' or 'Billing <billing@example.com>'",
+    );
+  }
+  return raw;
+}
+
+function pattern(re: RegExp, description: string): (raw: string) => Parsed<string> {
+  return (raw) => (re.test(raw) ? raw : new Invalid(`must be ${description}`));
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+function logLevel(raw: string): Parsed<LogLevel> {
+  const level = LOG_LEVELS.find((l) => l === raw);
+  return level ?? new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`);
+}
+
+function bool(raw: string): Parsed<boolean> {
+  if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+  if (['false', '0', 'no', 'off'].includes(raw)) return false;
+  return new Invalid('must be true or false');
+}
+
+/** Items of a comma-separated list, trimmed, empty items dropped. */
+function listItems(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+}
+
+function productList(raw: string): Parsed<string[]> {
+  const items = listItems(raw);
+  if (items.length === 0) return new Invalid('must list at least one product code');
+  if (!items.every((item) => /^[A-Za-z0-9_.-]+$/.test(item))) {
+    return new Invalid('must be product codes (letters, digits, _ . -) separated by commas');
+  }
+  return [...new Set(items)];
+}
+
+/**
+ * `22:00-08:00` (a window that may wrap midnight; start inclusive, end exclusive) or `off`.
+ * QuietHours counts minutes since local midnight; equal start and end means no quiet hours, which
+ * is how `off` is represented.
+ */
+function quietHours(raw: string): Parsed<QuietHours> {
+  if (raw === 'off') return { startMinute: 0, endMinute: 0 };
+  const m = /^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$/.exec(raw);
+  if (!m)
+    return new Invalid("must be 'HH:MM-HH:MM' in 24-hour local time (e.g. 22:00-08:00) or 'off'");
+  const startMinute = Number(m[1]) * 60 + Number(m[2]);
+  const endMinute = Number(m[3]) * 60 + Number(m[4]);
+  if (startMinute === endMinute)
+    return new Invalid("has equal start and end; use 'off' to disable");
+  return { startMinute, endMinute };
+}
+
+/** `20%,5%` shares of the plan total, or absolute remaining units like `500`; `none` disables. */
+function planThresholds(raw: string): Parsed<PlanThreshold[]> {
+  if (raw === 'none') return [];
+  const items = listItems(raw);
+  const out: PlanThreshold[] = [];
+  const seen = new Set<string>();
+  for (const item of items) {
+    const percent = /^(\d{1,3}(?:\.\d+)?)%$/.exec(item);
+    let threshold: PlanThreshold;
+    if (percent) {
+      const value = Number(percent[1]);
+      if (!(value > 0 && value <= 100)) {
+        return new Invalid('percent thresholds must be greater than 0% and at most 100%');
+      }
+      threshold = { kind: 'percent', percent: value };
+    } else if (/^\d+$/.test(item) && Number.isSafeInteger(Number(item)) && Number(item) > 0) {
+      threshold = { kind: 'units', units: Number(item) };
+    } else {
+      return new Invalid(
+        "must be a comma list of percentages of the plan total (20%) or positive whole remaining units (500), or 'none'",
+      );
+    }
+    const key = threshold.kind === 'percent' ? `${threshold.percent}%` : `${threshold.units}`;
+    if (!seen.has(key)) out.push(threshold);
+    seen.add(key);
+  }
+  if (out.length === 0) return new Invalid("must list at least one threshold, or be 'none'");
+  return out;
+}
+
+/** `7d,1d`: how long before expiry to remind; `none` disables. Sorted longest first, deduped. */
+function durationList(raw: string): Parsed<number[]> {
+  if (raw === 'none') return [];
+  const items = listItems(raw);
+  const out: number[] = [];
+  for (const item of items) {
+    const ms = positiveDuration(item);
+    if (ms instanceof Invalid)
+      return new Invalid(`must be a comma list of ${DURATION_HINT}, or 'none'`);
+    out.push(ms);
+  }
+  if (out.length === 0) return new Invalid("must list at least one duration, or be 'none'");
+  return [...new Set(out)].sort((a, b) => b - a);
+}
+
+/** Comma list of calendar dates `YYYY-MM-DD`, sorted and deduped. */
+function holidayList(raw: string): Parsed<string[]> {
+  const items = listItems(raw);
+  for (const item of items) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(item);
+    const date = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined;
+    if (!date || date.toISOString().slice(0, 10) !== item) {
+      return new Invalid('must be a comma list of calendar dates like 2025-12-25');
+    }
+  }
+  return [...new Set(items)].sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema. Every field is an optional string in the environment; a helper turns a parser into
+// a zod schema that reports a custom issue (with our own, value-free message) on failure.
+
+function setting<T>(parse: (raw: string) => Parsed<T>, fallback: string) {
+  return z
+    .string({ error: 'must be text' })
+    .optional()
+    .transform((raw, ctx): T => {
+      const result = parse(raw ?? fallback);
+      if (result instanceof Invalid) {
+        ctx.addIssue({ code: 'custom', message: result.message });
+        return z.NEVER;
+      }
+      return result;
+    });
+}
+
+function optionalSetting<T>(parse: (raw: string) => Parsed<T>) {
+  return z
+    .string({ error: 'must be text' })
+    .optional()
+    .transform((raw, ctx): T | null => {
+      if (raw === undefined) return null;
+      const result = parse(raw);
+      if (result instanceof Invalid) {
+        ctx.addIssue({ code: 'custom', message: result.message });
+        return z.NEVER;
+      }
+      return result;
+    });
+}
+
+const HEX32 = '[0-9a-fA-F]{32}';
+
+/** Settings that are null when unset (no default). */
+type NullableKey = {
+  [K in Key]: null extends Env[K] ? K : never;
+}[Key];
+type Key = keyof typeof fields;
+
+const fields = {
+  DATABASE_URL: optionalSetting(url(['postgres:', 'postgresql:'])),
+  DATA_DIR: setting(nonEmptyText, './data'),
+  REDIS_URL: setting(url(['redis:', 'rediss:']), 'redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: setting(
+    pattern(
+      /^(?:[A-Za-z0-9_.-]*\{[A-Za-z0-9_.-]+\}[A-Za-z0-9_.-]*|[A-Za-z0-9_.-]+)$/,
+      'letters, digits, _ . - with at most one {hash-tag} (e.g. {overdue}), no colons or spaces',
+    ),
+    '{overdue}',
+  ),
+  PORT: setting(port, '8080'),
+  HOST: setting(nonEmptyText, '127.0.0.1'),
+  SMTP_URL: optionalSetting(url(['smtp:', 'smtps:'])),
+  MAIL_FROM: optionalSetting(mailbox),
+  TWILIO_ACCOUNT_SID: optionalSetting(
+    pattern(new RegExp(`^AC${HEX32}$`), "a Twilio account SID: 'AC' followed by 32 hex digits"),
+  ),
+  TWILIO_AUTH_TOKEN: optionalSetting(pattern(/^\S+$/, 'a Twilio auth token without spaces')),
+  TWILIO_FROM: optionalSetting(
+    pattern(/^\+[1-9]\d{1,14}$/, 'a phone number in E.164 form, e.g. +14155550100'),
+  ),
+  TWILIO_MESSAGING_SERVICE_SID: optionalSetting(
+    pattern(new RegExp(`^MG${HEX32}$`), "a messaging service SID: 'MG' followed by 32 hex digits"),
+  ),
+  TWILIO_API_BASE_URL: optionalSetting(url(['http:', 'https:'])),
+  CONTROL_PLANE_URL: optionalSetting(url(['http:', 'https:'])),
+  CONTROL_PLANE_SECRET: optionalSetting(
+    pattern(/^\S{32,}$/, 'at least 32 characters without spaces'),
+  ),
+  DASHBOARD_USER: optionalSetting(pattern(/^[^\s:]+$/, 'a user name without spaces or colons')),
+  DASHBOARD_PASSWORD: optionalSetting(pattern(/^.{12,}$/s, 'at least 12 characters long')),
+  DEMO: setting(bool, 'false'),
+  LOG_LEVEL: setting(logLevel, 'info'),
+  SHUTDOWN_TIMEOUT: setting(positiveDuration, '30s'),
+  SCAN_INTERVAL: setting(positiveDuration, '1m'),
+  PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
+  LOW_BALANCE_REMINDER_INTERVAL: setting(reminderPeriod, 'local-day'),
+  OVERDUE_REMINDER_INTERVAL: setting(reminderPeriod, 'local-day'),
+  LOW_BALANCE_THRESHOLD_MINOR: setting(minorUnits, '10000'),
+  PROTECTION_AMOUNT_MINOR: setting(minorUnitsOrNone, '5000'),
+  PROTECTION_DURATION: setting(positiveDurationOrNone, 'none'),
+  LIVE_PRODUCTS: setting(productList, 'live'),
+  STUDIO_RELEASE_DELAY: setting(positiveDuration, '24h'),
+  STUDIO_RELEASE_WARNING: setting(positiveDuration, '2h'),
+  QUIET_HOURS: setting(quietHours, '22:00-08:00'),
+  PLAN_ALERT_THRESHOLDS: setting(planThresholds, '20%,5%'),
+  PLAN_EXPIRY_REMINDERS: setting(durationList, '7d,1d'),
+  REVERT_NOTICE_WINDOW: setting(positiveDuration, '7d'),
+  HOLIDAYS: setting(holidayList, ''),
+};
+
+const envSchema = z.object(fields).superRefine(
+  (env, ctx) => {
+    // Runs even when some fields failed (`when` below), so one start lists every problem.
+    // Presence rules look only at whether a setting was given (a bad value was given too);
+    // relations between values are checked only when every value involved parsed cleanly.
+    const failed = new Set(ctx.issues.map((issue) => String(issue.path?.[0] ?? '')));
+    const ok = (...names: Key[]) => names.every((n) => !failed.has(n));
+    const given = (name: NullableKey) => failed.has(name) || env[name] !== null;
+    const problem = (name: Key, message: string) =>
+      ctx.addIssue({ code: 'custom', path: [name], message });
+
+    if (given('CONTROL_PLANE_URL') && !given('CONTROL_PLANE_SECRET')) {
+      problem('CONTROL_PLANE_SECRET', 'is required when CONTROL_PLANE_URL is set');
+    }
+    if (!given('CONTROL_PLANE_URL') && given('CONTROL_PLANE_SECRET')) {
+      problem(
+        'CONTROL_PLANE_URL',
+        'is required when CONTROL_PLANE_SECRET is set (unset both for database-only mode)',
+      );
+    }
+
+    if (given('DASHBOARD_USER') && !given('DASHBOARD_PASSWORD')) {
+      problem('DASHBOARD_PASSWORD', 'is required when DASHBOARD_USER is set');
+    }
+    if (!given('DASHBOARD_USER') && given('DASHBOARD_PASSWORD')) {
+      problem('DASHBOARD_USER', 'is required when DASHBOARD_PASSWORD is set');
+    }
+
+    const openDashboard = !given('DASHBOARD_USER') && !given('DASHBOARD_PASSWORD');
+    if (ok('DEMO', 'HOST') && env.DEMO && openDashboard && !isLoopback(env.HOST)) {
+      problem(
+        'HOST',
+        'must be a loopback address when DEMO=true without DASHBOARD_USER/DASHBOARD_PASSWORD (the dashboard would be open to the network)',
+      );
+    }
+
+    if (given('SMTP_URL') && !given('MAIL_FROM')) {
+      problem('MAIL_FROM', 'is required when SMTP_URL is set');
+    }
+
+    const twilio = [
+      'TWILIO_ACCOUNT_SID',
+      'TWILIO_AUTH_TOKEN',
+      'TWILIO_FROM',
+      'TWILIO_MESSAGING_SERVICE_SID',
+      'TWILIO_API_BASE_URL',
+    ] as const;
+    if (twilio.some(given)) {
+      const why = 'is required when any TWILIO_* setting is set';
+      if (!given('TWILIO_ACCOUNT_SID')) problem('TWILIO_ACCOUNT_SID', why);
+      if (!given('TWILIO_AUTH_TOKEN')) problem('TWILIO_AUTH_TOKEN', why);
+      if (!given('TWILIO_FROM') && !given('TWILIO_MESSAGING_SERVICE_SID')) {
+        problem('TWILIO_FROM', 'or TWILIO_MESSAGING_SERVICE_SID is required to send SMS');
+      }
+    }
+
+    if (
+      ok('STUDIO_RELEASE_DELAY', 'STUDIO_RELEASE_WARNING') &&
+      env.STUDIO_RELEASE_WARNING >= env.STUDIO_RELEASE_DELAY
+    ) {
+      problem('STUDIO_RELEASE_WARNING', 'must be shorter than STUDIO_RELEASE_DELAY');
+    }
+  },
+  { when: () => true },
+);
+
+type Env = z.output<typeof envSchema>;
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The typed configuration handed to the rest of the program.
+
+export interface SmsConfig {
+  readonly accountSid: string;
+  readonly authToken: string;
+  /** Sender number; null when only a messaging service is configured. */
+  readonly from: string | null;
+  /** Takes precedence over `from` at Twilio when both are set. */
+  readonly messagingServiceSid: string | null;
+  /** Base URL of a Twilio-compatible API; null for Twilio itself. */
+  readonly apiBaseUrl: string | null;
+}
+
+export interface Config {
+  /** null: embedded PGlite under `dataDir`. */
+  readonly databaseUrl: string | null;
+  readonly dataDir: string;
+  readonly redisUrl: string;
+  /** BullMQ key prefix; a {hash-tag} keeps every key of a queue in one Redis Cluster slot. */
+  readonly queuePrefix: string;
+  readonly port: number;
+  readonly host: string;
+  readonly mail: {
+    /** null: messages go to the outbox folder under `dataDir` and the log instead of SMTP. */
+    readonly smtpUrl: string | null;
+    readonly from: string;
+  };
+  /** null: SMS go to the outbox folder and the log instead of Twilio. */
+  readonly sms: SmsConfig | null;
+  /** null: database-only mode, the `services` table is the effect. */
+  readonly controlPlane: { readonly url: string; readonly secret: string } | null;
+  /** null: the dashboard is not mounted (unless `demo`, where it is mounted without auth). */
+  readonly dashboard: { readonly user: string; readonly password: string } | null;
+  readonly demo: boolean;
+  readonly logLevel: LogLevel;
+  readonly shutdownTimeoutMs: number;
+  readonly scanIntervalMs: number;
+  readonly planScanIntervalMs: number;
+  /** Local calendar dates (YYYY-MM-DD) skipped as business days for refund arrival (R11). */
+  readonly holidays: readonly string[];
+  readonly rules: RuleSettings;
+}
+
+/** Used when SMTP_URL is unset and so is MAIL_FROM (messages only go to the outbox folder). */
+export const DEFAULT_MAIL_FROM = 'overdue-worker <no-reply@localhost>';
+
+function toConfig(env: Env): Config {
+  const defaultProtection: ProtectionQuota = {
+    amountMinor: env.PROTECTION_AMOUNT_MINOR,
+    durationMs: env.PROTECTION_DURATION,
+  };
+  const { TWILIO_ACCOUNT_SID: accountSid, TWILIO_AUTH_TOKEN: authToken } = env;
+  return {
+    databaseUrl: env.DATABASE_URL,
+    dataDir: env.DATA_DIR,
+    redisUrl: env.REDIS_URL,
+    queuePrefix: env.QUEUE_PREFIX,
+    port: env.PORT,
+    host: env.HOST,
+    mail: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM ?? DEFAULT_MAIL_FROM },
+    sms:
+      accountSid !== null && authToken !== null
+        ? {
+            accountSid,
+            authToken,
+            from: env.TWILIO_FROM,
+            messagingServiceSid: env.TWILIO_MESSAGING_SERVICE_SID,
+            apiBaseUrl: env.TWILIO_API_BASE_URL,
+          }
+        : null,
+    controlPlane:
+      env.CONTROL_PLANE_URL !== null && env.CONTROL_PLANE_SECRET !== null
+        ? { url: env.CONTROL_PLANE_URL, secret: env.CONTROL_PLANE_SECRET }
+        : null,
+    dashboard:
+      env.DASHBOARD_USER !== null && env.DASHBOARD_PASSWORD !== null
+        ? { user: env.DASHBOARD_USER, password: env.DASHBOARD_PASSWORD }
+        : null,
+    demo: env.DEMO,
+    logLevel: env.LOG_LEVEL,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
+    scanIntervalMs: env.SCAN_INTERVAL,
+    planScanIntervalMs: env.PLAN_SCAN_INTERVAL,
+    holidays: env.HOLIDAYS,
+    rules: {
+      lowBalanceReminder: env.LOW_BALANCE_REMINDER_INTERVAL,
+      lowBalanceThresholdMinor: env.LOW_BALANCE_THRESHOLD_MINOR,
+      overdueReminder: env.OVERDUE_REMINDER_INTERVAL,
+      defaultProtection,
+      liveProducts: env.LIVE_PRODUCTS,
+      studioReleaseDelayMs: env.STUDIO_RELEASE_DELAY,
+      studioReleaseWarningMs: env.STUDIO_RELEASE_WARNING,
+      planThresholds: env.PLAN_ALERT_THRESHOLDS,
+      planExpiryReminderMs: env.PLAN_EXPIRY_REMINDERS,
+      revertNoticeWindowMs: env.REVERT_NOTICE_WINDOW,
+      quietHours: env.QUIET_HOURS,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points.
+
+/** Every setting this program reads, in documentation order. */
+export const SETTING_NAMES = Object.keys(envSchema.shape) as readonly (keyof Env)[];
+
+/** Settings whose whole value is secret. */
+const SECRET_SETTINGS = [
+  'TWILIO_AUTH_TOKEN',
+  'CONTROL_PLANE_SECRET',
+  'DASHBOARD_PASSWORD',
+] as const;
+/** Settings that are URLs which may carry a password (userinfo or a `password` query parameter). */
+const URL_SETTINGS = ['DATABASE_URL', 'REDIS_URL', 'SMTP_URL'] as const;
+
+export interface ConfigProblem {
+  /** The environment variable at fault. */
+  readonly name: string;
+  /** What is expected; never contains the value. */
+  readonly message: string;
+}
+
+export type ConfigResult =
+  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: false; readonly problems: readonly ConfigProblem[] };
+
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
+  // Only our settings are looked at; trimmed, and empty means unset.
+  const input: Record<string, string> = {};
+  for (const name of SETTING_NAMES) {
+    const value = env[name]?.trim();
+    if (value !== undefined && value !== '') input[name] = value;
+  }
+
+  const parsed = envSchema.safeParse(input);
+  if (parsed.success) return { ok: true, config: toConfig(parsed.data) };
+
+  const secrets = secretValues(input);
+  const problems = parsed.error.issues.map((issue) => ({
+    name: issue.path.length > 0 ? issue.path.map(String).join('.') : '(environment)',
+    message: scrub(issue.message, secrets),
+  }));
+  problems.sort((a, b) => order(a.name) - order(b.name));
+  return { ok: false, problems };
+}
+
+function order(name: string): number {
+  const i = (SETTING_NAMES as readonly string[]).indexOf(name);
+  return i === -1 ? SETTING_NAMES.length : i;
+}
+
+/** The secret strings present in the input, longest first (so a substring never wins). */
+function secretValues(input: Readonly<Record<string, string>>): string[] {
+  const found = new Set<string>();
+  for (const name of SECRET_SETTINGS) {
+    const value = input[name];
+    if (value !== undefined) found.add(value);
+  }
+  for (const name of URL_SETTINGS) {
+    const value = input[name];
+    if (value === undefined) continue;
+    // Lenient on purpose: the URL may be malformed, and its password must still be found.
+    for (const m of value.matchAll(/\/\/[^/@]*?:([^/@]*)@|[?&](?:password|pass)=([^&#]*)/gi)) {
+      const secret = m[1] ?? m[2];
+      if (secret) {
+        found.add(secret);
+        found.add(safeDecode(secret));
+      }
+    }
+  }
+  // A very short "secret" would mangle every message and protects nothing.
+  return [...found].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function scrub(message: string, secrets: readonly string[]): string {
+  let out = message;
+  for (const secret of secrets) {
+    // Whole tokens only, so a short bad password like "short" does not eat "shorter".
+    const escaped = secret.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    out = out.replace(new RegExp(`(?<![A-Za-z0-9])${escaped}(?![A-Za-z0-9])`, 'g'), REDACTED);
+  }
+  return out;
+}
+
+export interface ExitIo {
+  readonly stderr: (text: string) => void;
+  readonly exit: (code: number) => never;
+}
+
+const processIo: ExitIo = {
+  stderr: (text) => {
+    process.stderr.write(text);
+  },
+  exit: (code) => process.exit(code),
+};
+
+/** The parsed configuration, or a list of every bad setting on stderr and exit code 1. */
+export function parseConfigOrExit(
+  env: Readonly<Record<string, string | undefined>>,
+  io: ExitIo = processIo,
+): Config {
+  const result = loadConfig(env);
+  if (result.ok) return result.config;
+  io.stderr(formatProblems(result.problems));
+  return io.exit(1);
+}
+
+export function formatProblems(problems: readonly ConfigProblem[]): string {
+  const lines = problems.map((p) => `  - ${p.name} ${p.message}`);
+  return `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}); see .env.example:\n${lines.join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redaction for the startup log line.
+
+/** A URL with its password (userinfo or `password`/`pass` query parameter) masked. */
+export function redactUrl(text: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(text);
+  } catch {
+    // Not parseable: mask anything that looks like userinfo rather than risk printing it.
+    return text.replace(/\/\/[^/@]*@/, '//***@');
+  }
+  // `***` rather than REDACTED: brackets would be percent-encoded inside a URL.
+  if (parsed.password !== '') parsed.password = '***';
+  for (const key of [...parsed.searchParams.keys()]) {
+    if (/^(password|pass|secret|token)$/i.test(key)) parsed.searchParams.set(key, '***');
+  }
+  return parsed.toString();
+}
+
+/** The configuration with every secret masked; safe to log. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    databaseUrl: config.databaseUrl === null ? null : redactUrl(config.databaseUrl),
+    redisUrl: redactUrl(config.redisUrl),
+    mail: {
+      ...config.mail,
+      smtpUrl: config.mail.smtpUrl === null ? null : redactUrl(config.mail.smtpUrl),
+    },
+    sms: config.sms === null ? null : { ...config.sms, authToken: REDACTED },
+    controlPlane:
+      config.controlPlane === null ? null : { ...config.controlPlane, secret: REDACTED },
+    dashboard: config.dashboard === null ? null : { ...config.dashboard, password: REDACTED },
+  };
+}

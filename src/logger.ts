@@ -1,0 +1,81 @@
+import { pino, type DestinationStream, type Logger } from 'pino';
+import { REDACTED, redactUrl, type LogLevel } from './config';
+
+export type { Logger } from 'pino';
+
+/**
+ * Keys whose whole value is secret, wherever they appear (top level and two levels down; pino's
+ * redaction has no "any depth" wildcard, so deeper secrets must not be logged in the first place).
+ */
+const SECRET_KEYS = [
+  'password',
+  'pass',
+  'secret',
+  'token',
+  'authToken',
+  'accessToken',
+  'refreshToken',
+  'apiKey',
+  'authorization',
+  'cookie',
+  'TWILIO_AUTH_TOKEN',
+  'CONTROL_PLANE_SECRET',
+  'DASHBOARD_PASSWORD',
+];
+
+/** Keys holding URLs that may carry a password: only the password part is masked. */
+const URL_KEYS = [
+  'databaseUrl',
+  'redisUrl',
+  'smtpUrl',
+  'connectionString',
+  'DATABASE_URL',
+  'REDIS_URL',
+  'SMTP_URL',
+];
+
+/** HTTP headers that carry credentials, as logged by request/response serializers. */
+const HEADER_KEYS = ['authorization', 'cookie', 'set-cookie', 'proxy-authorization'];
+
+function atAnyShallowDepth(key: string): string[] {
+  return [key, `*.${key}`, `*.*.${key}`];
+}
+
+export const REDACT_PATHS: readonly string[] = [
+  ...[...SECRET_KEYS, ...URL_KEYS].flatMap(atAnyShallowDepth),
+  ...HEADER_KEYS.flatMap((h) => [`headers["${h}"]`, `*.headers["${h}"]`, `*.*.headers["${h}"]`]),
+];
+
+const URL_KEY_SET = new Set(URL_KEYS);
+
+/** URLs keep their host (useful when debugging) and lose their password; the rest is masked. */
+function censor(value: unknown, path: string[]): unknown {
+  const key = path[path.length - 1];
+  if (key !== undefined && URL_KEY_SET.has(key)) {
+    if (typeof value === 'string') return redactUrl(value);
+    if (value === null) return null;
+  }
+  return REDACTED;
+}
+
+/**
+ * The root logger: JSON lines to `destination` (stdout by default), secrets masked by key.
+ * Create it once in main.ts and hand children to the parts of the program.
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  const options = {
+    level,
+    base: { service: 'overdue-worker' },
+    redact: { paths: [...REDACT_PATHS], censor },
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
+}
+
+/** A child logger for one part of the program (`component`) with extra fixed fields. */
+export function childLogger(
+  parent: Logger,
+  component: string,
+  bindings: Record<string, unknown> = {},
+): Logger {
+  return parent.child({ ...bindings, component });
+}
