@@ -83,6 +83,11 @@ function sortedUnique(values: Iterable<string>): string[] {
 
 class Evaluation {
   private readonly out: Decision[] = [];
+  /**
+   * Instants when time alone changes a decision and minutes matter: protection ending by
+   * duration, a release warning, a release. Slower transitions (a bill falling due, a plan
+   * reminder) are found by the periodic scans, so they cost no timer per account.
+   */
   private readonly wakeCandidates: number[] = [];
   private readonly nowMs: number;
   private state: EnforcementState;
@@ -98,12 +103,6 @@ class Evaluation {
 
   run(): Decision[] {
     const overdue = overdueMinor(this.s.bills, this.now);
-    // A bill that falls due later changes the decision then: wake one millisecond past its due.
-    for (const bill of this.s.bills) {
-      if (!isOverdue(bill, this.now) && unpaidMinor(bill.amountMinor, bill.paidMinor) > 0) {
-        this.wakeAt(bill.dueAt.getTime() + 1);
-      }
-    }
 
     let episodeSeq: number;
     if (overdue > 0) {
@@ -279,7 +278,7 @@ class Evaluation {
       if (inst.releaseDueAt === null) {
         this.out.push({
           kind: 'schedule-release',
-          key: keys.release(inst.id, seq),
+          key: keys.releaseTimer(inst.id, seq),
           episodeSeq: seq,
           instanceId: inst.id,
           dueAt: releaseAt,
@@ -342,7 +341,7 @@ class Evaluation {
           key: keys.releaseCancel(inst.id, seq),
           episodeSeq: seq,
           instanceId: inst.id,
-          releaseKey: keys.release(inst.id, seq),
+          releaseKey: keys.releaseTimer(inst.id, seq),
         });
       }
     }
@@ -398,10 +397,6 @@ class Evaluation {
 
   private decidePlanKind(kind: string, plans: readonly PlanSnapshot[]): void {
     const { s, now, nowMs, rules } = this;
-    for (const plan of plans) {
-      if (plan.startsAt.getTime() > nowMs) this.wakeAt(plan.startsAt.getTime());
-      if (plan.expiresAt.getTime() > nowMs) this.wakeAt(plan.expiresAt.getTime());
-    }
     const started = plans.filter((p) => p.startsAt.getTime() <= nowMs);
     if (started.length === 0) return;
     const usable = started.filter((p) => isPlanUsable(p, now));
@@ -467,9 +462,6 @@ class Evaluation {
     for (const plan of usable) {
       const expiresMs = plan.expiresAt.getTime();
       const reached = offsets.find((offset) => nowMs >= expiresMs - offset);
-      for (const offset of offsets) {
-        if (nowMs < expiresMs - offset) this.wakeAt(expiresMs - offset);
-      }
       if (reached === undefined) continue;
       this.out.push({
         kind: 'plan-expiry-reminder',

@@ -152,7 +152,7 @@ export type Decision =
       readonly planId: string;
       readonly notice: Notice;
     }
-  /** Evaluate the account again at `at`: the earliest instant when time alone changes a decision. */
+  /** Evaluate the account again at `at`: the next protection end, release warning or release. */
   | { readonly kind: 'wake'; readonly key: string; readonly at: Date }
   /** The snapshot breaks an invariant; nothing else is decided for this account. */
   | { readonly kind: 'invalid-snapshot'; readonly key: string; readonly reason: string };

@@ -33,7 +33,10 @@ export const keys = {
   studioSuspendNotice: (account: string, seq: number) => key('studio-suspend', account, ep(seq)),
   studioSuspendService: (service: string, seq: number) =>
     key('studio-suspend-svc', service, ep(seq)),
+  /** The studio release itself: outbox key, control-plane job id and provider idempotency key. */
   release: (instance: string, seq: number) => key('release', instance, ep(seq)),
+  /** The delayed evaluation that fires at the release's due instant. */
+  releaseTimer: (instance: string, seq: number) => key('release-timer', instance, ep(seq)),
   releaseCancel: (instance: string, seq: number) => key('release-cancel', instance, ep(seq)),
   releaseWarning: (instance: string, seq: number) => key('release-warning', instance, ep(seq)),
   planQuota: (account: string, planKind: string, latestPlan: string, threshold: string) =>

@@ -47,11 +47,10 @@ describe('R2 overdue amount and episodes', () => {
     expect(decide(account(), T0, rules())).toEqual([]);
   });
 
-  it('R2: a bill not yet due is not overdue, and the account wakes just past its due instant', () => {
-    const due = plusMs(T0, HOUR);
-    const ds = decide(account({ bills: [bill({ dueAt: due })] }), T0, rules());
-    expect(kinds(ds)).toEqual(['wake']);
-    expect(only(ds, 'wake').at).toEqual(plusMs(due, 1));
+  it('R2: a bill not yet due is not overdue and needs no timer (the scan finds it once due)', () => {
+    expect(decide(account({ bills: [bill({ dueAt: plusMs(T0, HOUR) })] }), T0, rules())).toEqual(
+      [],
+    );
   });
 
   it('R2: a bill exactly at its due instant is not yet past due', () => {
@@ -633,7 +632,7 @@ describe('R9 production studio on a duration plan', () => {
       rules(),
     );
     expect(only(ds, 'schedule-release')).toMatchObject({
-      key: 'release-v1-inst-1-e1',
+      key: 'release-timer-v1-inst-1-e1',
       instanceId: 'inst-1',
       dueAt: plusMs(T0, DAY),
     });
@@ -721,7 +720,7 @@ describe('R9 production studio on a duration plan', () => {
     );
     expect(only(ds, 'cancel-release')).toMatchObject({
       key: 'release-cancel-v1-inst-1-e1',
-      releaseKey: 'release-v1-inst-1-e1',
+      releaseKey: 'release-timer-v1-inst-1-e1',
     });
     expect(only(ds, 'resume-services').services.map((s) => s.serviceId)).toEqual(['svc-studio']);
     expect(kinds(ds)).not.toContain('release-studio');
