@@ -94,6 +94,16 @@ function port(raw: string): Parsed<number> {
   return n;
 }
 
+function intInRange(min: number, max: number): (raw: string) => Parsed<number> {
+  return (raw) => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) {
+      return new Invalid(`must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
 function url(protocols: readonly string[]): (raw: string) => Parsed<string> {
   const expected = protocols.map((p) => `${p}//`).join(' or ');
   return (raw) => {
@@ -129,6 +139,34 @@ function mailbox(raw: string): Parsed<string> {
 
 function pattern(re: RegExp, description: string): (raw: string) => Parsed<string> {
   return (raw) => (re.test(raw) ? raw : new Invalid(`must be ${description}`));
+}
+
+/** Messages per second for a channel (1..10000), or `off` for no limit. */
+function rateOrOff(raw: string): Parsed<number | null> {
+  if (raw === 'off') return null;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 10_000) {
+    return new Invalid("must be messages per second from 1 to 10000, or 'off'");
+  }
+  return n;
+}
+
+/** Comma list of plain email addresses (may be empty). */
+function addressList(raw: string): Parsed<string[]> {
+  const items = listItems(raw);
+  if (!items.every((item) => ADDRESS.test(item))) {
+    return new Invalid('must be a comma list of addresses like ops@example.com');
+  }
+  return [...new Set(items)];
+}
+
+/** Comma list of E.164 phone numbers (may be empty). */
+function phoneList(raw: string): Parsed<string[]> {
+  const items = listItems(raw);
+  if (!items.every((item) => /^\+[1-9]\d{1,14}$/.test(item))) {
+    return new Invalid('must be a comma list of phone numbers in E.164 form, e.g. +14155550100');
+  }
+  return [...new Set(items)];
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -315,6 +353,23 @@ const fields = {
   SHUTDOWN_TIMEOUT: setting(positiveDuration, '30s'),
   SCAN_INTERVAL: setting(positiveDuration, '1m'),
   PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
+  SCAN_PAGE_SIZE: setting(intInRange(10, 50_000), '2000'),
+  EVALUATE_CONCURRENCY: setting(intInRange(1, 256), '16'),
+  EFFECTS_CONCURRENCY: setting(intInRange(1, 256), '16'),
+  OUTBOX_POLL_INTERVAL: setting(positiveDuration, '1s'),
+  CONTROL_PLANE_TIMEOUT: setting(positiveDuration, '5s'),
+  NOTIFY_CONCURRENCY: setting(intInRange(1, 256), '32'),
+  NOTIFY_TIMEOUT: setting(positiveDuration, '10s'),
+  EMAIL_RATE_LIMIT: setting(rateOrOff, '50'),
+  SMS_RATE_LIMIT: setting(rateOrOff, '10'),
+  SMS_STATUS_CALLBACK_URL: optionalSetting(url(['http:', 'https:'])),
+  TOP_UP_URL: optionalSetting(url(['http:', 'https:'])),
+  DKIM_DOMAIN: optionalSetting(pattern(/^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, 'a domain name')),
+  DKIM_SELECTOR: optionalSetting(pattern(/^[A-Za-z0-9._-]+$/, 'a DKIM selector')),
+  DKIM_PRIVATE_KEY_FILE: optionalSetting(nonEmptyText),
+  OPERATOR_EMAILS: setting(addressList, ''),
+  OPERATOR_PHONES: setting(phoneList, ''),
+  OPERATOR_ALERT_INTERVAL: setting(positiveDuration, '15m'),
   LOW_BALANCE_REMINDER_INTERVAL: setting(reminderPeriod, 'local-day'),
   OVERDUE_REMINDER_INTERVAL: setting(reminderPeriod, 'local-day'),
   LOW_BALANCE_THRESHOLD_MINOR: setting(minorUnits, '10000'),
@@ -386,6 +441,13 @@ const envSchema = z.object(fields).superRefine(
       }
     }
 
+    const dkim = ['DKIM_DOMAIN', 'DKIM_SELECTOR', 'DKIM_PRIVATE_KEY_FILE'] as const;
+    if (dkim.some(given)) {
+      for (const name of dkim) {
+        if (!given(name)) problem(name, 'is required when any DKIM_* setting is set');
+      }
+    }
+
     if (
       ok('STUDIO_RELEASE_DELAY', 'STUDIO_RELEASE_WARNING') &&
       env.STUDIO_RELEASE_WARNING >= env.STUDIO_RELEASE_DELAY
@@ -416,6 +478,33 @@ export interface SmsConfig {
   readonly apiBaseUrl: string | null;
 }
 
+export interface NotifyConfig {
+  /** Notification jobs one daemon runs at once, per channel queue. */
+  readonly concurrency: number;
+  /** Deadline of one provider call (SMTP transaction or Twilio request), ms. */
+  readonly timeoutMs: number;
+  /** Emails per second across every daemon (BullMQ limiter of the email queue); null: no limit. */
+  readonly emailRatePerSecond: number | null;
+  /** SMS per second across every daemon; null: no limit. */
+  readonly smsRatePerSecond: number | null;
+  /** Public URL of POST /v1/callbacks/sms as Twilio calls it (also what signatures are checked against). */
+  readonly smsStatusCallbackUrl: string | null;
+  /** Where customers top up or pay; shown in notices. null: the notices say "in the console". */
+  readonly topUpUrl: string | null;
+  /** DKIM signing of outgoing mail; null: unsigned (let the relay sign). */
+  readonly dkim: {
+    readonly domain: string;
+    readonly selector: string;
+    readonly privateKeyFile: string;
+  } | null;
+  readonly operators: {
+    readonly emails: readonly string[];
+    readonly phones: readonly string[];
+    /** At most one alert per alert key per interval, ms. */
+    readonly alertIntervalMs: number;
+  };
+}
+
 export interface Config {
   /** null: embedded PGlite under `dataDir`. */
   readonly databaseUrl: string | null;
@@ -441,6 +530,17 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly scanIntervalMs: number;
   readonly planScanIntervalMs: number;
+  /** Accounts read per keyset page of a scan. */
+  readonly scanPageSize: number;
+  /** Evaluations one daemon runs at once. */
+  readonly evaluateConcurrency: number;
+  /** Control-plane effects one daemon runs at once. */
+  readonly effectsConcurrency: number;
+  /** Safety-net poll of the outbox (the relay also runs right after each commit). */
+  readonly outboxPollIntervalMs: number;
+  /** Deadline of one control-plane request. */
+  readonly controlPlaneTimeoutMs: number;
+  readonly notify: NotifyConfig;
   /** Local calendar dates (YYYY-MM-DD) skipped as business days for refund arrival (R11). */
   readonly holidays: readonly string[];
   readonly rules: RuleSettings;
@@ -486,6 +586,32 @@ function toConfig(env: Env): Config {
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     scanIntervalMs: env.SCAN_INTERVAL,
     planScanIntervalMs: env.PLAN_SCAN_INTERVAL,
+    scanPageSize: env.SCAN_PAGE_SIZE,
+    evaluateConcurrency: env.EVALUATE_CONCURRENCY,
+    effectsConcurrency: env.EFFECTS_CONCURRENCY,
+    outboxPollIntervalMs: env.OUTBOX_POLL_INTERVAL,
+    controlPlaneTimeoutMs: env.CONTROL_PLANE_TIMEOUT,
+    notify: {
+      concurrency: env.NOTIFY_CONCURRENCY,
+      timeoutMs: env.NOTIFY_TIMEOUT,
+      emailRatePerSecond: env.EMAIL_RATE_LIMIT,
+      smsRatePerSecond: env.SMS_RATE_LIMIT,
+      smsStatusCallbackUrl: env.SMS_STATUS_CALLBACK_URL,
+      topUpUrl: env.TOP_UP_URL,
+      dkim:
+        env.DKIM_DOMAIN !== null && env.DKIM_SELECTOR !== null && env.DKIM_PRIVATE_KEY_FILE !== null
+          ? {
+              domain: env.DKIM_DOMAIN,
+              selector: env.DKIM_SELECTOR,
+              privateKeyFile: env.DKIM_PRIVATE_KEY_FILE,
+            }
+          : null,
+      operators: {
+        emails: env.OPERATOR_EMAILS,
+        phones: env.OPERATOR_PHONES,
+        alertIntervalMs: env.OPERATOR_ALERT_INTERVAL,
+      },
+    },
     holidays: env.HOLIDAYS,
     rules: {
       lowBalanceReminder: env.LOW_BALANCE_REMINDER_INTERVAL,

@@ -1,6 +1,8 @@
-import { createDb } from './adapters/db/client';
+import { createDb, type DbHandle } from './adapters/db/client';
 import { migrate } from './adapters/db/migrate';
+import { assertRedisAnswers } from './adapters/queue/connection';
 import { parseConfigOrExit, redactedConfig } from './config';
+import { startDaemon } from './daemon';
 import { childLogger, createLogger, type Logger } from './logger';
 
 /**
@@ -8,8 +10,9 @@ import { childLogger, createLogger, type Logger } from './logger';
  * It builds every part of the daemon, and on SIGTERM/SIGINT stops them last-opened first within
  * SHUTDOWN_TIMEOUT, then exits 0 (1 if the deadline passes or a part fails to stop).
  *
- * Today it opens and migrates the database; the queues, workers and HTTP server join
- * `resources` as they land (each registers a `close`).
+ * It opens and migrates the database, checks that Redis answers (with a message that says how to
+ * get one), then starts the daemon: workers, schedulers, the outbox relay and the database
+ * listener. Each part registers a `close`.
  */
 
 interface Resource {
@@ -28,13 +31,10 @@ async function main(): Promise<void> {
   const resources: Resource[] = [];
   installSignalHandlers(childLogger(logger, 'shutdown'), resources, config.shutdownTimeoutMs);
 
-  // Until the HTTP server and workers hold the event loop open, this timer keeps the daemon up.
-  const keepAlive = setInterval(() => undefined, 2 ** 30);
-  resources.push({ name: 'keep-alive', close: () => Promise.resolve(clearInterval(keepAlive)) });
-
   const dbLogger = childLogger(logger, 'db');
+  let database: DbHandle;
   try {
-    const database = await createDb(config.databaseUrl, config.dataDir);
+    database = await createDb(config.databaseUrl, config.dataDir);
     resources.push({ name: 'database', close: () => database.close() });
     await migrate(database.db);
     dbLogger.info({ driver: database.driver }, 'database ready, migrations applied');
@@ -48,6 +48,17 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
+  try {
+    await assertRedisAnswers(config.redisUrl, 3_000);
+  } catch (err) {
+    logger.fatal((err as Error).message);
+    process.stderr.write(`overdue-worker: ${(err as Error).message}\n`);
+    await closeAll(logger, resources);
+    process.exit(1);
+  }
+
+  const daemon = await startDaemon({ config, logger, database });
+  resources.push({ name: 'daemon', close: () => daemon.close() });
   logger.info({ host: config.host, port: config.port }, 'overdue-worker started');
 }
 

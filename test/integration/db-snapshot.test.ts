@@ -468,6 +468,7 @@ describe('mapAccountSnapshot (rows the database constraints would refuse)', () =
       id: 'm',
       currency: 'USD',
       availableBalanceMinor: 0,
+      earliestUnpaidDueAt: null,
       timeZone: 'UTC',
       locale: 'en',
       email: null,

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import type { SQL } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
@@ -18,9 +19,21 @@ export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 export type DbDriver = 'postgres' | 'pglite';
 
+/** Stops a LISTEN. */
+export type Unlisten = () => Promise<void>;
+
 export interface DbHandle {
   readonly db: Db;
   readonly driver: DbDriver;
+  /**
+   * LISTENs on `channel`. `onMessage` gets each NOTIFY payload; `onReconnect` runs when a lost
+   * listening connection is back (notifications sent meanwhile are lost: catch up then).
+   */
+  listen(
+    channel: string,
+    onMessage: (payload: string) => void,
+    onReconnect?: () => void,
+  ): Promise<Unlisten>;
   /** Ends the pool (waiting up to 5 s for running queries) or closes the embedded database. */
   close(): Promise<void>;
 }
@@ -50,6 +63,11 @@ export async function createDb(
     return {
       db,
       driver: 'pglite',
+      listen: async (channel, onMessage) => {
+        // In-process database: the connection cannot be lost, so there is nothing to catch up.
+        const stop = await client.listen(channel, onMessage);
+        return () => stop();
+      },
       close: async () => {
         if (!client.closed) await client.close();
       },
@@ -70,6 +88,28 @@ export async function createDb(
   return {
     db,
     driver: 'postgres',
+    listen: async (channel, onMessage, onReconnect) => {
+      let connected = false;
+      // postgres.js keeps one dedicated connection for LISTEN and re-listens after it drops;
+      // `onlisten` runs on every (re)connect.
+      const subscription = await client.listen(channel, onMessage, () => {
+        if (connected) onReconnect?.();
+        connected = true;
+      });
+      return () => subscription.unlisten();
+    },
     close: () => client.end({ timeout: 5 }),
   };
+}
+
+/**
+ * Rows of a raw SQL query, for either driver: postgres.js returns the rows as an array, PGlite
+ * as `{ rows }`. `T` describes the selected columns (int8 columns arrive as strings with
+ * postgres.js; convert them where they are used).
+ */
+export async function queryRows<T>(db: Db | Tx, query: SQL): Promise<T[]> {
+  const result: unknown = await db.execute(query);
+  if (Array.isArray(result)) return result as T[];
+  const rows = (result as { rows?: unknown }).rows;
+  return Array.isArray(rows) ? (rows as T[]) : [];
 }

@@ -165,6 +165,12 @@ export const accounts = pgTable(
     /** Start of the open episode `episode_seq`; null when no episode is open. */
     episodeStartedAt: instant('episode_started_at'),
     lastEpisodeEndedAt: instant('last_episode_ended_at'),
+    /**
+     * Earliest due instant of a bill with money still owed; maintained by a trigger on `bills`
+     * (migration 0002), never written by hand. Lets the scan find overdue accounts from this
+     * table alone.
+     */
+    earliestUnpaidDueAt: instant('earliest_unpaid_due_at'),
     /** Bumped on every write (daemon and upsert helpers) for optimistic checks. */
     version: integer('version').notNull().default(0),
     createdAt: createdAt(),

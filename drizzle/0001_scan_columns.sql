@@ -1,0 +1,1 @@
+ALTER TABLE "accounts" ADD COLUMN "earliest_unpaid_due_at" timestamp with time zone;

@@ -1,0 +1,45 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { evaluateAccount } from '../src/adapters/db/evaluation';
+import { parsePayload } from '../src/adapters/queue/catalog';
+import { markOutboxDone } from '../src/adapters/queue/outbox-relay';
+import { actorOf, type JobHandler } from './context';
+
+/** A timer that fires a little early (clock skew between hosts) waits at most this long, ms. */
+const MAX_EARLY_WAIT_MS = 5_000;
+
+/**
+ * Evaluates one account: one transaction that locks it, decides and writes the decisions'
+ * state changes and outbox rows; then asks the relay to dispatch the new effects at once.
+ */
+export const evaluateAccountJob: JobHandler = async (job, ctx, log) => {
+  const payload = parsePayload('evaluate-account', job.data);
+  const jobLog = log.child({ accountId: payload.accountId, idempotencyKey: payload.outboxKey });
+  if (payload.at !== undefined) {
+    const early = payload.at - ctx.clock.now().getTime();
+    if (early > 0 && early <= MAX_EARLY_WAIT_MS) await sleep(early);
+  }
+  const outcome = await evaluateAccount(
+    ctx.db,
+    payload.accountId,
+    ctx.clock,
+    ctx.config.rules,
+    actorOf(payload.origin),
+  );
+  if (outcome.status === 'evaluated' && outcome.newEffects > 0) ctx.relay.request();
+  if (payload.outboxKey !== undefined) await markOutboxDone(ctx.db, payload.outboxKey);
+  switch (outcome.status) {
+    case 'not-found':
+      jobLog.warn('account not found; nothing to evaluate');
+      return { status: 'not-found' };
+    case 'invalid':
+      jobLog.warn({ reason: outcome.reason }, 'account skipped: its rows break the contract');
+      return { status: 'invalid', reason: outcome.reason };
+    case 'evaluated': {
+      const kinds = outcome.decisions.map((d) => d.kind);
+      if (kinds.length > 0) {
+        jobLog.info({ decisions: kinds, newEffects: outcome.newEffects }, 'account evaluated');
+      }
+      return { status: 'evaluated', decisions: kinds, newEffects: outcome.newEffects };
+    }
+  }
+};

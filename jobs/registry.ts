@@ -1,0 +1,87 @@
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  InvalidPayloadError,
+  isJobName,
+  QUEUES,
+  type JobName,
+  type QueueName,
+} from '../src/adapters/queue/catalog';
+import { finishOutbox } from '../src/adapters/db/effect-store';
+import { balanceScanJob } from './balance-scan';
+import type { JobContext, JobHandler } from './context';
+import { controlPlaneJob } from './control-plane';
+import { evaluateAccountJob } from './evaluate-account';
+import { outboxRelayJob } from './outbox-relay';
+import { planScanJob } from './plan-scan';
+
+/** Every job the daemon runs, by catalog name. */
+export function handlers(sendNotification: JobHandler): Record<JobName, JobHandler> {
+  return {
+    'balance-scan': balanceScanJob,
+    'plan-scan': planScanJob,
+    'outbox-relay': outboxRelayJob,
+    'evaluate-account': evaluateAccountJob,
+    'control-plane': controlPlaneJob,
+    'send-notification': sendNotification,
+  };
+}
+
+export interface WorkerSettings {
+  readonly concurrency: Readonly<Record<QueueName, number>>;
+  readonly limiter?: Partial<Record<QueueName, { max: number; duration: number }>>;
+}
+
+/**
+ * One BullMQ worker per queue, dispatching on the job name. A payload that does not parse is a
+ * permanent failure (retrying cannot fix it); an effect job that exhausts its attempts marks its
+ * outbox row failed so operators see it.
+ */
+export function startWorkers(
+  ctx: JobContext,
+  connection: Redis,
+  table: Record<JobName, JobHandler>,
+  settings: WorkerSettings,
+): Worker[] {
+  const process = async (job: Job): Promise<unknown> => {
+    if (!isJobName(job.name)) throw new UnrecoverableError(`unknown job name ${job.name}`);
+    const log = ctx.logger.child({ job: job.name, jobId: job.id });
+    try {
+      return await table[job.name](job, ctx, log);
+    } catch (error) {
+      if (error instanceof InvalidPayloadError) throw new UnrecoverableError(error.message);
+      throw error;
+    }
+  };
+  return (Object.values(QUEUES) as QueueName[]).map((queue) => {
+    const limiter = settings.limiter?.[queue];
+    const worker = new Worker(queue, process, {
+      connection,
+      prefix: ctx.config.queuePrefix,
+      concurrency: settings.concurrency[queue],
+      ...(limiter ? { limiter } : {}),
+    });
+    worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
+    worker.on('failed', (job, err) => {
+      if (!job) return;
+      const final =
+        job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
+      ctx.logger.warn(
+        {
+          queue,
+          job: job.name,
+          jobId: job.id,
+          attempt: job.attemptsMade,
+          final,
+          err: { message: err.message },
+        },
+        final ? 'job failed for good' : 'job failed; will retry',
+      );
+      const outboxKey = (job.data as { outboxKey?: unknown }).outboxKey;
+      if (final && queue === QUEUES.effects && typeof outboxKey === 'string') {
+        void finishOutbox(ctx.db, outboxKey, 'failed', err.message).catch(() => undefined);
+      }
+    });
+    return worker;
+  });
+}

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+
+/**
+ * The job catalog: every job the daemon runs, its queue, payload schema, attempts and backoff.
+ * Producers and handlers are typed from it; the dashboard's add-job form validates against the
+ * same schemas. Payloads carry ids only, never snapshots or personal data, and every schema
+ * accepts the payloads of older versions (new fields are optional).
+ */
+
+const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must match [A-Za-z0-9_.-]{1,64}');
+/** Who asked: the scheduler, a database event, the outbox, or an operator by name. */
+const origin = z.string().min(1).max(80).default('operator');
+
+export const QUEUES = {
+  scan: 'scan',
+  evaluate: 'evaluate',
+  effects: 'effects',
+  notify: 'notify',
+} as const;
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+
+export const catalog = {
+  'balance-scan': {
+    queue: QUEUES.scan,
+    payload: z.object({ origin }).strict(),
+    attempts: 3,
+    backoffMs: 5_000,
+  },
+  'plan-scan': {
+    queue: QUEUES.scan,
+    payload: z.object({ origin }).strict(),
+    attempts: 3,
+    backoffMs: 5_000,
+  },
+  'evaluate-account': {
+    queue: QUEUES.evaluate,
+    payload: z
+      .object({
+        accountId: id,
+        origin,
+        /** Set by the outbox relay for timers (wake, release): the row to mark done. */
+        outboxKey: z.string().min(1).max(255).optional(),
+        /** Timer's due instant, epoch ms: the evaluation does not run before it. */
+        at: z.number().int().nonnegative().optional(),
+      })
+      .strict(),
+    attempts: 8,
+    backoffMs: 500,
+  },
+  'outbox-relay': {
+    queue: QUEUES.scan,
+    payload: z.object({ origin }).strict(),
+    attempts: 3,
+    backoffMs: 1_000,
+  },
+  'control-plane': {
+    queue: QUEUES.effects,
+    payload: z.object({ outboxKey: z.string().min(1).max(200) }).strict(),
+    attempts: 10,
+    backoffMs: 1_000,
+  },
+  'send-notification': {
+    queue: QUEUES.notify,
+    payload: z.object({ outboxKey: z.string().min(1).max(200) }).strict(),
+    attempts: 10,
+    backoffMs: 2_000,
+  },
+} as const;
+
+export type JobName = keyof typeof catalog;
+export type JobPayload<N extends JobName> = z.infer<(typeof catalog)[N]['payload']>;
+export type JobInput<N extends JobName> = z.input<(typeof catalog)[N]['payload']>;
+
+export const JOB_NAMES = Object.keys(catalog) as JobName[];
+
+export function isJobName(name: string): name is JobName {
+  return Object.hasOwn(catalog, name);
+}
+
+/** Parses a job's data against its schema; the error names each bad field. */
+export function parsePayload<N extends JobName>(name: N, data: unknown): JobPayload<N> {
+  const result = catalog[name].payload.safeParse(data);
+  if (!result.success) {
+    const fields = result.error.issues
+      .map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`)
+      .join('; ');
+    throw new InvalidPayloadError(`invalid ${name} payload: ${fields}`);
+  }
+  return result.data as JobPayload<N>;
+}
+
+export class InvalidPayloadError extends Error {
+  override readonly name = 'InvalidPayloadError';
+}
+
+export function jobsOfQueue(queue: QueueName): JobName[] {
+  return JOB_NAMES.filter((n) => catalog[n].queue === queue);
+}

@@ -1,0 +1,233 @@
+import type { JobsOptions } from 'bullmq';
+import { sql } from 'drizzle-orm';
+import { z } from 'zod';
+import type { Logger } from '../../logger';
+import type { Clock } from '../clock/clock';
+import { queryRows, type Db } from '../db/client';
+import type { JobName } from './catalog';
+import type { QueueSet } from './queues';
+
+/**
+ * The outbox relay: turns outbox rows into BullMQ jobs whose id is the row's idempotency key.
+ *
+ * Rows are claimed with `FOR UPDATE SKIP LOCKED` (several daemons share the work), enqueued, and
+ * marked `dispatched` in the same transaction. A crash between enqueue and commit leaves the row
+ * pending; the next relay enqueues it again under the same job id, which BullMQ ignores while the
+ * job exists. It runs right after every evaluation that created effects (`request`), on a short
+ * interval as a safety net, and from the dashboard as the `outbox-relay` job.
+ *
+ * `reconcile` covers Redis data loss: a dispatched row whose job is gone is enqueued again, so
+ * no effect, timer or message is lost (their handlers are idempotent on the same key).
+ */
+
+interface OutboxRow {
+  readonly id: number;
+  readonly idempotency_key: string;
+  readonly kind: string;
+  readonly account_id: string;
+  readonly payload: unknown;
+  readonly available_at: Date | string;
+}
+
+const cancelPayload = z.object({ jobKey: z.string().min(1) });
+
+export interface RelayOptions {
+  readonly batchSize?: number;
+}
+
+export class OutboxRelay {
+  private running: Promise<void> | null = null;
+  private again = false;
+  private readonly batchSize: number;
+
+  constructor(
+    private readonly db: Db,
+    private readonly queues: QueueSet,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    options: RelayOptions = {},
+  ) {
+    this.batchSize = options.batchSize ?? 500;
+  }
+
+  /** Asks for a relay pass soon; passes never overlap, requests during one cause one more. */
+  request(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.loop().finally(() => {
+      this.running = null;
+    });
+  }
+
+  /** Runs passes until the outbox has nothing pending; resolves when done. */
+  async drain(): Promise<number> {
+    if (this.running) await this.running;
+    let total = 0;
+    for (;;) {
+      const n = await this.relayBatch();
+      total += n;
+      if (n < this.batchSize) return total;
+    }
+  }
+
+  /** Waits for a pass in progress (used at shutdown). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      try {
+        await this.drain();
+      } catch (err) {
+        this.logger.error({ err }, 'outbox relay pass failed; the poll will retry');
+        return;
+      }
+    } while (this.again);
+  }
+
+  /** Claims and enqueues one batch; returns how many rows it moved. */
+  async relayBatch(): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const rows = await queryRows<OutboxRow>(
+        tx,
+        sql`
+        select id, idempotency_key, kind, account_id, payload, available_at
+          from outbox
+         where status = 'pending'
+         order by id
+         limit ${this.batchSize}
+         for update skip locked`,
+      );
+      if (rows.length === 0) return 0;
+      const done: number[] = [];
+      await this.enqueue(rows, done);
+      const ids = rows.map((r) => r.id);
+      await tx.execute(sql`
+        update outbox
+           set status = case when id = any(${done}::bigint[]) then 'done' else 'dispatched' end,
+               attempts = attempts + 1,
+               updated_at = now()
+         where id = any(${ids}::bigint[])`);
+      this.logger.debug({ rows: rows.length }, 'outbox relayed');
+      return rows.length;
+    });
+  }
+
+  /** Enqueues rows' jobs; ids of rows that need no job (cancellations) are pushed to `done`. */
+  private async enqueue(rows: readonly OutboxRow[], done: number[]): Promise<void> {
+    const now = this.clock.now().getTime();
+    const byJob = new Map<JobName, { data: Record<string, unknown>; opts: JobsOptions }[]>();
+    const push = (name: JobName, data: Record<string, unknown>, opts: JobsOptions) => {
+      const list = byJob.get(name) ?? [];
+      list.push({ data, opts });
+      byJob.set(name, list);
+    };
+    for (const row of rows) {
+      const key = row.idempotency_key;
+      const delay = Math.max(0, new Date(row.available_at).getTime() - now);
+      switch (row.kind) {
+        case 'control-plane':
+          push('control-plane', { outboxKey: key }, { jobId: key });
+          break;
+        case 'notify':
+          push('send-notification', { outboxKey: key }, { jobId: key, delay });
+          break;
+        case 'wake': {
+          const at = new Date(row.available_at).getTime();
+          push(
+            'evaluate-account',
+            { accountId: row.account_id, origin: 'timer', outboxKey: key, at },
+            { jobId: key, delay },
+          );
+          break;
+        }
+        case 'cancel-timer': {
+          const parsed = cancelPayload.safeParse(row.payload);
+          if (parsed.success) {
+            // Removing the timer is an optimisation: if it still fires, the evaluation finds the
+            // episode ended and releases nothing.
+            await this.queues
+              .queueOf('evaluate-account')
+              .remove(parsed.data.jobKey)
+              .catch(() => 0);
+          }
+          done.push(row.id);
+          break;
+        }
+        default:
+          this.logger.error(
+            { outboxKey: key, kind: row.kind },
+            'unknown outbox kind; left for an operator',
+          );
+          done.push(row.id);
+      }
+    }
+    for (const [name, jobs] of byJob) {
+      await this.queues.addBulk(name, jobs);
+    }
+  }
+
+  /**
+   * Re-enqueues dispatched rows whose job Redis no longer has (data loss, FLUSHALL, a trimmed
+   * job whose handler died before recording the outcome). Returns how many were re-enqueued.
+   */
+  async reconcile(): Promise<number> {
+    let cursor = 0;
+    let restored = 0;
+    for (;;) {
+      const rows = await queryRows<OutboxRow>(
+        this.db,
+        sql`
+        select id, idempotency_key, kind, account_id, payload, available_at
+          from outbox
+         where status = 'dispatched' and id > ${cursor}
+         order by id
+         limit 1000`,
+      );
+      if (rows.length === 0) return restored;
+      cursor = rows[rows.length - 1]?.id ?? cursor;
+      const missing: OutboxRow[] = [];
+      await Promise.all(
+        rows.map(async (row) => {
+          const name = jobNameOf(row.kind);
+          if (name === null) return;
+          const job = await this.queues.queueOf(name).getJob(row.idempotency_key);
+          if (job === undefined) missing.push(row);
+        }),
+      );
+      if (missing.length > 0) {
+        const ignored: number[] = [];
+        await this.enqueue(missing, ignored);
+        restored += missing.length;
+        this.logger.warn(
+          { restored: missing.length },
+          'outbox jobs missing from Redis re-enqueued',
+        );
+      }
+    }
+  }
+}
+
+function jobNameOf(kind: string): JobName | null {
+  switch (kind) {
+    case 'control-plane':
+      return 'control-plane';
+    case 'notify':
+      return 'send-notification';
+    case 'wake':
+      return 'evaluate-account';
+    default:
+      return null;
+  }
+}
+
+/** Marks an outbox row finished (the effect was applied, or is no longer wanted). */
+export async function markOutboxDone(db: Db, key: string, note?: string): Promise<void> {
+  await db.execute(sql`
+    update outbox set status = 'done', last_error = ${note ?? null}, updated_at = now()
+     where idempotency_key = ${key} and status <> 'done'`);
+}

@@ -1,0 +1,74 @@
+import { Queue, type Job, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { catalog, QUEUES, type JobInput, type JobName, type QueueName } from './catalog';
+
+/**
+ * The daemon's queues and its one way of adding jobs. Options come from the catalog (attempts,
+ * exponential backoff); finished jobs are trimmed so Redis memory stays bounded. Job ids are the
+ * effects' idempotency keys (never containing ':'); the database, not Redis, remembers what was
+ * done, so trimming a finished job never re-runs its effect.
+ */
+export class QueueSet {
+  readonly byName: Readonly<Record<QueueName, Queue>>;
+
+  constructor(connection: Redis, prefix: string) {
+    const make = (name: QueueName) => new Queue(name, { connection, prefix });
+    this.byName = {
+      scan: make(QUEUES.scan),
+      evaluate: make(QUEUES.evaluate),
+      effects: make(QUEUES.effects),
+      notify: make(QUEUES.notify),
+    };
+  }
+
+  queueOf(name: JobName): Queue {
+    return this.byName[catalog[name].queue];
+  }
+
+  static optionsFor(name: JobName, extra: JobsOptions = {}): JobsOptions {
+    const entry = catalog[name];
+    return {
+      attempts: entry.attempts,
+      backoff: { type: 'exponential', delay: entry.backoffMs },
+      removeOnComplete: { age: 3_600, count: 10_000 },
+      removeOnFail: { age: 7 * 24 * 3_600, count: 50_000 },
+      ...extra,
+    };
+  }
+
+  async add<N extends JobName>(name: N, data: JobInput<N>, extra: JobsOptions = {}): Promise<Job> {
+    // Validate on the way in too: a bad producer fails here, not later in a worker.
+    const parsed = catalog[name].payload.parse(data) as object;
+    return this.queueOf(name).add(name, parsed, QueueSet.optionsFor(name, extra));
+  }
+
+  async addBulk<N extends JobName>(
+    name: N,
+    jobs: readonly { data: JobInput<N>; opts?: JobsOptions }[],
+  ): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.queueOf(name).addBulk(
+      jobs.map((j) => ({
+        name,
+        data: catalog[name].payload.parse(j.data),
+        opts: QueueSet.optionsFor(name, j.opts),
+      })),
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(Object.values(this.byName).map((q) => q.close()));
+  }
+}
+
+/** Evaluation jobs of one account collapse: one waiting at most, plus one after an active one. */
+export function evaluationOptions(accountId: string, mode: 'event' | 'scan'): JobsOptions {
+  return {
+    deduplication: {
+      id: `eval-${accountId}`,
+      // An event (payment, operator) arriving during an evaluation must be seen: keep one more.
+      // A scan arriving during one needs nothing new: the running evaluation is recent enough.
+      ...(mode === 'event' ? { keepLastIfActive: true } : {}),
+    },
+  };
+}

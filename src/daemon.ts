@@ -1,0 +1,212 @@
+import type { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { JobContext, JobHandler } from '../jobs/context';
+import { handlers, startWorkers } from '../jobs/registry';
+import { systemClock, type Clock } from './adapters/clock/clock';
+import {
+  databaseControlPlane,
+  httpControlPlane,
+  type ControlPlane,
+} from './adapters/control-plane/control-plane';
+import { createDb, type DbHandle, type Unlisten } from './adapters/db/client';
+import { migrate } from './adapters/db/migrate';
+import { QUEUES } from './adapters/queue/catalog';
+import { createRedis } from './adapters/queue/connection';
+import { OutboxRelay } from './adapters/queue/outbox-relay';
+import { evaluationOptions, QueueSet } from './adapters/queue/queues';
+import type { Config } from './config';
+import type { Logger } from './logger';
+
+/** NOTIFY channel of migration 0002: payload is an account id. */
+export const ACCOUNT_CHANNEL = 'overdue_worker_account';
+const ACCOUNT_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+/** How often the watchdog checks that the schedulers still exist in Redis, ms. */
+const WATCHDOG_MS = 5_000;
+
+export const SCHEDULER_IDS = { balance: 'balance-scan', plans: 'plan-scan' } as const;
+
+export interface DaemonOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly controlPlane?: ControlPlane;
+  /** An open database to use (tests); otherwise one is opened from the config and closed at stop. */
+  readonly database?: DbHandle;
+  /** Handler of 'send-notification' jobs; without one the notify queue is not worked. */
+  readonly sendNotification?: (ctx: JobContext) => JobHandler;
+  /** Start without workers (a producer-only process, or tests that drive jobs by hand). */
+  readonly workers?: boolean;
+}
+
+export interface Daemon {
+  readonly ctx: JobContext;
+  readonly database: DbHandle;
+  /** Enqueues a prompt evaluation of one account (deduplicated per account). */
+  evaluateSoon(accountId: string, origin: string): Promise<void>;
+  /** Upserts the job schedulers (idempotent; several daemons end with one schedule each). */
+  ensureSchedulers(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const database = options.database ?? (await createDb(config.databaseUrl, config.dataDir));
+  if (!options.database) await migrate(database.db);
+
+  const producerRedis = createRedis(config.redisUrl, 'producer', logger);
+  const workerRedis = createRedis(config.redisUrl, 'worker', logger);
+  const queues = new QueueSet(producerRedis, config.queuePrefix);
+  const relay = new OutboxRelay(database.db, queues, clock, logger.child({ component: 'relay' }));
+  const controlPlane =
+    options.controlPlane ??
+    (config.controlPlane
+      ? httpControlPlane({
+          url: config.controlPlane.url,
+          secret: config.controlPlane.secret,
+          timeoutMs: config.controlPlaneTimeoutMs,
+        })
+      : databaseControlPlane());
+  const ctx: JobContext = {
+    db: database.db,
+    config,
+    logger,
+    clock,
+    queues,
+    relay,
+    controlPlane,
+  };
+
+  const evaluateSoon = async (accountId: string, origin: string) => {
+    await queues.add(
+      'evaluate-account',
+      { accountId, origin },
+      evaluationOptions(accountId, 'event'),
+    );
+  };
+
+  const ensureSchedulers = async () => {
+    const scan = queues.byName.scan;
+    await scan.upsertJobScheduler(
+      SCHEDULER_IDS.balance,
+      { every: config.scanIntervalMs },
+      {
+        name: 'balance-scan',
+        data: { origin: 'scheduler' },
+        opts: QueueSet.optionsFor('balance-scan'),
+      },
+    );
+    await scan.upsertJobScheduler(
+      SCHEDULER_IDS.plans,
+      { every: config.planScanIntervalMs },
+      { name: 'plan-scan', data: { origin: 'scheduler' }, opts: QueueSet.optionsFor('plan-scan') },
+    );
+  };
+
+  let workers: Worker[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  let unlisten: Unlisten | null = null;
+  try {
+    await ensureSchedulers();
+    const notifyHandler = options.sendNotification?.(ctx);
+    if (options.workers !== false) {
+      workers = startWorkers(
+        ctx,
+        workerRedis,
+        handlers(
+          notifyHandler ??
+            (() => Promise.reject(new Error('no notification sender configured in this process'))),
+        ),
+        {
+          concurrency: {
+            [QUEUES.scan]: 1,
+            [QUEUES.evaluate]: config.evaluateConcurrency,
+            [QUEUES.effects]: config.effectsConcurrency,
+            [QUEUES.notify]: notifyHandler ? 8 : 1,
+          },
+        },
+      );
+      if (!notifyHandler) await workers.find((w) => w.name === QUEUES.notify)?.close();
+    }
+
+    // React in seconds: the billing system's writes NOTIFY the account id.
+    unlisten = await database.listen(
+      ACCOUNT_CHANNEL,
+      (payload) => {
+        if (!ACCOUNT_ID.test(payload)) {
+          logger.warn(
+            { payload: payload.slice(0, 80) },
+            'ignored NOTIFY with a malformed account id',
+          );
+          return;
+        }
+        evaluateSoon(payload, 'db-event').catch((err: unknown) =>
+          logger.error(
+            { err, accountId: payload },
+            'cannot enqueue evaluation for a database event',
+          ),
+        );
+      },
+      () => {
+        // Notifications sent while the listening connection was down are lost: scan now.
+        logger.warn('database listener reconnected; scanning to catch up');
+        queues.add('balance-scan', { origin: 'listener-reconnect' }).catch(() => undefined);
+      },
+    );
+
+    // Safety net for the relay, and a watchdog that re-creates schedules Redis lost.
+    timers.push(setInterval(() => relay.request(), config.outboxPollIntervalMs));
+    timers.push(
+      setInterval(() => {
+        void (async () => {
+          const present = await queues.byName.scan.getJobScheduler(SCHEDULER_IDS.balance);
+          if (present) return;
+          logger.warn(
+            'job schedulers missing from Redis (data loss?); re-creating and restoring jobs',
+          );
+          await ensureSchedulers();
+          await relay.reconcile();
+        })().catch((err: unknown) => logger.error({ err }, 'watchdog check failed'));
+      }, WATCHDOG_MS),
+    );
+
+    // Start-up: dispatch what is pending and restore what Redis may have lost while we were down.
+    await relay.drain();
+    await relay.reconcile();
+  } catch (error) {
+    for (const t of timers) clearInterval(t);
+    await Promise.allSettled(workers.map((w) => w.close()));
+    await unlisten?.().catch(() => undefined);
+    await queues.close().catch(() => undefined);
+    producerRedis.disconnect();
+    workerRedis.disconnect();
+    if (!options.database) await database.close().catch(() => undefined);
+    throw error;
+  }
+
+  return {
+    ctx,
+    database,
+    evaluateSoon,
+    ensureSchedulers,
+    close: async () => {
+      for (const t of timers) clearInterval(t);
+      await unlisten?.().catch(() => undefined);
+      // Stop taking jobs; in-flight ones finish (the caller bounds this with its deadline).
+      await Promise.all(workers.map((w) => w.close()));
+      await relay.idle();
+      await queues.close();
+      await quit(producerRedis);
+      await quit(workerRedis);
+      if (!options.database) await database.close();
+    },
+  };
+}
+
+async function quit(redis: Redis): Promise<void> {
+  try {
+    await redis.quit();
+  } catch {
+    redis.disconnect();
+  }
+}
