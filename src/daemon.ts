@@ -170,9 +170,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       }, WATCHDOG_MS),
     );
 
-    // Start-up: dispatch what is pending and restore what Redis may have lost while we were down.
+    // Start-up: dispatch what is pending, restore what Redis may have lost while we were down,
+    // and scan for what changed meanwhile (NOTIFYs sent while no daemon listened are lost).
     await relay.drain();
     await relay.reconcile();
+    await queues.add('balance-scan', { origin: 'startup' });
   } catch (error) {
     for (const t of timers) clearInterval(t);
     await Promise.allSettled(workers.map((w) => w.close()));

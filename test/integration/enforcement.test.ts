@@ -107,10 +107,21 @@ describe('enforcement daemon', () => {
       ['low-balance', 'sms'],
     ]);
     expect(rows[0]?.dedupe_key).toMatch(/^lowbal-v1-acct-\S+-\d{4}-\d{2}-\d{2}-email$/);
-    const outbox = await h.t.raw<
-      { kind: string }[]
-    >`select kind from outbox where account_id = ${id}`;
+    // Relayed once: the rows are dispatched (no sender runs in this test), their jobs queued.
+    const outbox = await waitFor(
+      async () => {
+        const rows = await h.t.raw<{ kind: string; status: string; idempotency_key: string }[]>`
+          select kind, status, idempotency_key from outbox where account_id = ${id} order by id`;
+        return rows.every((r) => r.status === 'dispatched') ? rows : undefined;
+      },
+      5_000,
+      'outbox rows dispatched',
+    );
     expect(outbox.map((r) => r.kind)).toEqual(['notify', 'notify']);
+    for (const row of outbox) {
+      const job = await h.daemon.ctx.queues.byName.notify.getJob(row.idempotency_key);
+      expect(job?.data).toEqual({ outboxKey: row.idempotency_key });
+    }
   });
 
   it('R4: overdue within the quota suspends nothing and sends an overdue reminder', async () => {

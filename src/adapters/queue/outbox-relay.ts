@@ -1,9 +1,10 @@
 import type { JobsOptions } from 'bullmq';
-import { sql } from 'drizzle-orm';
+import { inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Logger } from '../../logger';
 import type { Clock } from '../clock/clock';
 import { queryRows, type Db } from '../db/client';
+import { outbox } from '../db/schema';
 import type { JobName } from './catalog';
 import type { QueueSet } from './queues';
 
@@ -64,6 +65,10 @@ export class OutboxRelay {
   /** Runs passes until the outbox has nothing pending; resolves when done. */
   async drain(): Promise<number> {
     if (this.running) await this.running;
+    return this.pass();
+  }
+
+  private async pass(): Promise<number> {
     let total = 0;
     for (;;) {
       const n = await this.relayBatch();
@@ -81,7 +86,7 @@ export class OutboxRelay {
     do {
       this.again = false;
       try {
-        await this.drain();
+        await this.pass();
       } catch (err) {
         this.logger.error({ err }, 'outbox relay pass failed; the poll will retry');
         return;
@@ -105,13 +110,20 @@ export class OutboxRelay {
       if (rows.length === 0) return 0;
       const done: number[] = [];
       await this.enqueue(rows, done);
-      const ids = rows.map((r) => r.id);
-      await tx.execute(sql`
-        update outbox
-           set status = case when id = any(${done}::bigint[]) then 'done' else 'dispatched' end,
-               attempts = attempts + 1,
-               updated_at = now()
-         where id = any(${ids}::bigint[])`);
+      const doneIds = new Set(done);
+      const dispatched = rows.filter((r) => !doneIds.has(r.id)).map((r) => Number(r.id));
+      if (dispatched.length > 0) {
+        await tx
+          .update(outbox)
+          .set({ status: 'dispatched', attempts: sql`${outbox.attempts} + 1` })
+          .where(inArray(outbox.id, dispatched));
+      }
+      if (done.length > 0) {
+        await tx
+          .update(outbox)
+          .set({ status: 'done' })
+          .where(inArray(outbox.id, done.map(Number)));
+      }
       this.logger.debug({ rows: rows.length }, 'outbox relayed');
       return rows.length;
     });
