@@ -5,7 +5,6 @@ import {
   isJobName,
   QUEUES,
   type JobName,
-  type QueueName,
 } from '../src/adapters/queue/catalog';
 import { finishOutbox } from '../src/adapters/db/effect-store';
 import { balanceScanJob } from './balance-scan';
@@ -15,21 +14,24 @@ import { evaluateAccountJob } from './evaluate-account';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
 
-/** Every job the daemon runs, by catalog name. */
-export function handlers(sendNotification: JobHandler): Record<JobName, JobHandler> {
-  return {
-    'balance-scan': balanceScanJob,
-    'plan-scan': planScanJob,
-    'outbox-relay': outboxRelayJob,
-    'evaluate-account': evaluateAccountJob,
-    'control-plane': controlPlaneJob,
-    'send-notification': sendNotification,
-  };
-}
+/**
+ * Every job of the scan, evaluate and effects queues, by catalog name. Notifications have their
+ * own workers (one per channel queue, with rate limits), see src/daemon.ts.
+ */
+export const HANDLERS: Partial<Record<JobName, JobHandler>> = {
+  'balance-scan': balanceScanJob,
+  'plan-scan': planScanJob,
+  'outbox-relay': outboxRelayJob,
+  'evaluate-account': evaluateAccountJob,
+  'control-plane': controlPlaneJob,
+};
+
+/** The queues worked through HANDLERS. */
+export const CORE_QUEUES = [QUEUES.scan, QUEUES.evaluate, QUEUES.effects] as const;
+type CoreQueue = (typeof CORE_QUEUES)[number];
 
 export interface WorkerSettings {
-  readonly concurrency: Readonly<Record<QueueName, number>>;
-  readonly limiter?: Partial<Record<QueueName, { max: number; duration: number }>>;
+  readonly concurrency: Readonly<Record<CoreQueue, number>>;
 }
 
 /**
@@ -40,26 +42,24 @@ export interface WorkerSettings {
 export function startWorkers(
   ctx: JobContext,
   connection: Redis,
-  table: Record<JobName, JobHandler>,
   settings: WorkerSettings,
 ): Worker[] {
   const process = async (job: Job): Promise<unknown> => {
-    if (!isJobName(job.name)) throw new UnrecoverableError(`unknown job name ${job.name}`);
+    const handler = isJobName(job.name) ? HANDLERS[job.name] : undefined;
+    if (handler === undefined) throw new UnrecoverableError(`unknown job name ${job.name}`);
     const log = ctx.logger.child({ job: job.name, jobId: job.id });
     try {
-      return await table[job.name](job, ctx, log);
+      return await handler(job, ctx, log);
     } catch (error) {
       if (error instanceof InvalidPayloadError) throw new UnrecoverableError(error.message);
       throw error;
     }
   };
-  return (Object.values(QUEUES) as QueueName[]).map((queue) => {
-    const limiter = settings.limiter?.[queue];
+  return CORE_QUEUES.map((queue) => {
     const worker = new Worker(queue, process, {
       connection,
       prefix: ctx.config.queuePrefix,
       concurrency: settings.concurrency[queue],
-      ...(limiter ? { limiter } : {}),
     });
     worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
     worker.on('failed', (job, err) => {

@@ -275,6 +275,31 @@ function holidayList(raw: string): Parsed<string[]> {
   return [...new Set(items)].sort();
 }
 
+/**
+ * `name=token` pairs separated by commas: bearer tokens of the HTTP API. The name (letters,
+ * digits, _ . -) is who the event log records; each token is at least 32 characters without
+ * spaces or commas. Names and tokens must be unique.
+ */
+function apiTokens(raw: string): Parsed<{ name: string; token: string }[]> {
+  const out: { name: string; token: string }[] = [];
+  for (const item of listItems(raw)) {
+    const m = /^([A-Za-z0-9_.-]{1,40})=([^\s,]{32,})$/.exec(item);
+    if (!m?.[1] || !m[2]) {
+      return new Invalid(
+        'must be a comma list of name=token pairs (name: letters, digits, _ . -; token: at least 32 characters without spaces)',
+      );
+    }
+    out.push({ name: m[1], token: m[2] });
+  }
+  if (new Set(out.map((t) => t.name)).size !== out.length) {
+    return new Invalid('must not repeat a token name');
+  }
+  if (new Set(out.map((t) => t.token)).size !== out.length) {
+    return new Invalid('must not repeat a token');
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The schema. Every field is an optional string in the environment; a helper turns a parser into
 // a zod schema that reports a custom issue (with our own, value-free message) on failure.
@@ -383,6 +408,13 @@ const fields = {
   PLAN_EXPIRY_REMINDERS: setting(durationList, '7d,1d'),
   REVERT_NOTICE_WINDOW: setting(positiveDuration, '7d'),
   HOLIDAYS: setting(holidayList, ''),
+  // HTTP API and dashboard access (src/http).
+  METRICS_PUBLIC: setting(bool, 'false'),
+  DASHBOARD_VIEWER_USER: optionalSetting(
+    pattern(/^[^\s:]+$/, 'a user name without spaces or colons'),
+  ),
+  DASHBOARD_VIEWER_PASSWORD: optionalSetting(pattern(/^.{12,}$/s, 'at least 12 characters long')),
+  API_TOKENS: setting(apiTokens, ''),
 };
 
 const envSchema = z.object(fields).superRefine(
@@ -411,6 +443,19 @@ const envSchema = z.object(fields).superRefine(
     }
     if (!given('DASHBOARD_USER') && given('DASHBOARD_PASSWORD')) {
       problem('DASHBOARD_USER', 'is required when DASHBOARD_PASSWORD is set');
+    }
+    if (given('DASHBOARD_VIEWER_USER') && !given('DASHBOARD_VIEWER_PASSWORD')) {
+      problem('DASHBOARD_VIEWER_PASSWORD', 'is required when DASHBOARD_VIEWER_USER is set');
+    }
+    if (!given('DASHBOARD_VIEWER_USER') && given('DASHBOARD_VIEWER_PASSWORD')) {
+      problem('DASHBOARD_VIEWER_USER', 'is required when DASHBOARD_VIEWER_PASSWORD is set');
+    }
+    if (
+      ok('DASHBOARD_USER', 'DASHBOARD_VIEWER_USER') &&
+      env.DASHBOARD_USER !== null &&
+      env.DASHBOARD_USER === env.DASHBOARD_VIEWER_USER
+    ) {
+      problem('DASHBOARD_VIEWER_USER', 'must differ from DASHBOARD_USER');
     }
 
     const openDashboard = !given('DASHBOARD_USER') && !given('DASHBOARD_PASSWORD');
@@ -544,6 +589,12 @@ export interface Config {
   /** Local calendar dates (YYYY-MM-DD) skipped as business days for refund arrival (R11). */
   readonly holidays: readonly string[];
   readonly rules: RuleSettings;
+  /** /metrics answers without credentials (for a scraper on a trusted network). */
+  readonly metricsPublic: boolean;
+  /** Read-only dashboard and API account; null: none. */
+  readonly dashboardViewer: { readonly user: string; readonly password: string } | null;
+  /** Bearer tokens of the HTTP API; `name` is the actor recorded in the event log. */
+  readonly apiTokens: readonly { readonly name: string; readonly token: string }[];
 }
 
 /** Used when SMTP_URL is unset and so is MAIL_FROM (messages only go to the outbox folder). */
@@ -626,6 +677,12 @@ function toConfig(env: Env): Config {
       revertNoticeWindowMs: env.REVERT_NOTICE_WINDOW,
       quietHours: env.QUIET_HOURS,
     },
+    metricsPublic: env.METRICS_PUBLIC,
+    dashboardViewer:
+      env.DASHBOARD_VIEWER_USER !== null && env.DASHBOARD_VIEWER_PASSWORD !== null
+        ? { user: env.DASHBOARD_VIEWER_USER, password: env.DASHBOARD_VIEWER_PASSWORD }
+        : null,
+    apiTokens: env.API_TOKENS,
   };
 }
 
@@ -640,6 +697,8 @@ const SECRET_SETTINGS = [
   'TWILIO_AUTH_TOKEN',
   'CONTROL_PLANE_SECRET',
   'DASHBOARD_PASSWORD',
+  'DASHBOARD_VIEWER_PASSWORD',
+  'API_TOKENS',
 ] as const;
 /** Settings that are URLs which may carry a password (userinfo or a `password` query parameter). */
 const URL_SETTINGS = ['DATABASE_URL', 'REDIS_URL', 'SMTP_URL'] as const;
@@ -783,5 +842,8 @@ export function redactedConfig(config: Config): Record<string, unknown> {
     controlPlane:
       config.controlPlane === null ? null : { ...config.controlPlane, secret: REDACTED },
     dashboard: config.dashboard === null ? null : { ...config.dashboard, password: REDACTED },
+    dashboardViewer:
+      config.dashboardViewer === null ? null : { ...config.dashboardViewer, password: REDACTED },
+    apiTokens: config.apiTokens.map((t) => ({ name: t.name, token: REDACTED })),
   };
 }

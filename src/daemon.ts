@@ -1,7 +1,14 @@
-import type { Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { JobContext, JobHandler } from '../jobs/context';
-import { handlers, startWorkers } from '../jobs/registry';
+import type { JobContext } from '../jobs/context';
+import { startWorkers } from '../jobs/registry';
+import {
+  createSendNotificationHandler,
+  notifyBackoffStrategy,
+  notifyJobOptions,
+  notifyWorkerLimiter,
+} from '../jobs/send-notification';
+import { createNotifyPorts, type NotifyPorts } from './adapters/notify/index';
 import { systemClock, type Clock } from './adapters/clock/clock';
 import {
   databaseControlPlane,
@@ -32,8 +39,10 @@ export interface DaemonOptions {
   readonly controlPlane?: ControlPlane;
   /** An open database to use (tests); otherwise one is opened from the config and closed at stop. */
   readonly database?: DbHandle;
-  /** Handler of 'send-notification' jobs; without one the notify queue is not worked. */
-  readonly sendNotification?: (ctx: JobContext) => JobHandler;
+  /** Mail and SMS adapters; default: from the config (SMTP / Twilio / the outbox folder). */
+  readonly notifyPorts?: NotifyPorts;
+  /** false: notifications are queued but not sent by this process (tests that inspect rows). */
+  readonly sendNotifications?: boolean;
   /** Start without workers (a producer-only process, or tests that drive jobs by hand). */
   readonly workers?: boolean;
 }
@@ -57,7 +66,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const producerRedis = createRedis(config.redisUrl, 'producer', logger);
   const workerRedis = createRedis(config.redisUrl, 'worker', logger);
   const queues = new QueueSet(producerRedis, config.queuePrefix);
-  const relay = new OutboxRelay(database.db, queues, clock, logger.child({ component: 'relay' }));
+  const relay = new OutboxRelay(database.db, queues, clock, logger.child({ component: 'relay' }), {
+    notifyOptions: notifyJobOptions(),
+  });
+  const ports = options.notifyPorts ?? createNotifyPorts(config, logger);
   const controlPlane =
     options.controlPlane ??
     (config.controlPlane
@@ -108,25 +120,37 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let unlisten: Unlisten | null = null;
   try {
     await ensureSchedulers();
-    const notifyHandler = options.sendNotification?.(ctx);
     if (options.workers !== false) {
-      workers = startWorkers(
-        ctx,
-        workerRedis,
-        handlers(
-          notifyHandler ??
-            (() => Promise.reject(new Error('no notification sender configured in this process'))),
-        ),
-        {
-          concurrency: {
-            [QUEUES.scan]: 1,
-            [QUEUES.evaluate]: config.evaluateConcurrency,
-            [QUEUES.effects]: config.effectsConcurrency,
-            [QUEUES.notify]: notifyHandler ? 8 : 1,
-          },
+      workers = startWorkers(ctx, workerRedis, {
+        concurrency: {
+          [QUEUES.scan]: 1,
+          [QUEUES.evaluate]: config.evaluateConcurrency,
+          [QUEUES.effects]: config.effectsConcurrency,
         },
-      );
-      if (!notifyHandler) await workers.find((w) => w.name === QUEUES.notify)?.close();
+      });
+      if (options.sendNotifications !== false) {
+        const send = createSendNotificationHandler({
+          db: database.db,
+          config,
+          logger,
+          clock,
+          ports,
+          requestRelay: () => relay.request(),
+        });
+        for (const channel of ['email', 'sms'] as const) {
+          const queue = channel === 'email' ? QUEUES.notifyEmail : QUEUES.notifySms;
+          const limiter = notifyWorkerLimiter(config, channel);
+          const worker = new Worker(queue, send, {
+            connection: workerRedis,
+            prefix: config.queuePrefix,
+            concurrency: config.notify.concurrency,
+            ...(limiter ? { limiter } : {}),
+            settings: { backoffStrategy: notifyBackoffStrategy },
+          });
+          worker.on('error', (err) => logger.error({ err, queue }, 'worker error'));
+          workers.push(worker);
+        }
+      }
     }
 
     // React in seconds: the billing system's writes NOTIFY the account id.
@@ -182,6 +206,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await queues.close().catch(() => undefined);
     producerRedis.disconnect();
     workerRedis.disconnect();
+    if (!options.notifyPorts) await ports.close().catch(() => undefined);
     if (!options.database) await database.close().catch(() => undefined);
     throw error;
   }
@@ -200,6 +225,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await queues.close();
       await quit(producerRedis);
       await quit(workerRedis);
+      if (!options.notifyPorts) await ports.close();
       if (!options.database) await database.close();
     },
   };

@@ -119,7 +119,9 @@ describe('enforcement daemon', () => {
     );
     expect(outbox.map((r) => r.kind)).toEqual(['notify', 'notify']);
     for (const row of outbox) {
-      const job = await h.daemon.ctx.queues.byName.notify.getJob(row.idempotency_key);
+      const job =
+        (await h.daemon.ctx.queues.byName['notify-email'].getJob(row.idempotency_key)) ??
+        (await h.daemon.ctx.queues.byName['notify-sms'].getJob(row.idempotency_key));
       expect(job?.data).toEqual({ outboxKey: row.idempotency_key });
     }
   });

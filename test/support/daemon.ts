@@ -64,7 +64,14 @@ export async function startHarness(
     redis,
     daemon: undefined as unknown as Daemon,
     start: async (extra = {}) =>
-      startDaemon({ config, logger, database: t.handle, ...options, ...extra }),
+      startDaemon({
+        config,
+        logger,
+        database: t.handle,
+        sendNotifications: false,
+        ...options,
+        ...extra,
+      }),
     stop: async () => {
       await h.daemon?.close().catch(() => undefined);
       await deleteKeys(redis, prefix);

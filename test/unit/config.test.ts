@@ -74,6 +74,9 @@ describe('defaults', () => {
       },
       holidays: [],
       rules: DEFAULT_RULES,
+      metricsPublic: false,
+      dashboardViewer: null,
+      apiTokens: [],
     } satisfies Config);
   });
 

@@ -15,7 +15,9 @@ export const QUEUES = {
   scan: 'scan',
   evaluate: 'evaluate',
   effects: 'effects',
-  notify: 'notify',
+  /** One notification queue per channel: BullMQ rate limits are per queue. */
+  notifyEmail: 'notify-email',
+  notifySms: 'notify-sms',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
@@ -60,7 +62,8 @@ export const catalog = {
     backoffMs: 1_000,
   },
   'send-notification': {
-    queue: QUEUES.notify,
+    /** Email's queue; an SMS goes to QUEUES.notifySms (see notifyQueueNameFor). */
+    queue: QUEUES.notifyEmail,
     payload: z.object({ outboxKey: z.string().min(1).max(200) }).strict(),
     attempts: 10,
     backoffMs: 2_000,

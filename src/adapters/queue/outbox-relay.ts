@@ -5,7 +5,7 @@ import type { Logger } from '../../logger';
 import type { Clock } from '../clock/clock';
 import { queryRows, type Db } from '../db/client';
 import { outbox } from '../db/schema';
-import type { JobName } from './catalog';
+import { QUEUES, type JobName, type QueueName } from './catalog';
 import type { QueueSet } from './queues';
 
 /**
@@ -31,15 +31,25 @@ interface OutboxRow {
 }
 
 const cancelPayload = z.object({ jobKey: z.string().min(1) });
+const notifyPayload = z.object({ channel: z.enum(['email', 'sms']) }).passthrough();
+
+/** The notification queue of an outbox row (email when the payload does not say). */
+function notifyQueueOf(payload: unknown): QueueName {
+  const parsed = notifyPayload.safeParse(payload);
+  return parsed.success && parsed.data.channel === 'sms' ? QUEUES.notifySms : QUEUES.notifyEmail;
+}
 
 export interface RelayOptions {
   readonly batchSize?: number;
+  /** Options of send-notification jobs (their own attempts and backoff type). */
+  readonly notifyOptions?: JobsOptions;
 }
 
 export class OutboxRelay {
   private running: Promise<void> | null = null;
   private again = false;
   private readonly batchSize: number;
+  private readonly notifyOptions: JobsOptions;
 
   constructor(
     private readonly db: Db,
@@ -49,6 +59,7 @@ export class OutboxRelay {
     options: RelayOptions = {},
   ) {
     this.batchSize = options.batchSize ?? 500;
+    this.notifyOptions = options.notifyOptions ?? {};
   }
 
   /** Asks for a relay pass soon; passes never overlap, requests during one cause one more. */
@@ -132,11 +143,22 @@ export class OutboxRelay {
   /** Enqueues rows' jobs; ids of rows that need no job (cancellations) are pushed to `done`. */
   private async enqueue(rows: readonly OutboxRow[], done: number[]): Promise<void> {
     const now = this.clock.now().getTime();
-    const byJob = new Map<JobName, { data: Record<string, unknown>; opts: JobsOptions }[]>();
-    const push = (name: JobName, data: Record<string, unknown>, opts: JobsOptions) => {
-      const list = byJob.get(name) ?? [];
-      list.push({ data, opts });
-      byJob.set(name, list);
+    type Batch = {
+      name: JobName;
+      queue?: QueueName;
+      jobs: { data: Record<string, unknown>; opts: JobsOptions }[];
+    };
+    const batches = new Map<string, Batch>();
+    const push = (
+      name: JobName,
+      data: Record<string, unknown>,
+      opts: JobsOptions,
+      queue?: QueueName,
+    ) => {
+      const id = `${name}/${queue ?? ''}`;
+      const batch = batches.get(id) ?? { name, ...(queue ? { queue } : {}), jobs: [] };
+      batch.jobs.push({ data, opts });
+      batches.set(id, batch);
     };
     for (const row of rows) {
       const key = row.idempotency_key;
@@ -146,7 +168,12 @@ export class OutboxRelay {
           push('control-plane', { outboxKey: key }, { jobId: key });
           break;
         case 'notify':
-          push('send-notification', { outboxKey: key }, { jobId: key, delay });
+          push(
+            'send-notification',
+            { outboxKey: key },
+            { ...this.notifyOptions, jobId: key, delay },
+            notifyQueueOf(row.payload),
+          );
           break;
         case 'wake': {
           const at = new Date(row.available_at).getTime();
@@ -178,8 +205,8 @@ export class OutboxRelay {
           done.push(row.id);
       }
     }
-    for (const [name, jobs] of byJob) {
-      await this.queues.addBulk(name, jobs);
+    for (const batch of batches.values()) {
+      await this.queues.addBulk(batch.name, batch.jobs, batch.queue);
     }
   }
 
@@ -207,7 +234,8 @@ export class OutboxRelay {
         rows.map(async (row) => {
           const name = jobNameOf(row.kind);
           if (name === null) return;
-          const job = await this.queues.queueOf(name).getJob(row.idempotency_key);
+          const queue = row.kind === 'notify' ? notifyQueueOf(row.payload) : undefined;
+          const job = await this.queues.queueOf(name, queue).getJob(row.idempotency_key);
           if (job === undefined) missing.push(row);
         }),
       );

@@ -17,12 +17,14 @@ export class QueueSet {
       scan: make(QUEUES.scan),
       evaluate: make(QUEUES.evaluate),
       effects: make(QUEUES.effects),
-      notify: make(QUEUES.notify),
+      'notify-email': make(QUEUES.notifyEmail),
+      'notify-sms': make(QUEUES.notifySms),
     };
   }
 
-  queueOf(name: JobName): Queue {
-    return this.byName[catalog[name].queue];
+  /** The queue a job goes to; notifications by channel (`queue` overrides the catalog's). */
+  queueOf(name: JobName, queue?: QueueName): Queue {
+    return this.byName[queue ?? catalog[name].queue];
   }
 
   static optionsFor(name: JobName, extra: JobsOptions = {}): JobsOptions {
@@ -45,9 +47,10 @@ export class QueueSet {
   async addBulk<N extends JobName>(
     name: N,
     jobs: readonly { data: JobInput<N>; opts?: JobsOptions }[],
+    queue?: QueueName,
   ): Promise<void> {
     if (jobs.length === 0) return;
-    await this.queueOf(name).addBulk(
+    await this.queueOf(name, queue).addBulk(
       jobs.map((j) => ({
         name,
         data: catalog[name].payload.parse(j.data),

@@ -1,0 +1,454 @@
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import { DelayedError, UnrecoverableError, type BackoffStrategy, type Job } from 'bullmq';
+import type { Clock } from '../src/adapters/clock/clock';
+import type { Db } from '../src/adapters/db/client';
+import { appendEvent, insertNotification, insertOutbox } from '../src/adapters/db/daemon-writers';
+import { accounts, notifications, outbox } from '../src/adapters/db/schema';
+import { messageIdFor, type NotifyPorts, type SendOutcome } from '../src/adapters/notify/index';
+import { catalog, InvalidPayloadError, parsePayload } from '../src/adapters/queue/catalog';
+import type { Config } from '../src/config';
+import { nextSmsSendInstant } from '../src/domain/quiet-hours';
+import type { QuietHours } from '../src/domain/rules';
+import type { Channel } from '../src/domain/snapshot';
+import { childLogger, type Logger } from '../src/logger';
+import { renderMessage, TemplateError, type RenderedMessage } from '../src/notify/templates';
+
+/**
+ * send-notification: delivers one `notifications` row, once.
+ *
+ * The row's unique dedupe key is the authority, not Redis:
+ * - final rows (sent, delivered, failed, undeliverable) are never sent again;
+ * - the row is marked `sending` (and `sent_at` stamped with the first attempt's start) before the
+ *   provider is called, and `sent` with the provider's id after, in one statement;
+ * - an attempt that finds `sending` without a provider id was interrupted (timeout, crash,
+ *   `kill -9`) after possibly handing the message over: for SMS it first looks the message up at
+ *   the provider (recipient + exact body, created since the first attempt) and records it instead
+ *   of sending again; for email it re-sends with the same Message-ID (derived from the dedupe
+ *   key), which receiving systems use to drop the duplicate.
+ * Errors: transient → a plain Error (BullMQ retries with `notifyBackoffStrategy`); permanent or
+ * attempts exhausted → the reason is stored, the contact marked when the provider says so, one
+ * fallback message queued on the other channel, and UnrecoverableError thrown.
+ */
+
+export interface SendNotificationDeps {
+  readonly db: Db;
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly ports: NotifyPorts;
+  /** Asks the outbox relay to run now (after a fallback row was committed). */
+  readonly requestRelay: () => void;
+  /** Told about each provider outcome (operator alerts on a provider that keeps failing). */
+  readonly onOutcome?: (channel: Channel, outcome: SendOutcome) => void;
+}
+
+export const FALLBACK_SUFFIX = '-fallback';
+/** Backoff type to put in the jobs' options so BullMQ calls `notifyBackoffStrategy`. */
+export const NOTIFY_BACKOFF_TYPE = 'notify-jitter';
+/** Longest wait between two attempts, ms. */
+const MAX_BACKOFF_MS = 10 * 60_000;
+
+const FINAL_STATUSES = ['sent', 'delivered', 'failed', 'undeliverable'] as const;
+
+// ---------------------------------------------------------------------------------------------
+// Queue wiring the composition root uses.
+
+/**
+ * One queue per channel, because BullMQ limiters are per queue: the email and SMS rate limits
+ * (held in Redis, so across every daemon) must not throttle each other.
+ */
+export function notifyQueueNameFor(channel: Channel): 'notify-email' | 'notify-sms' {
+  return channel === 'email' ? 'notify-email' : 'notify-sms';
+}
+
+/** BullMQ Worker `limiter` for a channel's queue; undefined when the limit is 'off'. */
+export function notifyWorkerLimiter(
+  config: Config,
+  channel: Channel,
+): { max: number; duration: number } | undefined {
+  const perSecond =
+    channel === 'email' ? config.notify.emailRatePerSecond : config.notify.smsRatePerSecond;
+  return perSecond === null ? undefined : { max: perSecond, duration: 1_000 };
+}
+
+/** Job options for a send-notification job (jobId = the outbox key, set by the relay). */
+export function notifyJobOptions(): {
+  attempts: number;
+  backoff: { type: string; delay: number };
+} {
+  const entry = catalog['send-notification'];
+  return {
+    attempts: entry.attempts,
+    backoff: { type: NOTIFY_BACKOFF_TYPE, delay: entry.backoffMs },
+  };
+}
+
+/**
+ * BullMQ `settings.backoffStrategy`: exponential from the job's backoff delay, with "equal
+ * jitter" (half fixed, half random) so that a burst of 429s does not retry in lockstep, capped
+ * at MAX_BACKOFF_MS. `attemptsMade` counts attempts already made (1 after the first failure).
+ */
+export const notifyBackoffStrategy = ((attemptsMade, _type, _err, job): number => {
+  const base = (job?.opts.backoff as { delay?: number } | undefined)?.delay ?? 2_000;
+  const exp = Math.min(MAX_BACKOFF_MS, base * 2 ** Math.max(0, attemptsMade - 1));
+  return Math.round(exp / 2 + Math.random() * (exp / 2));
+}) satisfies BackoffStrategy;
+
+/** Earliest instant an SMS may go to an account (quiet hours), never before `notBefore`. */
+export function earliestSend(
+  channel: Channel,
+  notBefore: Date,
+  now: Date,
+  zone: string,
+  quiet: QuietHours,
+): Date {
+  const start = notBefore > now ? notBefore : now;
+  return channel === 'sms' ? nextSmsSendInstant(start, zone, quiet) : start;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type NotificationRow = typeof notifications.$inferSelect;
+interface AccountContact {
+  readonly timeZone: string;
+  readonly email: string | null;
+  readonly phone: string | null;
+  readonly smsOptedOut: boolean;
+  readonly emailBounced: boolean;
+}
+
+class PermanentFailure extends Error {
+  constructor(
+    readonly code: string,
+    reason: string,
+    readonly mark: 'email-bounced' | 'sms-opted-out' | null = null,
+    /** False when the other channel cannot do better (bad template params). */
+    readonly fallBack = true,
+  ) {
+    super(reason);
+  }
+}
+
+export function createSendNotificationHandler(
+  deps: SendNotificationDeps,
+): (job: Job, token?: string) => Promise<void> {
+  const { db, config, clock, ports } = deps;
+  const logger = childLogger(deps.logger, 'send-notification');
+
+  return async function sendNotification(job: Job, token?: string): Promise<void> {
+    let outboxKey: string;
+    try {
+      ({ outboxKey } = parsePayload('send-notification', job.data));
+    } catch (error) {
+      if (error instanceof InvalidPayloadError) throw new UnrecoverableError(error.message);
+      throw error;
+    }
+    // Bindings per call rather than a child logger per job: this runs ~1,000 times a second.
+    const ctx = { key: outboxKey, jobId: job.id, attempt: job.attemptsMade + 1 };
+
+    // One round trip: the row and the account's contact state (null when the account is gone).
+    const [loaded] = await db
+      .select({
+        row: notifications,
+        timeZone: accounts.timeZone,
+        email: accounts.email,
+        phone: accounts.phone,
+        smsOptedOut: accounts.smsOptedOut,
+        emailBounced: accounts.emailBounced,
+      })
+      .from(notifications)
+      .leftJoin(accounts, eq(accounts.id, notifications.accountId))
+      .where(eq(notifications.dedupeKey, outboxKey))
+      .limit(1);
+    if (loaded === undefined) {
+      await markOutbox(db, outboxKey, 'failed', 'no notification row with this key');
+      throw new UnrecoverableError(`no notification with dedupe key ${outboxKey}`);
+    }
+    const { row } = loaded;
+    if ((FINAL_STATUSES as readonly string[]).includes(row.status)) {
+      // Done before (a duplicate job, or a retry after the row update): settle the outbox only.
+      await markOutbox(db, outboxKey, row.status === 'failed' ? 'failed' : 'done', null);
+      logger.debug({ ...ctx, status: row.status }, 'already final; nothing sent');
+      return;
+    }
+    const contact: AccountContact | undefined =
+      loaded.timeZone === null
+        ? undefined
+        : {
+            timeZone: loaded.timeZone,
+            email: loaded.email,
+            phone: loaded.phone,
+            smsOptedOut: loaded.smsOptedOut ?? false,
+            emailBounced: loaded.emailBounced ?? false,
+          };
+
+    const now = clock.now();
+    const zone = contact?.timeZone ?? 'UTC';
+    const channel = row.channel;
+    const at = earliestSend(channel, row.notBefore, now, zone, config.rules.quietHours);
+    if (at.getTime() > now.getTime()) {
+      // Quiet hours (or a not-before in the future, e.g. a retry's backoff ran into the night).
+      if (token === undefined) throw new Error(`not before ${at.toISOString()}`);
+      logger.info({ ...ctx, notBefore: at.toISOString() }, 'quiet hours: delayed');
+      await job.moveToDelayed(at.getTime(), token);
+      throw new DelayedError();
+    }
+
+    try {
+      if (contact === undefined) throw new PermanentFailure('no-account', 'account not found');
+      if (channel === 'sms' && contact.smsOptedOut) {
+        throw new PermanentFailure('opted-out', 'the number has opted out of SMS');
+      }
+      if (channel === 'email' && contact.emailBounced) {
+        throw new PermanentFailure('bounced', 'the address is marked bounced');
+      }
+      let message: RenderedMessage;
+      try {
+        message = renderMessage({
+          template: row.template,
+          locale: row.locale,
+          params: row.params,
+          timeZone: zone,
+          topUpUrl: config.notify.topUpUrl,
+        });
+      } catch (error) {
+        if (error instanceof TemplateError) {
+          throw new PermanentFailure('template', error.message, null, false);
+        }
+        throw error;
+      }
+
+      // Claim: pending → sending (or sending → sending on a retry). A final status wins.
+      const claimed = await db
+        .update(notifications)
+        .set({
+          status: 'sending',
+          attempts: sql`${notifications.attempts} + 1`,
+          sentAt: sql`coalesce(${notifications.sentAt}, ${now.toISOString()}::timestamptz)`,
+        })
+        .where(
+          and(eq(notifications.id, row.id), inArray(notifications.status, ['pending', 'sending'])),
+        )
+        .returning({ sentAt: notifications.sentAt });
+      const firstAttemptAt = claimed[0]?.sentAt;
+      if (firstAttemptAt === undefined || firstAttemptAt === null) {
+        logger.debug(ctx, 'finished elsewhere meanwhile; nothing sent');
+        return;
+      }
+      const interrupted = row.status === 'sending' && row.messageId === null;
+
+      const outcome = await deliver(row, message, interrupted, firstAttemptAt, ctx);
+      deps.onOutcome?.(channel, outcome);
+
+      if (outcome.ok) {
+        // One atomic statement (one round trip): the row is sent, its outbox entry done.
+        await db.execute(sql`
+          with sent as (
+            update ${notifications}
+               set status = 'sent', provider_id = ${outcome.provider},
+                   message_id = ${outcome.messageId}, last_error = null, updated_at = now()
+             where id = ${row.id} and status = 'sending'
+          )
+          update ${outbox} set status = 'done', last_error = null, updated_at = now()
+           where idempotency_key = ${outboxKey} and status in ('pending', 'dispatched')`);
+        logger.debug(
+          { ...ctx, channel, provider: outcome.provider, template: row.template },
+          'sent',
+        );
+        return;
+      }
+
+      if (outcome.permanent) throw new PermanentFailure(outcome.code, outcome.reason, outcome.mark);
+
+      const attempts = job.opts.attempts ?? 1;
+      if (job.attemptsMade + 1 >= attempts) {
+        throw new PermanentFailure(
+          outcome.code,
+          `gave up after ${attempts} attempts: ${outcome.reason}`,
+        );
+      }
+      // Not accepted: the next attempt may send straight away. Possibly accepted: stay
+      // `sending` so the next attempt reconciles first.
+      await db
+        .update(notifications)
+        .set({
+          status: outcome.ambiguous ? 'sending' : 'pending',
+          lastError: `${outcome.code}: ${outcome.reason}`.slice(0, 1_000),
+        })
+        .where(and(eq(notifications.id, row.id), eq(notifications.status, 'sending')));
+      logger.warn(
+        { ...ctx, channel, code: outcome.code, ambiguous: outcome.ambiguous },
+        'transient failure',
+      );
+      throw new Error(`${outcome.code}: ${outcome.reason}`);
+    } catch (error) {
+      if (!(error instanceof PermanentFailure)) throw error;
+      const fallbackKey = await failPermanently(row, contact ?? null, error, now);
+      logger.warn(
+        { ...ctx, channel, code: error.code, mark: error.mark, fallback: fallbackKey },
+        'permanent failure',
+      );
+      if (fallbackKey !== null) deps.requestRelay();
+      throw new UnrecoverableError(`${error.code}: ${error.message}`);
+    }
+  };
+
+  async function deliver(
+    row: NotificationRow,
+    message: RenderedMessage,
+    interrupted: boolean,
+    firstAttemptAt: Date,
+    ctx: Record<string, unknown>,
+  ): Promise<SendOutcome> {
+    if (row.channel === 'email') {
+      // Nothing to look up over SMTP: the same Message-ID makes a re-send recognisable.
+      return ports.mail.send({
+        to: row.recipient,
+        subject: message.subject,
+        text: message.text,
+        html: message.html,
+        messageId: messageIdFor(row.dedupeKey, config.mail.from),
+        key: row.dedupeKey,
+        language: row.locale,
+      });
+    }
+    if (interrupted) {
+      // Throws (→ retry later) when the provider cannot be asked: never guess "not sent".
+      const found = await ports.sms.find({
+        to: row.recipient,
+        body: message.sms,
+        since: firstAttemptAt,
+      });
+      if (found !== null) {
+        logger.info({ ...ctx, messageId: found }, 'reconciled: the provider already had this SMS');
+        return { ok: true, provider: ports.sms.provider, messageId: found };
+      }
+    }
+    return ports.sms.send(
+      { to: row.recipient, body: message.sms, key: row.dedupeKey },
+      config.notify.smsStatusCallbackUrl,
+    );
+  }
+
+  /** Stores the failure, marks the contact, queues one fallback; returns its key or null. */
+  async function failPermanently(
+    row: NotificationRow,
+    contact: AccountContact | null,
+    failure: PermanentFailure,
+    now: Date,
+  ): Promise<string | null> {
+    return db.transaction(async (tx) => {
+      const reason = `${failure.code}: ${failure.message}`.slice(0, 1_000);
+      await tx
+        .update(notifications)
+        .set({ status: 'failed', lastError: reason })
+        .where(
+          and(eq(notifications.id, row.id), inArray(notifications.status, ['pending', 'sending'])),
+        );
+      if (failure.mark !== null) {
+        await tx
+          .update(accounts)
+          .set({
+            ...(failure.mark === 'sms-opted-out' ? { smsOptedOut: true } : { emailBounced: true }),
+            version: sql`${accounts.version} + 1`,
+          })
+          .where(eq(accounts.id, row.accountId));
+      }
+      let fallbackKey: string | null = null;
+      if (failure.fallBack && contact !== null) {
+        fallbackKey = await queueFallback(tx, row, contact, failure.mark, now);
+      }
+      await appendEvent(tx, {
+        accountId: row.accountId,
+        kind: 'notification-failed',
+        detail: {
+          key: row.dedupeKey,
+          channel: row.channel,
+          template: row.template,
+          code: failure.code,
+          contactMarked: failure.mark,
+          fallback: fallbackKey,
+        },
+        idempotencyKey: `notification-failed-${row.dedupeKey}`,
+      });
+      await markOutbox(tx, row.dedupeKey, 'failed', reason);
+      return fallbackKey;
+    });
+  }
+
+  /**
+   * One fallback per message: never for a fallback itself, never when the same decision already
+   * has a live message on the other channel, and only to a contact not known to be unreachable.
+   * Channel preferences are not consulted: they choose the routine channel, and this message
+   * could not be delivered on it.
+   */
+  async function queueFallback(
+    tx: Db,
+    row: NotificationRow,
+    contact: AccountContact,
+    mark: PermanentFailure['mark'],
+    now: Date,
+  ): Promise<string | null> {
+    if (row.dedupeKey.endsWith(FALLBACK_SUFFIX)) return null;
+    const other: Channel = row.channel === 'email' ? 'sms' : 'email';
+    const recipient =
+      other === 'email'
+        ? contact.emailBounced || mark === 'email-bounced'
+          ? null
+          : contact.email
+        : contact.smsOptedOut || mark === 'sms-opted-out'
+          ? null
+          : contact.phone;
+    if (recipient === null) return null;
+
+    const suffix = `-${row.channel}`;
+    if (row.dedupeKey.endsWith(suffix)) {
+      const sibling = `${row.dedupeKey.slice(0, -suffix.length)}-${other}`;
+      const [existing] = await tx
+        .select({ status: notifications.status })
+        .from(notifications)
+        .where(eq(notifications.dedupeKey, sibling))
+        .limit(1);
+      if (existing !== undefined && existing.status !== 'failed') return null;
+    }
+
+    const key = `${row.dedupeKey}${FALLBACK_SUFFIX}`;
+    const notBefore = earliestSend(other, now, now, contact.timeZone, config.rules.quietHours);
+    const inserted = await insertNotification(tx, {
+      dedupeKey: key,
+      accountId: row.accountId,
+      channel: other,
+      template: row.template,
+      locale: row.locale,
+      recipient,
+      params: row.params,
+      notBefore,
+    });
+    if (!inserted) return null;
+    const [created] = await tx
+      .select({ id: notifications.id })
+      .from(notifications)
+      .where(eq(notifications.dedupeKey, key))
+      .limit(1);
+    await insertOutbox(tx, {
+      idempotencyKey: key,
+      kind: 'notify',
+      accountId: row.accountId,
+      payload: { notificationId: created?.id ?? null, channel: other },
+      availableAt: notBefore,
+    });
+    return key;
+  }
+}
+
+async function markOutbox(
+  db: Db,
+  key: string,
+  status: 'done' | 'failed',
+  lastError: string | null,
+): Promise<void> {
+  await db
+    .update(outbox)
+    .set({ status, lastError })
+    .where(and(eq(outbox.idempotencyKey, key), inArray(outbox.status, ['pending', 'dispatched'])));
+}

@@ -1,0 +1,114 @@
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { FastifyInstance } from 'fastify';
+import twilio from 'twilio';
+import type { Db } from '../adapters/db/client';
+import { notifications } from '../adapters/db/schema';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+
+/**
+ * POST /v1/callbacks/sms — Twilio's message status callback (form-encoded). Accepted only with a
+ * valid X-Twilio-Signature computed over the configured public URL (SMS_STATUS_CALLBACK_URL) and
+ * the posted parameters; anything else gets 403. Status only moves forward (a late `sent` never
+ * overwrites `delivered`); duplicates and unknown messages are acknowledged without effect, so
+ * Twilio does not retry them.
+ */
+
+export const SMS_CALLBACK_PATH = '/v1/callbacks/sms';
+
+type Target = 'sent' | 'delivered' | 'undeliverable';
+
+/** Twilio MessageStatus → our status; null for statuses that are not progress for us. */
+function targetOf(status: string): Target | null {
+  switch (status) {
+    case 'sent':
+      return 'sent';
+    case 'delivered':
+    case 'read':
+      return 'delivered';
+    case 'undelivered':
+    case 'failed':
+      return 'undeliverable';
+    default:
+      return null; // accepted, queued, scheduled, sending, canceled: nothing to record
+  }
+}
+
+/** Statuses a row may be in for the target to be a step forward. */
+const BEFORE: Readonly<Record<Target, readonly ('pending' | 'sending' | 'sent')[]>> = {
+  sent: ['pending', 'sending'],
+  delivered: ['pending', 'sending', 'sent'],
+  undeliverable: ['pending', 'sending', 'sent'],
+};
+
+export async function registerSmsCallback(
+  app: FastifyInstance,
+  deps: { db: Db; config: Config; logger: Logger },
+): Promise<void> {
+  const { db, config } = deps;
+  const logger = deps.logger.child({ component: 'sms-callback' });
+  const authToken = config.sms?.authToken ?? null;
+  const publicUrl = config.notify.smsStatusCallbackUrl;
+
+  await app.register((scope, _opts, done) => {
+    // Encapsulated: the form parser applies to this route only.
+    scope.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: 64 * 1024 },
+      (_req, body, parsed) => {
+        const params: Record<string, string> = {};
+        for (const [k, v] of new URLSearchParams(body as string)) params[k] = v;
+        parsed(null, params);
+      },
+    );
+
+    scope.post(SMS_CALLBACK_PATH, async (req, reply) => {
+      const signature = req.headers['x-twilio-signature'];
+      const params = (req.body ?? {}) as Record<string, string>;
+      const valid =
+        authToken !== null &&
+        publicUrl !== null &&
+        typeof signature === 'string' &&
+        typeof params === 'object' &&
+        twilio.validateRequest(authToken, signature, publicUrl, params);
+      if (!valid) {
+        logger.warn({ hasSignature: typeof signature === 'string' }, 'callback refused');
+        return reply.code(403).send({ error: 'invalid signature' });
+      }
+
+      const sid = params.MessageSid ?? params.SmsSid;
+      const status = params.MessageStatus ?? params.SmsStatus;
+      if (sid === undefined || status === undefined || !/^(SM|MM)[0-9a-f]{32}$/.test(sid)) {
+        return reply.code(400).send({ error: 'MessageSid and MessageStatus are required' });
+      }
+      const target = targetOf(status);
+      if (target === null) return reply.code(204).send();
+
+      const errorCode = params.ErrorCode;
+      const updated = await db
+        .update(notifications)
+        .set({
+          status: target,
+          ...(target === 'delivered' ? { deliveredAt: sql`now()` } : {}),
+          ...(target === 'undeliverable'
+            ? { lastError: `twilio-${errorCode ?? 'unknown'}: ${status}` }
+            : {}),
+        })
+        .where(
+          and(
+            eq(notifications.providerId, 'twilio'),
+            eq(notifications.messageId, sid),
+            inArray(notifications.status, [...BEFORE[target]]),
+          ),
+        )
+        .returning({ key: notifications.dedupeKey });
+      if (updated.length > 0) {
+        logger.info({ key: updated[0]?.key, status: target }, 'delivery status recorded');
+      } else {
+        logger.debug({ sid, status }, 'stale, duplicate or unknown callback ignored');
+      }
+      return reply.code(204).send();
+    });
+    done();
+  });
+}
