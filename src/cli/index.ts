@@ -1,0 +1,247 @@
+import { parseArgs } from 'node:util';
+import { SingleBar } from 'cli-progress';
+import pino from 'pino';
+import { systemClock } from '../adapters/clock/clock';
+import { loadAccountSnapshot } from '../adapters/db/account-snapshot';
+import { createDb, type DbHandle } from '../adapters/db/client';
+import { evaluateAccount } from '../adapters/db/evaluation';
+import { migrate } from '../adapters/db/migrate';
+import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
+import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
+import { OutboxRelay } from '../adapters/queue/outbox-relay';
+import { evaluationOptions, QueueSet } from '../adapters/queue/queues';
+import { parseConfigOrExit, parseDuration, type Config } from '../config';
+import { describeDecision, payEverything, simulate, type ScriptedEvent } from '../domain/simulate';
+import { DAY, HOUR } from '../domain/time';
+
+/**
+ * The `overdue-worker` command. A composition root like src/main.ts: it parses the environment
+ * once and passes the configuration down.
+ *
+ *   overdue-worker start                    run the daemon (same as npm start)
+ *   overdue-worker migrate                  apply the database migrations
+ *   overdue-worker scan [--plans]           select candidates now and enqueue their evaluations
+ *   overdue-worker evaluate <account>       evaluate one account now and print the decisions
+ *   overdue-worker simulate <account> [--days N] [--step 1h] [--pay-at ISO]
+ *                                           replay the policy for one account with a fake clock
+ */
+
+const USAGE = `usage: overdue-worker <command> [options]
+
+commands:
+  start                       run the daemon
+  migrate                     apply database migrations
+  scan [--plans]              enqueue evaluations of every candidate account now
+  evaluate <account>          evaluate one account now and print its decisions
+  simulate <account>          print the timeline the policy would produce for an account
+      --days N                span to replay (default 3)
+      --step DURATION         evaluate at least this often, like the scans (default 1h)
+      --pay-at ISO            pay every bill at this instant during the replay
+`;
+
+class UsageError extends Error {}
+
+async function openDb(config: Config): Promise<DbHandle> {
+  const handle = await createDb(config.databaseUrl, config.dataDir, {
+    poolSize: 2,
+    applicationName: 'overdue-worker-cli',
+  });
+  await migrate(handle.db);
+  return handle;
+}
+
+const quietLogger = pino({ level: 'silent' });
+
+async function withQueues<T>(config: Config, fn: (queues: QueueSet) => Promise<T>): Promise<T> {
+  await assertRedisAnswers(config.redisUrl, 3_000);
+  const redis = createRedis(config.redisUrl, 'producer', quietLogger);
+  const queues = new QueueSet(redis, config.queuePrefix);
+  try {
+    return await fn(queues);
+  } finally {
+    await queues.close();
+    await redis.quit();
+  }
+}
+
+async function scan(config: Config, plans: boolean, out: NodeJS.WriteStream): Promise<string> {
+  const database = await openDb(config);
+  try {
+    return await withQueues(config, async (queues) => {
+      const now = systemClock.now();
+      const select = plans ? planCandidates : balanceCandidates;
+      // A bar needs a total: count the candidates first, only when someone is watching.
+      let bar: SingleBar | null = null;
+      if (out.isTTY) {
+        let total = 0;
+        let cursor = '';
+        for (;;) {
+          const page = await select(database.db, cursor, 50_000, now, config.rules);
+          total += page.length;
+          if (page.length < 50_000) break;
+          cursor = page[page.length - 1] ?? cursor;
+        }
+        bar = new SingleBar({ format: 'scan |{bar}| {value}/{total} candidates', stream: out });
+        bar.start(total, 0);
+      }
+      let cursor = '';
+      let done = 0;
+      for (;;) {
+        const page = await select(database.db, cursor, config.scanPageSize, now, config.rules);
+        if (page.length === 0) break;
+        await queues.addBulk(
+          'evaluate-account',
+          page.map((accountId) => ({
+            data: { accountId, origin: 'operator:cli' },
+            opts: evaluationOptions(accountId, 'scan'),
+          })),
+        );
+        done += page.length;
+        bar?.update(done);
+        cursor = page[page.length - 1] ?? cursor;
+        if (page.length < config.scanPageSize) break;
+      }
+      bar?.stop();
+      return `${done} ${plans ? 'plan' : 'balance'} candidates enqueued for evaluation`;
+    });
+  } finally {
+    await database.close();
+  }
+}
+
+async function evaluate(config: Config, accountId: string): Promise<string> {
+  const database = await openDb(config);
+  try {
+    const outcome = await evaluateAccount(
+      database.db,
+      accountId,
+      systemClock,
+      config.rules,
+      'operator:cli',
+    );
+    if (outcome.status === 'not-found') throw new UsageError(`no account ${accountId}`);
+    if (outcome.status === 'invalid') return `account ${accountId} skipped: ${outcome.reason}`;
+    const lines = outcome.decisions.map((d) => `  ${d.kind.padEnd(22)} ${describeDecision(d)}`);
+    let relayed = 'effects left in the outbox for the daemon (Redis not reachable)';
+    try {
+      relayed = await withQueues(config, async (queues) => {
+        const relay = new OutboxRelay(database.db, queues, systemClock, quietLogger);
+        return `${await relay.drain()} outbox rows relayed to the queues`;
+      });
+    } catch {
+      // The daemon's relay will pick the rows up.
+    }
+    return [
+      `account ${accountId}: ${outcome.decisions.length} decisions, ${outcome.newEffects} new effects`,
+      ...lines,
+      relayed,
+    ].join('\n');
+  } finally {
+    await database.close();
+  }
+}
+
+async function simulateCommand(
+  config: Config,
+  accountId: string,
+  options: { days?: string; step?: string; 'pay-at'?: string },
+): Promise<string> {
+  const days = Number(options.days ?? '3');
+  if (!Number.isFinite(days) || days <= 0 || days > 366) {
+    throw new UsageError('--days must be a number of days from 1 to 366');
+  }
+  const stepMs = options.step === undefined ? HOUR : parseDuration(options.step);
+  if (stepMs === undefined || stepMs < 1_000) {
+    throw new UsageError('--step must be a duration of at least 1s, e.g. 15m or 1h');
+  }
+  const events: ScriptedEvent[] = [];
+  if (options['pay-at'] !== undefined) {
+    const at = new Date(options['pay-at']);
+    if (Number.isNaN(at.getTime())) throw new UsageError('--pay-at must be an ISO instant');
+    events.push({ at, label: 'payment', apply: payEverything });
+  }
+  const database = await openDb(config);
+  try {
+    const from = systemClock.now();
+    // The snapshot is read as an evaluation reads it (row lock, one transaction); nothing is written.
+    const loaded = await database.db.transaction((tx) =>
+      loadAccountSnapshot(tx, accountId, from, {
+        revertNoticeWindowMs: config.rules.revertNoticeWindowMs,
+      }),
+    );
+    if (!loaded.ok) throw new UsageError(`account ${accountId}: ${loaded.reason}`);
+    const result = simulate(loaded.snapshot, config.rules, {
+      from,
+      to: new Date(from.getTime() + days * DAY),
+      stepMs,
+      events,
+    });
+    const lines = result.timeline.map(
+      (e) => `${e.at.toISOString()}  ${e.decision.kind.padEnd(22)} ${describeDecision(e.decision)}`,
+    );
+    for (const event of events) lines.push(`${event.at.toISOString()}  (scripted ${event.label})`);
+    lines.sort();
+    return [
+      `replay of ${accountId} from ${from.toISOString()} for ${days} day(s), step ${options.step ?? '1h'}`,
+      ...(lines.length > 0 ? lines : ['(nothing would happen)']),
+      result.truncated ? '(stopped early: too many steps)' : '',
+    ]
+      .filter(Boolean)
+      .join('\n');
+  } finally {
+    await database.close();
+  }
+}
+
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      plans: { type: 'boolean' },
+      days: { type: 'string' },
+      step: { type: 'string' },
+      'pay-at': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (command === undefined || command === 'help' || values.help) {
+    process.stdout.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === 'start') {
+    await import('../main');
+    return -1; // the daemon keeps running; main.ts exits on its own
+  }
+  const config = parseConfigOrExit(process.env);
+  const account = () => {
+    const id = positionals[0];
+    if (id === undefined) throw new UsageError(`${command} needs an account id`);
+    return id;
+  };
+  let output: string;
+  switch (command) {
+    case 'migrate': {
+      const database = await openDb(config);
+      await database.close();
+      output = `migrations applied (${database.driver})`;
+      break;
+    }
+    case 'scan':
+      output = await scan(config, values.plans === true, process.stderr);
+      break;
+    case 'evaluate':
+      output = await evaluate(config, account());
+      break;
+    case 'simulate':
+      output = await simulateCommand(config, account(), values);
+      break;
+    default:
+      throw new UsageError(`unknown command ${command}\n\n${USAGE}`);
+  }
+  process.stdout.write(`${output}\n`);
+  return 0;
+}
+
+export { UsageError };
