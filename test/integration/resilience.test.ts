@@ -68,7 +68,7 @@ describe('Redis data loss', () => {
       10_000,
       'release after data loss',
     );
-    expect(release.at - (inst?.release_due_at.getTime() ?? 0)).toBeLessThan(1_500);
+    expect(release.at - (inst?.release_due_at.getTime() ?? 0)).toBeLessThan(5_000);
     expect(
       h.cp.calls.filter((c) => c.op === 'release' && c.instanceId === `${id}-inst`),
     ).toHaveLength(1);
@@ -141,10 +141,18 @@ describe('a worker killed with SIGKILL mid-batch', () => {
       // the same idempotency key; the control plane counts it once).
       expect(new Set(mine().map((c) => c.idempotencyKey)).size).toBe(ids.length);
       expect(mine()).toHaveLength(ids.length);
-      const rows = await h.t.raw<{ status: string; n: string }[]>`
-        select status, count(*) as n from outbox
-         where account_id like 'kill-%' and kind = 'control-plane' group by status`;
-      expect(rows.map((r) => [r.status, Number(r.n)])).toEqual([['done', ids.length]]);
+      const statuses = async () =>
+        (
+          await h.t.raw<{ status: string; n: string }[]>`
+            select status, count(*) as n from outbox
+             where account_id like 'kill-%' and kind = 'control-plane' group by status`
+        ).map((r) => [r.status, Number(r.n)]);
+      await waitFor(
+        async () => JSON.stringify(await statuses()) === JSON.stringify([['done', ids.length]]),
+        10_000,
+        'every outbox row done',
+      );
+      expect(await statuses()).toEqual([['done', ids.length]]);
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));

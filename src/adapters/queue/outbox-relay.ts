@@ -212,7 +212,8 @@ export class OutboxRelay {
 
   /**
    * Re-enqueues dispatched rows whose job Redis no longer has (data loss, FLUSHALL, a trimmed
-   * job whose handler died before recording the outcome). Returns how many were re-enqueued.
+   * job whose handler died before recording the outcome), or has only as a completed job the
+   * row does not reflect. Returns how many were re-enqueued.
    */
   async reconcile(): Promise<number> {
     let cursor = 0;
@@ -230,21 +231,48 @@ export class OutboxRelay {
       if (rows.length === 0) return restored;
       cursor = rows[rows.length - 1]?.id ?? cursor;
       const missing: OutboxRow[] = [];
+      const stale: { row: OutboxRow; remove: () => Promise<void> }[] = [];
       await Promise.all(
         rows.map(async (row) => {
           const name = jobNameOf(row.kind);
           if (name === null) return;
           const queue = row.kind === 'notify' ? notifyQueueOf(row.payload) : undefined;
           const job = await this.queues.queueOf(name, queue).getJob(row.idempotency_key);
-          if (job === undefined) missing.push(row);
+          if (job === undefined) {
+            missing.push(row);
+            return;
+          }
+          if ((await job.getState()) === 'completed')
+            stale.push({ row, remove: () => job.remove() });
         }),
       );
+      // A completed job under this id while the row is still dispatched: either its handler is
+      // just recording the outcome (re-read the row to tell), or Redis remembers a job the
+      // database does not (a restored database, a reused prefix). The database wins.
+      if (stale.length > 0) {
+        const still = new Set(
+          (
+            await queryRows<{ id: string | number }>(
+              this.db,
+              sql`select id from outbox where status = 'dispatched' and id in (${sql.join(
+                stale.map((x) => sql`${x.row.id}`),
+                sql`, `,
+              )})`,
+            )
+          ).map((r) => String(r.id)),
+        );
+        for (const { row, remove } of stale) {
+          if (!still.has(String(row.id))) continue;
+          await remove().catch(() => undefined);
+          missing.push(row);
+        }
+      }
       if (missing.length > 0) {
         const ignored: number[] = [];
         await this.enqueue(missing, ignored);
         restored += missing.length;
         this.logger.warn(
-          { restored: missing.length },
+          { restored: missing.length, keys: missing.slice(0, 5).map((r) => r.idempotency_key) },
           'outbox jobs missing from Redis re-enqueued',
         );
       }
