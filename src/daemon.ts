@@ -9,6 +9,7 @@ import {
   notifyWorkerLimiter,
 } from '../jobs/send-notification';
 import { createNotifyPorts, type NotifyPorts } from './adapters/notify/index';
+import { OperatorAlerts, OperatorMonitor } from './adapters/notify/operator-alerts';
 import { systemClock, type Clock } from './adapters/clock/clock';
 import {
   databaseControlPlane,
@@ -29,6 +30,8 @@ export const ACCOUNT_CHANNEL = 'overdue_worker_account';
 const ACCOUNT_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 /** How often the watchdog checks that the schedulers still exist in Redis, ms. */
 const WATCHDOG_MS = 5_000;
+/** How often the operator monitor looks at failed jobs and scheduler lateness, ms. */
+const MONITOR_MS = 60_000;
 
 export const SCHEDULER_IDS = { balance: 'balance-scan', plans: 'plan-scan' } as const;
 
@@ -49,6 +52,8 @@ export interface DaemonOptions {
 
 export interface Daemon {
   readonly ctx: JobContext;
+  /** Operator alerting (failed jobs, providers, schedulers); `check()` also runs every minute. */
+  readonly monitor: OperatorMonitor;
   readonly database: DbHandle;
   /** Enqueues a prompt evaluation of one account (deduplicated per account). */
   evaluateSoon(accountId: string, origin: string): Promise<void>;
@@ -70,6 +75,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     notifyOptions: notifyJobOptions(),
   });
   const ports = options.notifyPorts ?? createNotifyPorts(config, logger);
+  const monitor = new OperatorMonitor(
+    new OperatorAlerts(
+      ports,
+      producerRedis,
+      { ...config.notify.operators, from: config.mail.from, prefix: config.queuePrefix },
+      clock,
+      logger.child({ component: 'operator-alerts' }),
+    ),
+    queues,
+    Object.values(SCHEDULER_IDS),
+    clock,
+    { failedJobs: 10, providerFailures: 5 },
+  );
   const controlPlane =
     options.controlPlane ??
     (config.controlPlane
@@ -136,6 +154,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           clock,
           ports,
           requestRelay: () => relay.request(),
+          onOutcome: (channel, outcome) => monitor.recordOutcome(channel, outcome),
         });
         for (const channel of ['email', 'sms'] as const) {
           const queue = channel === 'email' ? QUEUES.notifyEmail : QUEUES.notifySms;
@@ -194,6 +213,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       }, WATCHDOG_MS),
     );
 
+    timers.push(
+      setInterval(() => {
+        monitor.check().catch((err: unknown) => logger.error({ err }, 'operator monitor failed'));
+      }, MONITOR_MS),
+    );
+
     // Start-up: dispatch what is pending, restore what Redis may have lost while we were down,
     // and scan for what changed meanwhile (NOTIFYs sent while no daemon listened are lost).
     await relay.drain();
@@ -213,6 +238,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   return {
     ctx,
+    monitor,
     database,
     evaluateSoon,
     ensureSchedulers,
