@@ -2,6 +2,7 @@ import { balanceCandidates, repairCandidates } from '../src/adapters/db/scan-que
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { evaluationOptions } from '../src/adapters/queue/queues';
 import type { JobContext, JobHandler } from './context';
+import { metrics } from '../src/http/metrics';
 
 /**
  * The balance scan: the safety net under the event-driven path. Pages through the accounts
@@ -34,6 +35,7 @@ export const balanceScanJob: JobHandler = async (job, ctx, log) => {
   await fanOut(ctx, repairs, 'event');
   const restored = await ctx.relay.reconcile();
   const result = { candidates, repairs: repairs.length, restored, ms: Date.now() - started };
+  metrics.scanFinished('balance', result.ms, candidates);
   log.info(result, 'balance scan done');
   return result;
 };

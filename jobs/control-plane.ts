@@ -11,6 +11,7 @@ import {
 import { markDaemonTransaction } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import type { JobHandler } from './context';
+import { metrics } from '../src/http/metrics';
 
 type Op = 'suspend' | 'resume' | 'release';
 
@@ -108,6 +109,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
     return { status: 'retry' as const, error: outcome.error };
   });
 
+  metrics.effect(p.op, result.status);
   switch (result.status) {
     case 'applied':
       jobLog.info({ op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');

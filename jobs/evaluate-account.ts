@@ -3,6 +3,7 @@ import { evaluateAccount } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { markOutboxDone } from '../src/adapters/queue/outbox-relay';
 import { actorOf, type JobHandler } from './context';
+import { metrics } from '../src/http/metrics';
 
 /** A timer that fires a little early (clock skew between hosts) waits at most this long, ms. */
 const MAX_EARLY_WAIT_MS = 5_000;
@@ -29,13 +30,16 @@ export const evaluateAccountJob: JobHandler = async (job, ctx, log) => {
   if (payload.outboxKey !== undefined) await markOutboxDone(ctx.db, payload.outboxKey);
   switch (outcome.status) {
     case 'not-found':
+      metrics.evaluated('not-found');
       jobLog.warn('account not found; nothing to evaluate');
       return { status: 'not-found' };
     case 'invalid':
+      metrics.evaluated('invalid');
       jobLog.warn({ reason: outcome.reason }, 'account skipped: its rows break the contract');
       return { status: 'invalid', reason: outcome.reason };
     case 'evaluated': {
       const kinds = outcome.decisions.map((d) => d.kind);
+      metrics.evaluated('evaluated', kinds);
       if (kinds.length > 0) {
         jobLog.info({ decisions: kinds, newEffects: outcome.newEffects }, 'account evaluated');
       }

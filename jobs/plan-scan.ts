@@ -2,6 +2,7 @@ import { planCandidates } from '../src/adapters/db/scan-queries';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { fanOut } from './balance-scan';
 import type { JobHandler } from './context';
+import { metrics } from '../src/http/metrics';
 
 /** The plan-quota scan (R1, R10): accounts with plans near a threshold, near expiry or ended. */
 export const planScanJob: JobHandler = async (job, ctx, log) => {
@@ -25,6 +26,7 @@ export const planScanJob: JobHandler = async (job, ctx, log) => {
     if (page.length < ctx.config.scanPageSize) break;
   }
   const result = { candidates, ms: Date.now() - started };
+  metrics.scanFinished('plan', result.ms, candidates);
   log.info(result, 'plan scan done');
   return result;
 };

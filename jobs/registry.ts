@@ -26,6 +26,10 @@ export const HANDLERS: Partial<Record<JobName, JobHandler>> = {
   'control-plane': controlPlaneJob,
 };
 
+/** Job lock (renewed every half) and stall check, ms: see BullMQ's stalled-jobs guide. */
+export const STALL_LOCK_MS = 15_000;
+export const STALL_CHECK_MS = 5_000;
+
 /** The queues worked through HANDLERS. */
 export const CORE_QUEUES = [QUEUES.scan, QUEUES.evaluate, QUEUES.effects] as const;
 type CoreQueue = (typeof CORE_QUEUES)[number];
@@ -60,6 +64,9 @@ export function startWorkers(
       connection,
       prefix: ctx.config.queuePrefix,
       concurrency: settings.concurrency[queue],
+      // A killed worker's jobs are found stalled and retried within ~20 s, not BullMQ's ~60 s.
+      lockDuration: STALL_LOCK_MS,
+      stalledInterval: STALL_CHECK_MS,
     });
     worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
     worker.on('failed', (job, err) => {

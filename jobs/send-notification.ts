@@ -241,16 +241,20 @@ export function createSendNotificationHandler(
       deps.onOutcome?.(channel, outcome);
 
       if (outcome.ok) {
-        // One atomic statement (one round trip): the row is sent, its outbox entry done.
-        await db.execute(sql`
-          with sent as (
-            update ${notifications}
-               set status = 'sent', provider_id = ${outcome.provider},
-                   message_id = ${outcome.messageId}, last_error = null, updated_at = now()
-             where id = ${row.id} and status = 'sending'
-          )
-          update ${outbox} set status = 'done', last_error = null, updated_at = now()
-           where idempotency_key = ${outboxKey} and status in ('pending', 'dispatched')`);
+        // The row is sent, committed on its own first: the outbox update after it may wait for a
+        // relay transaction that still holds the outbox row (the relay enqueues before it
+        // commits), and a crash during that wait must not leave an accepted message `sending`,
+        // which the retry would send again. A retry that finds it `sent` only settles the outbox.
+        await db
+          .update(notifications)
+          .set({
+            status: 'sent',
+            providerId: outcome.provider,
+            messageId: outcome.messageId,
+            lastError: null,
+          })
+          .where(and(eq(notifications.id, row.id), eq(notifications.status, 'sending')));
+        await markOutbox(db, outboxKey, 'done', null);
         logger.debug(
           { ...ctx, channel, provider: outcome.provider, template: row.template },
           'sent',

@@ -1,7 +1,7 @@
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobContext } from '../jobs/context';
-import { startWorkers } from '../jobs/registry';
+import { STALL_CHECK_MS, STALL_LOCK_MS, startWorkers } from '../jobs/registry';
 import {
   createSendNotificationHandler,
   notifyBackoffStrategy,
@@ -163,6 +163,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             connection: workerRedis,
             prefix: config.queuePrefix,
             concurrency: config.notify.concurrency,
+            lockDuration: STALL_LOCK_MS,
+            stalledInterval: STALL_CHECK_MS,
             ...(limiter ? { limiter } : {}),
             settings: { backoffStrategy: notifyBackoffStrategy },
           });

@@ -3,6 +3,7 @@ import { migrate } from './adapters/db/migrate';
 import { assertRedisAnswers } from './adapters/queue/connection';
 import { parseConfigOrExit, redactedConfig } from './config';
 import { startDaemon } from './daemon';
+import { buildHttpServer } from './http/server';
 import { childLogger, createLogger, type Logger } from './logger';
 
 /**
@@ -59,6 +60,9 @@ async function main(): Promise<void> {
 
   const daemon = await startDaemon({ config, logger, database });
   resources.push({ name: 'daemon', close: () => daemon.close() });
+  const http = await buildHttpServer({ daemon, logger });
+  await http.listen({ host: config.host, port: config.port });
+  resources.push({ name: 'http', close: () => http.close() });
   logger.info({ host: config.host, port: config.port }, 'overdue-worker started');
 }
 

@@ -105,7 +105,7 @@ describe('two daemons on the same Redis and PostgreSQL', () => {
 
 describe('a worker killed with SIGKILL mid-batch', () => {
   function spawnDaemon(): ChildProcess {
-    return spawn('npx', ['tsx', 'src/main.ts'], {
+    return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       env: {
         ...process.env,
         DATABASE_URL: h.t.url,
@@ -135,7 +135,8 @@ describe('a worker killed with SIGKILL mid-batch', () => {
     expect(before).toBeLessThan(ids.length);
     child = spawnDaemon();
     try {
-      await waitFor(() => mine().length === ids.length, 60_000, 'every account suspended once');
+      // Jobs the killed worker held are retried once BullMQ finds them stalled (~20 s).
+      await waitFor(() => mine().length === ids.length, 90_000, 'every account suspended once');
       await new Promise((r) => setTimeout(r, 1_000));
       // Exactly once per effect at the control plane (a call cut by the kill may be repeated with
       // the same idempotency key; the control plane counts it once).

@@ -31,7 +31,12 @@ export interface SmtpSink {
   close(): Promise<void>;
 }
 
-export async function createSmtpSink(options: { parse?: boolean } = {}): Promise<SmtpSink> {
+export async function createSmtpSink(
+  options: {
+    parse?: boolean;
+    /** Listen on this port (a restarted sink); default: a free one. */ port?: number;
+  } = {},
+): Promise<SmtpSink> {
   const parse = options.parse ?? true;
   const messages: ParsedMail[] = [];
   const byMessageId = new Map<string, number>();
@@ -89,7 +94,7 @@ export async function createSmtpSink(options: { parse?: boolean } = {}): Promise
       });
     },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.server.address() as AddressInfo;
 
   return {

@@ -33,7 +33,8 @@ export async function balanceCandidates(
 
 /**
  * Accounts whose enforcement rows disagree with their state: an overdue hold on an active
- * account (an interrupted resume), or a studio release that is due. Small sets, read whole.
+ * account (an interrupted resume; a released studio keeps its hold and is final, so it is not
+ * one), or a studio release that is due. Small sets, read whole.
  */
 export async function repairCandidates(db: Db, now: Date): Promise<string[]> {
   const rows = await queryRows<{ id: string }>(
@@ -41,7 +42,7 @@ export async function repairCandidates(db: Db, now: Date): Promise<string[]> {
     sql`
     select distinct s.account_id as id
       from services s join accounts a on a.id = s.account_id
-     where s.overdue_hold and a.enforcement_state = 'active'
+     where s.overdue_hold and s.status <> 'released' and a.enforcement_state = 'active'
     union
     select distinct account_id as id from studio_instances
      where released_at is null and release_due_at is not null

@@ -1,0 +1,189 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { appendEvent } from '../adapters/db/daemon-writers';
+import { catalog, isJobName, jobsOfQueue, QUEUES, type QueueName } from '../adapters/queue/catalog';
+import { QueueSet } from '../adapters/queue/queues';
+import type { Daemon } from '../daemon';
+import { apiErrorHandler, HttpError } from './api';
+import { actorName, guard, isMutating, type Authenticator } from './auth';
+import { manualSchema, prepareTrigger, recordTrigger } from './triggers';
+
+/**
+ * The queue dashboard (bull-board) at /admin/queues, behind HTTP Basic (see auth.ts), with every
+ * queue of the QueueSet.
+ *
+ * - The viewer account is read-only: its mutating requests are refused (403) and the queue list
+ *   it receives says `readOnlyMode`, so the UI hides the buttons.
+ * - The add-job form is checked by the catalog's schema before bull-board adds the job: the name
+ *   must be a job of that queue, the data its payload (plus `confirmAccountId` for destructive
+ *   jobs); `origin` becomes `operator:<name>` and the job options are the catalog's (evaluations
+ *   deduplicated per account) — the same path as POST /v1/jobs/{name}. Editing a job's data is
+ *   checked the same way.
+ * - Every successful mutating action (add, retry, promote, clean, pause, run a scheduler...) is
+ *   written to the enforcement event log with the operator's name.
+ */
+
+export const DASHBOARD_PATH = '/admin/queues';
+
+const API_PREFIX = `${DASHBOARD_PATH}/api/queues/`;
+
+const addJobBody = z.object({
+  name: z.string(),
+  data: z.unknown().optional(),
+  options: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** Jobs that may be added to a queue: its catalog jobs; notifications to either channel queue. */
+function jobsAllowedIn(queue: string): string[] {
+  const queues = Object.values(QUEUES) as string[];
+  if (!queues.includes(queue)) return [];
+  const names: string[] = jobsOfQueue(queue as QueueName);
+  if (
+    (queue === QUEUES.notifyEmail || queue === QUEUES.notifySms) &&
+    !names.includes('send-notification')
+  ) {
+    names.push('send-notification');
+  }
+  return names;
+}
+
+function jsonSchemaOfQueue(queue: QueueName): Record<string, unknown> {
+  const names = jobsAllowedIn(queue).filter(isJobName);
+  const schemas = names.map((n) => z.toJSONSchema(manualSchema(n), { io: 'input' }));
+  return schemas.length === 1 ? (schemas[0] ?? {}) : { anyOf: schemas };
+}
+
+export async function mountDashboard(
+  app: FastifyInstance,
+  deps: { daemon: Daemon; auth: Authenticator },
+): Promise<void> {
+  const { daemon, auth } = deps;
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath(DASHBOARD_PATH);
+  createBullBoard({
+    queues: Object.entries(daemon.ctx.queues.byName).map(
+      ([name, queue]) =>
+        new BullMQAdapter(queue, {
+          readOnlyMode: false,
+          allowRetries: true,
+          description: `Jobs: ${jobsAllowedIn(name).join(', ')}`,
+          jobDataSchema: jsonSchemaOfQueue(name as QueueName),
+        }),
+    ),
+    // @bull-board/fastify 9.10.1 pins its own copy of @bull-board/api: same shape, distinct types.
+    serverAdapter: serverAdapter as unknown as Parameters<
+      typeof createBullBoard
+    >[0]['serverAdapter'],
+    options: { uiConfig: { boardTitle: 'overdue-worker' } },
+  });
+
+  const queueOfRoute = (req: FastifyRequest): { queue: string; rest: string } | null => {
+    const path = req.url.split('?')[0] ?? '';
+    if (!path.startsWith(API_PREFIX)) return null;
+    const [queue, ...rest] = path.slice(API_PREFIX.length).split('/');
+    return queue === undefined ? null : { queue: decodeURIComponent(queue), rest: rest.join('/') };
+  };
+
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', guard(auth, { allowBearer: false }));
+
+    // Validate what bull-board would add or write, then let it do so.
+    scope.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
+      try {
+        await checkMutation(req);
+      } catch (error) {
+        // Answered here: bull-board's own error handler would turn these into 500s.
+        return apiErrorHandler(error as Error, req, reply);
+      }
+      return undefined;
+    });
+    const checkMutation = async (req: FastifyRequest): Promise<void> => {
+      const principal = req.principal;
+      if (principal === undefined || !isMutating(req.method)) return;
+      const target = queueOfRoute(req);
+      if (target === null) return;
+      if (req.method === 'POST' && target.rest === 'add') {
+        const body = addJobBody.safeParse(req.body ?? {});
+        if (!body.success)
+          throw new HttpError(400, 'bad-request', 'expected {name, data, options}');
+        const { name } = body.data;
+        const allowed = jobsAllowedIn(target.queue);
+        if (!isJobName(name) || !allowed.includes(name)) {
+          throw new HttpError(400, 'bad-request', `name: must be one of ${allowed.join(', ')}`, {
+            issues: [{ path: 'name', message: `must be one of ${allowed.join(', ')}` }],
+          });
+        }
+        const prepared = await prepareTrigger(daemon, name, body.data.data, principal, 'data');
+        if ((prepared.queue ?? catalog[name].queue) !== target.queue) {
+          const right = prepared.queue ?? catalog[name].queue;
+          throw new HttpError(400, 'bad-request', `this job belongs to queue ${right}`, {
+            issues: [{ path: 'name', message: `this job belongs to queue ${right}` }],
+          });
+        }
+        await recordTrigger(daemon, prepared, principal, 'dashboard');
+        req.body = { name, data: prepared.data, options: QueueSet.optionsFor(name, prepared.opts) };
+        return;
+      }
+      if (target.rest.endsWith('/update-data')) {
+        const jobId = target.rest.slice(0, -'/update-data'.length);
+        const queue = Object.values(daemon.ctx.queues.byName).find((q) => q.name === target.queue);
+        const job = queue ? await queue.getJob(decodeURIComponent(jobId)) : undefined;
+        if (job === undefined || !isJobName(job.name)) return; // bull-board answers 404
+        const data = (req.body as { jobData?: unknown } | undefined)?.jobData;
+        const parsed = catalog[job.name].payload.safeParse(data);
+        if (!parsed.success) {
+          throw new HttpError(400, 'bad-request', `jobData: not a valid ${job.name} payload`, {
+            issues: parsed.error.issues.map((i) => ({
+              path: ['jobData', ...i.path.map(String)].join('.'),
+              message: i.message,
+            })),
+          });
+        }
+      }
+    };
+
+    // The viewer sees the board read-only.
+    scope.addHook('onSend', async (req: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+      if (
+        req.principal?.role !== 'viewer' ||
+        req.method !== 'GET' ||
+        (req.url.split('?')[0] ?? '') !== `${DASHBOARD_PATH}/api/queues` ||
+        typeof payload !== 'string' ||
+        reply.statusCode !== 200
+      ) {
+        return payload;
+      }
+      const body = JSON.parse(payload) as { queues?: Record<string, unknown>[] };
+      for (const q of body.queues ?? []) {
+        q.readOnlyMode = true;
+        q.allowRetries = false;
+        q.allowCompletedRetries = false;
+      }
+      return JSON.stringify(body);
+    });
+
+    // Audit: who did what on the board.
+    scope.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!req.principal || !isMutating(req.method) || reply.statusCode >= 400) return;
+      const target = queueOfRoute(req);
+      if (target?.rest === 'add') return; // recorded with its account by recordTrigger
+      await appendEvent(daemon.ctx.db, {
+        accountId: '*',
+        kind: 'operator-dashboard',
+        actor: actorName(req.principal),
+        detail: {
+          method: req.method,
+          path: (req.url.split('?')[0] ?? '').slice(0, 300),
+          ...(target ? { queue: target.queue } : {}),
+        },
+      }).catch((err: unknown) => req.log.error({ err }, 'cannot record a dashboard action'));
+    });
+
+    await scope.register(serverAdapter.registerPlugin(), { prefix: DASHBOARD_PATH });
+    // bull-board sets its own error handler inside its plugin; ours answers the hooks' errors.
+    scope.setErrorHandler(apiErrorHandler);
+  });
+}

@@ -1,0 +1,144 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Metrics. Two kinds:
+ *
+ * - Counters and histograms of things that happen inside jobs live in `jobRegistry` (one per
+ *   process) and are bumped by the jobs through the helpers of `metrics` below.
+ * - Values that already live in PostgreSQL or Redis (queue depths, notifications by status,
+ *   release lag, payment → resume latency) are computed when /metrics is scraped
+ *   (`ScrapeMetrics`, used by health.ts), so they are right after a restart and agree across
+ *   several daemons.
+ *
+ * Names are prefixed `overdue_`; durations are seconds (Prometheus convention).
+ */
+
+export const jobRegistry = new Registry();
+
+const scanDuration = new Histogram({
+  name: 'overdue_scan_duration_seconds',
+  help: 'Duration of one scan job, seconds',
+  labelNames: ['scan'] as const,
+  buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+  registers: [jobRegistry],
+});
+const scanCandidates = new Histogram({
+  name: 'overdue_scan_candidates',
+  help: 'Accounts one scan fanned out to evaluations',
+  labelNames: ['scan'] as const,
+  buckets: [0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000],
+  registers: [jobRegistry],
+});
+const decisions = new Counter({
+  name: 'overdue_decisions_total',
+  help: 'Decisions taken by account evaluations, by kind',
+  labelNames: ['kind'] as const,
+  registers: [jobRegistry],
+});
+const evaluations = new Counter({
+  name: 'overdue_evaluations_total',
+  help: 'Account evaluations, by outcome (evaluated, invalid, not-found)',
+  labelNames: ['status'] as const,
+  registers: [jobRegistry],
+});
+const effects = new Counter({
+  name: 'overdue_effects_total',
+  help: 'Control-plane effects by operation and outcome (applied, superseded, failed, retry)',
+  labelNames: ['op', 'outcome'] as const,
+  registers: [jobRegistry],
+});
+
+/** What the jobs call. Each helper is cheap and never throws. */
+export const metrics = {
+  /** After a balance or plan scan: its duration (ms) and how many accounts it enqueued. */
+  scanFinished(scan: 'balance' | 'plan', durationMs: number, candidates: number): void {
+    scanDuration.observe({ scan }, durationMs / 1000);
+    scanCandidates.observe({ scan }, candidates);
+  },
+  /** After an evaluation: its status and the kinds of the decisions it took. */
+  evaluated(status: string, decisionKinds: readonly string[] = []): void {
+    evaluations.inc({ status });
+    for (const kind of decisionKinds) decisions.inc({ kind });
+  },
+  /** After a control-plane effect job ran. */
+  effect(op: string, outcome: string): void {
+    effects.inc({ op, outcome });
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Scrape-time values, set by health.ts from the database and Redis right before each scrape.
+
+export class ScrapeMetrics {
+  readonly registry = new Registry();
+  readonly up = this.gauge('overdue_dependency_up', 'Dependency answered (1) or not (0)', [
+    'dependency',
+  ]);
+  readonly queueJobs = this.gauge('overdue_queue_jobs', 'Jobs in a queue by state', [
+    'queue',
+    'state',
+  ]);
+  readonly schedulers = this.gauge(
+    'overdue_job_schedulers_present',
+    'Job schedulers present in Redis (1) or missing (0)',
+    ['scheduler'],
+  );
+  readonly notifications = this.gauge(
+    'overdue_notifications_24h',
+    'Notifications created in the last 24 hours, by channel and current status',
+    ['channel', 'status'],
+  );
+  readonly outboxPending = this.gauge(
+    'overdue_outbox_pending',
+    'Outbox rows not yet relayed to a queue',
+    [],
+  );
+  readonly outboxOldestPending = this.gauge(
+    'overdue_outbox_oldest_pending_seconds',
+    'Age of the oldest pending outbox row that is due, seconds (0 when none)',
+    [],
+  );
+  readonly releasesLate = this.gauge(
+    'overdue_studio_releases_late',
+    'Studio releases past their due instant and not yet done',
+    [],
+  );
+  readonly releaseLateMax = this.gauge(
+    'overdue_studio_release_late_seconds',
+    'How far past due the latest pending studio release is, seconds (0 when none)',
+    [],
+  );
+  readonly releaseLag = this.gauge(
+    'overdue_studio_release_lag_seconds',
+    'Release instant minus due instant of studio releases done in the last 24 hours, seconds',
+    ['quantile'],
+  );
+  readonly resumeLatency = this.gauge(
+    'overdue_payment_to_resume_seconds',
+    'Services resumed in the last 24 hours: resume instant minus the last bill payment before it, seconds',
+    ['quantile'],
+  );
+  readonly scrapeErrors = this.gauge(
+    'overdue_scrape_errors',
+    'Parts of this scrape that could not be computed (their series are missing)',
+    ['part'],
+  );
+
+  private gauge<L extends string>(name: string, help: string, labelNames: L[]): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  resetAll(): void {
+    this.registry.resetMetrics();
+  }
+
+  /** Prometheus text of the job metrics and these values. */
+  async text(): Promise<string> {
+    const [jobs, scraped] = await Promise.all([jobRegistry.metrics(), this.registry.metrics()]);
+    return `${jobs.trimEnd()}\n${scraped}`;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,184 @@
+import { IANAZone } from 'luxon';
+import { z } from 'zod';
+import type { Daemon } from '../daemon';
+import { overdueMinor } from '../domain/decide';
+import { purchaseGuard } from '../domain/purchase-guard';
+import { quoteRefund } from '../domain/refund';
+import { accountParams, codeSchema, HttpError, idSchema, instantSchema, type Api } from './api';
+import {
+  billDetails,
+  loadAccount,
+  loadRefundOrder,
+  orderList,
+  timeline,
+  unpaidBills,
+  usageDetails,
+  type AccountRow,
+} from './queries';
+
+/** Read-only inquiries: purchase eligibility (R8), refund quotes (R11), R12, the timeline. */
+
+/** Refund arrival window, business days in the account's zone (R11: 2–3). */
+const REFUND_BUSINESS_DAYS = { min: 2, max: 3 } as const;
+
+const limit = (max: number, fallback: number) =>
+  z.coerce.number().int().min(1).max(max).default(fallback);
+
+const periodQuery = {
+  from: instantSchema.optional().describe('Inclusive start (ISO 8601 with offset)'),
+  to: instantSchema.optional().describe('Exclusive end (ISO 8601 with offset)'),
+};
+const orderedPeriod = <T extends { from?: string | undefined; to?: string | undefined }>(q: T) =>
+  q.from === undefined || q.to === undefined || new Date(q.from) < new Date(q.to);
+const periodIssue = { path: ['to'], message: 'must be after from' };
+
+const billsQuery = z
+  .object({
+    ...periodQuery,
+    product: codeSchema.optional(),
+    granularity: z.enum(['day', 'month']).default('month'),
+    limit: limit(1_000, 200),
+  })
+  .strict()
+  .refine(orderedPeriod, periodIssue);
+
+const usageQuery = z
+  .object({
+    ...periodQuery,
+    product: codeSchema.optional(),
+    metric: codeSchema.optional(),
+    limit: limit(5_000, 500),
+  })
+  .strict()
+  .refine(orderedPeriod, periodIssue);
+
+const ordersQuery = z
+  .object({ ...periodQuery, limit: limit(1_000, 200) })
+  .strict()
+  .refine(orderedPeriod, periodIssue);
+
+function zoneOf(account: AccountRow): string {
+  if (!IANAZone.isValidZone(account.timeZone)) {
+    throw new HttpError(422, 'bad-row', `account ${account.id} has an unknown time zone`, {
+      column: 'time_zone',
+    });
+  }
+  return account.timeZone;
+}
+
+export function registerInquiryRoutes(api: Api, daemon: Daemon): void {
+  const { db, clock, config } = daemon.ctx;
+
+  api.route({
+    method: 'GET',
+    url: '/v1/accounts/:id/purchase-eligibility',
+    tag: 'inquiry',
+    summary: 'R8: may this account buy a resource plan now?',
+    params: accountParams,
+    responses: { 200: 'allowed, or the reason and the amount to pay', 404: 'No such account' },
+    handler: async ({ params }) => {
+      const account = await loadAccount(db, params.id);
+      const now = clock.now();
+      const bills = await unpaidBills(db, account.id);
+      return {
+        accountId: account.id,
+        at: now.toISOString(),
+        overdueMinor: overdueMinor(bills, now),
+        ...purchaseGuard(bills, account.currency.trim(), now),
+      };
+    },
+  });
+
+  api.route({
+    method: 'GET',
+    url: '/v1/orders/:id/refund-quote',
+    tag: 'inquiry',
+    summary: 'R11: what a refund of this order would be, and when it would arrive',
+    params: z.object({ id: idSchema }).strict(),
+    responses: {
+      200: 'A quote (refundable) or the reason it is not refundable',
+      404: 'No such order',
+      422: 'The order row breaks the contract',
+    },
+    handler: async ({ params }) => {
+      const { order, account } = await loadRefundOrder(db, params.id);
+      return quoteRefund(order, {
+        now: clock.now(),
+        timeZone: zoneOf(account),
+        holidays: new Set(config.holidays),
+        minBusinessDays: REFUND_BUSINESS_DAYS.min,
+        maxBusinessDays: REFUND_BUSINESS_DAYS.max,
+      });
+    },
+  });
+
+  api.route({
+    method: 'GET',
+    url: '/v1/accounts/:id/bills',
+    tag: 'inquiry',
+    summary: 'R12: billing details by period and product',
+    description:
+      'Bills issued in [from, to), newest first, and sums per local period (day or month in the account’s zone) and product.',
+    params: accountParams,
+    query: billsQuery,
+    responses: { 200: 'Bills and grouped totals', 404: 'No such account' },
+    handler: async ({ params, query }) => {
+      const account = await loadAccount(db, params.id);
+      zoneOf(account);
+      return {
+        accountId: account.id,
+        currency: account.currency.trim(),
+        timeZone: account.timeZone,
+        granularity: query.granularity,
+        ...(await billDetails(db, account, query)),
+      };
+    },
+  });
+
+  api.route({
+    method: 'GET',
+    url: '/v1/accounts/:id/usage',
+    tag: 'inquiry',
+    summary: 'R12: raw usage records (reference only, not for reconciliation)',
+    params: accountParams,
+    query: usageQuery,
+    responses: { 200: 'Usage records and sums', 404: 'No such account' },
+    handler: async ({ params, query }) => {
+      const account = await loadAccount(db, params.id);
+      return {
+        accountId: account.id,
+        referenceOnly: true,
+        notice: 'Raw usage is for reference only and is not used for reconciliation.',
+        ...(await usageDetails(db, account.id, query)),
+      };
+    },
+  });
+
+  api.route({
+    method: 'GET',
+    url: '/v1/accounts/:id/orders',
+    tag: 'inquiry',
+    summary: 'R12: orders of an account',
+    params: accountParams,
+    query: ordersQuery,
+    responses: { 200: 'Orders, newest first', 404: 'No such account' },
+    handler: async ({ params, query }) => {
+      const account = await loadAccount(db, params.id);
+      return { accountId: account.id, ...(await orderList(db, account.id, query)) };
+    },
+  });
+
+  api.route({
+    method: 'GET',
+    url: '/v1/accounts/:id/timeline',
+    tag: 'inquiry',
+    summary: 'Enforcement timeline: events, notifications, services, scheduled releases',
+    params: accountParams,
+    query: z.object({ limit: limit(1_000, 100) }).strict(),
+    responses: { 200: 'The timeline, newest first', 404: 'No such account' },
+    handler: async ({ params, query }) => {
+      const account = await loadAccount(db, params.id);
+      return timeline(db, account, query.limit);
+    },
+  });
+}

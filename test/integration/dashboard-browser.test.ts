@@ -1,0 +1,122 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildHttpServer } from '../../src/http/server';
+import { startHarness, type Harness } from '../support/daemon';
+
+/**
+ * The dashboard in a real browser: Debian's chromium (apt-get install chromium) driven by
+ * playwright-core, against a listening server. Logs in with HTTP credentials, opens the queues,
+ * triggers "scan now" from the page and sees the job complete; without credentials it is refused.
+ */
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const OPS = { username: 'ops', password: 'ops-password-123456' };
+
+let h: Harness;
+let app: FastifyInstance;
+let base: string;
+const profiles: string[] = [];
+const contexts: BrowserContext[] = [];
+
+async function browser(credentials?: typeof OPS): Promise<BrowserContext> {
+  // A new empty profile per context: no state leaks between runs.
+  const dir = mkdtempSync(path.join(tmpdir(), 'ow-chromium-'));
+  profiles.push(dir);
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+    ...(credentials ? { httpCredentials: credentials } : {}),
+  });
+  contexts.push(context);
+  return context;
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} not found: apt-get install chromium (or set CHROMIUM_PATH)`);
+  }
+  h = await startHarness({ DASHBOARD_USER: OPS.username, DASHBOARD_PASSWORD: OPS.password });
+  app = await buildHttpServer({ daemon: h.daemon, logger: pino({ level: 'silent' }) });
+  base = await app.listen({ host: '127.0.0.1', port: 0 });
+});
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  for (const dir of profiles) rmSync(dir, { recursive: true, force: true });
+  await app?.close();
+  await h?.stop();
+});
+
+describe('dashboard in a browser', () => {
+  it('logs in, opens the queues, triggers a scan and sees it complete', async () => {
+    const context = await browser(OPS);
+    const page = await context.newPage();
+    const res = await page.goto(`${base}/admin/queues`);
+    expect(res?.status()).toBe(200);
+    for (const queue of ['scan', 'evaluate', 'effects']) {
+      await page.getByText(queue, { exact: true }).first().waitFor({ timeout: 15_000 });
+    }
+
+    // "Scan now" from the page: a same-origin POST carrying the browser's Basic credentials.
+    const triggered = await page.evaluate(async () => {
+      const r = await fetch('/v1/jobs/balance-scan', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      return { status: r.status, body: (await r.json()) as { jobId?: string } };
+    });
+    expect(triggered.status).toBe(202);
+    const jobId = triggered.body.jobId;
+    expect(jobId).toBeTruthy();
+
+    // The completed list of the scan queue shows the operator's job.
+    const deadline = Date.now() + 20_000;
+    let seen = false;
+    while (!seen && Date.now() < deadline) {
+      await page.goto(`${base}/admin/queues/queue/scan?status=completed`);
+      seen = await page
+        .getByText('operator:ops')
+        .first()
+        .waitFor({ timeout: 2_000 })
+        .then(() => true)
+        .catch(() => false);
+    }
+    expect(seen).toBe(true);
+    const job = await h.daemon.ctx.queues.byName.scan.getJob(String(jobId));
+    expect(await job?.getState()).toBe('completed');
+  });
+
+  it('refuses the page without credentials', async () => {
+    const context = await browser();
+    const page = await context.newPage();
+    const statuses: number[] = [];
+    page.on('response', (r) => statuses.push(r.status()));
+    // Chromium answers the Basic challenge by cancelling the login (no credentials to offer):
+    // the navigation fails, after the server's 401.
+    const outcome = await page
+      .goto(`${base}/admin/queues`)
+      .then((r) => `status ${r?.status()}`)
+      .catch((e: Error) => e.message);
+    expect(outcome).toMatch(/status 401|ERR_INVALID_AUTH_CREDENTIALS/);
+    expect(statuses).not.toContain(200);
+    // The same page fetched without a browser: 401 with the Basic challenge.
+    const plain = await fetch(`${base}/admin/queues`);
+    expect(plain.status).toBe(401);
+    expect(plain.headers.get('www-authenticate')).toMatch(/^Basic/);
+  });
+});
