@@ -379,6 +379,7 @@ const fields = {
   SCAN_INTERVAL: setting(positiveDuration, '1m'),
   PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
   SCAN_PAGE_SIZE: setting(intInRange(10, 50_000), '2000'),
+  DB_POOL_SIZE: setting(intInRange(2, 500), '32'),
   EVALUATE_CONCURRENCY: setting(intInRange(1, 256), '16'),
   EFFECTS_CONCURRENCY: setting(intInRange(1, 256), '16'),
   OUTBOX_POLL_INTERVAL: setting(positiveDuration, '1s'),
@@ -577,6 +578,8 @@ export interface Config {
   readonly planScanIntervalMs: number;
   /** Accounts read per keyset page of a scan. */
   readonly scanPageSize: number;
+  /** PostgreSQL connections of one daemon (evaluations, effects and senders share them). */
+  readonly dbPoolSize: number;
   /** Evaluations one daemon runs at once. */
   readonly evaluateConcurrency: number;
   /** Control-plane effects one daemon runs at once. */
@@ -638,6 +641,7 @@ function toConfig(env: Env): Config {
     scanIntervalMs: env.SCAN_INTERVAL,
     planScanIntervalMs: env.PLAN_SCAN_INTERVAL,
     scanPageSize: env.SCAN_PAGE_SIZE,
+    dbPoolSize: env.DB_POOL_SIZE,
     evaluateConcurrency: env.EVALUATE_CONCURRENCY,
     effectsConcurrency: env.EFFECTS_CONCURRENCY,
     outboxPollIntervalMs: env.OUTBOX_POLL_INTERVAL,

@@ -65,7 +65,9 @@ export interface Daemon {
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
-  const database = options.database ?? (await createDb(config.databaseUrl, config.dataDir));
+  const database =
+    options.database ??
+    (await createDb(config.databaseUrl, config.dataDir, { poolSize: config.dbPoolSize }));
   if (!options.database) await migrate(database.db);
 
   const producerRedis = createRedis(config.redisUrl, 'producer', logger);

@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   const dbLogger = childLogger(logger, 'db');
   let database: DbHandle;
   try {
-    database = await createDb(config.databaseUrl, config.dataDir);
+    database = await createDb(config.databaseUrl, config.dataDir, { poolSize: config.dbPoolSize });
     resources.push({ name: 'database', close: () => database.close() });
     await migrate(database.db);
     dbLogger.info({ driver: database.driver }, 'database ready, migrations applied');

@@ -11,7 +11,7 @@ import type {
   PlanSnapshot,
   ServiceSnapshot,
 } from './snapshot';
-import { addMs, periodLabel } from './time';
+import { addMs, periodEnd, periodLabel } from './time';
 import { validateSnapshot } from './validate';
 
 /**
@@ -374,6 +374,7 @@ class Evaluation {
       this.out.push({
         kind: 'low-balance-reminder',
         key: keys.lowBalance(s.accountId, period),
+        until: periodEnd(this.rules.lowBalanceReminder, this.now, s.timeZone),
         notice: this.notice('low-balance', {
           balanceMinor: s.availableBalanceMinor,
           thresholdMinor: threshold,

@@ -65,7 +65,13 @@ export type Decision =
       readonly from: EnforcementState;
       readonly to: EnforcementState;
     }
-  | { readonly kind: 'low-balance-reminder'; readonly key: string; readonly notice: Notice }
+  | {
+      readonly kind: 'low-balance-reminder';
+      readonly key: string;
+      /** End of this reminder window: the next reminder cannot come before it. */
+      readonly until: Date;
+      readonly notice: Notice;
+    }
   | {
       readonly kind: 'overdue-reminder';
       readonly key: string;

@@ -32,3 +32,14 @@ export function periodLabel(period: ReminderPeriod, now: Date, zone: string): st
 export function addMs(instant: Date, ms: number): Date {
   return new Date(instant.getTime() + ms);
 }
+
+/** First instant after the reminder window containing `now` (next local midnight, or window end). */
+export function periodEnd(period: ReminderPeriod, now: Date, zone: string): Date {
+  if (period.kind === 'every') {
+    return new Date((Math.floor(now.getTime() / period.ms) + 1) * period.ms);
+  }
+  const local = DateTime.fromJSDate(now, { zone });
+  return local.isValid
+    ? local.startOf('day').plus({ days: 1 }).toJSDate()
+    : new Date(now.getTime() + 86_400_000);
+}

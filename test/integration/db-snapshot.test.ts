@@ -469,6 +469,7 @@ describe('mapAccountSnapshot (rows the database constraints would refuse)', () =
       currency: 'USD',
       availableBalanceMinor: 0,
       earliestUnpaidDueAt: null,
+      lowBalanceQuietUntil: null,
       timeZone: 'UTC',
       locale: 'en',
       email: null,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { balanceCandidates } from '../../src/adapters/db/scan-queries';
 import { startHarness, waitFor, type Harness } from '../support/daemon';
 
 /**
@@ -124,6 +125,22 @@ describe('enforcement daemon', () => {
         (await h.daemon.ctx.queues.byName['notify-sms'].getJob(row.idempotency_key));
       expect(job?.data).toEqual({ outboxKey: row.idempotency_key });
     }
+  });
+
+  it('R3: once the reminder of the day went out, the scan no longer picks the account for low balance', async () => {
+    const id = await account({ balance: 100 });
+    const candidates = () =>
+      balanceCandidates(h.t.db, '', 100_000, new Date(), h.config.rules).then((ids) =>
+        ids.includes(id),
+      );
+    await waitFor(async () => (await notifications(id)).length === 2, 5_000, 'reminder rows');
+    expect(await candidates()).toBe(false);
+    // Next window: a candidate again (the reminder of that day is due).
+    const [row] = await h.t.raw<{ until: Date }[]>`
+      select low_balance_quiet_until as until from accounts where id = ${id}`;
+    const later = new Date((row?.until.getTime() ?? 0) + 1);
+    const ids = await balanceCandidates(h.t.db, '', 100_000, later, h.config.rules);
+    expect(ids).toContain(id);
   });
 
   it('R4: overdue within the quota suspends nothing and sends an overdue reminder', async () => {

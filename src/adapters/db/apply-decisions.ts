@@ -275,6 +275,12 @@ export async function applyDecisions(
         await notify(d.key, d.notice, d.episodeSeq);
         break;
       case 'low-balance-reminder':
+        await tx
+          .update(accounts)
+          .set({ lowBalanceQuietUntil: d.until })
+          .where(eq(accounts.id, accountId));
+        await notify(d.key, d.notice, null);
+        break;
       case 'plan-quota-alert':
       case 'plan-expiry-reminder':
       case 'payg-revert-notice':

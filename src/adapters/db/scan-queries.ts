@@ -8,7 +8,11 @@ import { queryRows, type Db } from './client';
  * scan reads each account row once and holds one page in memory.
  */
 
-/** One page of balance-scan candidates after `cursor` (exclusive), in id order. */
+/**
+ * One page of balance-scan candidates after `cursor` (exclusive), in id order. A low balance
+ * whose reminder already went out in the current window is not a candidate (R3 allows one per
+ * window), which keeps the daily bulk of low-balance accounts out of every scan but the first.
+ */
 export async function balanceCandidates(
   db: Db,
   cursor: string,
@@ -23,7 +27,8 @@ export async function balanceCandidates(
      where id > ${cursor}
        and (enforcement_state <> 'active'
             or episode_started_at is not null
-            or available_balance_minor < coalesce(low_balance_threshold_minor, ${rules.lowBalanceThresholdMinor})
+            or (available_balance_minor < coalesce(low_balance_threshold_minor, ${rules.lowBalanceThresholdMinor})
+                and (low_balance_quiet_until is null or low_balance_quiet_until <= ${now.toISOString()}::timestamptz))
             or earliest_unpaid_due_at < ${now.toISOString()}::timestamptz)
      order by id
      limit ${limit}`,

@@ -171,6 +171,12 @@ export const accounts = pgTable(
      * table alone.
      */
     earliestUnpaidDueAt: instant('earliest_unpaid_due_at'),
+    /**
+     * End of the reminder window in which the last low-balance reminder went out (R3). Until
+     * then the scan skips the account for low balance: the window's reminder is already sent.
+     * Written by the daemon.
+     */
+    lowBalanceQuietUntil: instant('low_balance_quiet_until'),
     /** Bumped on every write (daemon and upsert helpers) for optimistic checks. */
     version: integer('version').notNull().default(0),
     createdAt: createdAt(),

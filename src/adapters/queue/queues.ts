@@ -64,9 +64,15 @@ export class QueueSet {
   }
 }
 
+/** BullMQ priority of scan-made evaluations (1 is the highest; none is above all). */
+export const SCAN_PRIORITY = 10;
+
 /** Evaluation jobs of one account collapse: one waiting at most, plus one after an active one. */
 export function evaluationOptions(accountId: string, mode: 'event' | 'scan'): JobsOptions {
   return {
+    // Events (payments, operators, timers) go before scan fan-out: BullMQ takes jobs without a
+    // priority first, so a payment never waits behind a 30,000-account scan backlog.
+    ...(mode === 'scan' ? { priority: SCAN_PRIORITY } : {}),
     deduplication: {
       id: `eval-${accountId}`,
       // An event (payment, operator) arriving during an evaluation must be seen: keep one more.

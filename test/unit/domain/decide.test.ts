@@ -178,6 +178,10 @@ describe('R3 low balance', () => {
     expect(k1).toBe(k2);
     expect(k3).not.toBe(k1);
     expect(k3).toBe('lowbal-v1-acct-1-2026-03-03');
+    // The window ends at the next local midnight (16:00 UTC in Shanghai).
+    expect(
+      only(decide(a, at('2026-03-02T15:59:00Z'), rules()), 'low-balance-reminder').until,
+    ).toEqual(at('2026-03-02T16:00:00Z'));
   });
 
   it('R3: a fixed reminder interval windows on the epoch', () => {
@@ -188,6 +192,9 @@ describe('R3 low balance', () => {
     const k3 = only(decide(a, at('2026-03-02T12:00:00Z'), r), 'low-balance-reminder').key;
     expect(k1).toBe(k2);
     expect(k3).not.toBe(k1);
+    expect(only(decide(a, at('2026-03-02T06:00:00Z'), r), 'low-balance-reminder').until).toEqual(
+      at('2026-03-02T12:00:00Z'),
+    );
   });
 
   it('R3: the reminder goes only to the channels the account accepts', () => {

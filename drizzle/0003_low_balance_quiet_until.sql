@@ -1,0 +1,1 @@
+ALTER TABLE "accounts" ADD COLUMN "low_balance_quiet_until" timestamp with time zone;
