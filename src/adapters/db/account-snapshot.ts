@@ -306,33 +306,32 @@ export async function loadAccountSnapshot(
   if (account === undefined) {
     return { ok: false, code: 'not-found', reason: `account ${accountId} not found` };
   }
-  const billRows = await tx
-    .select()
-    .from(bills)
-    .where(
-      and(
-        eq(bills.accountId, accountId),
-        eq(bills.status, 'unpaid'),
-        gt(bills.amountMinor, bills.paidMinor),
-      ),
-    )
-    .orderBy(asc(bills.dueAt), asc(bills.id));
-  const serviceRows = await tx
-    .select()
-    .from(services)
-    .where(eq(services.accountId, accountId))
-    .orderBy(asc(services.id));
-  const studioRows = await tx
-    .select()
-    .from(studioInstances)
-    .where(eq(studioInstances.accountId, accountId))
-    .orderBy(asc(studioInstances.id));
   const oldestExpiry = new Date(now.getTime() - options.revertNoticeWindowMs);
-  const planRows = await tx
-    .select()
-    .from(resourcePlans)
-    .where(and(eq(resourcePlans.accountId, accountId), gt(resourcePlans.expiresAt, oldestExpiry)))
-    .orderBy(asc(resourcePlans.expiresAt), asc(resourcePlans.id));
+  // Issued together: on one connection postgres.js pipelines them (one round trip, not four).
+  const [billRows, serviceRows, studioRows, planRows] = await Promise.all([
+    tx
+      .select()
+      .from(bills)
+      .where(
+        and(
+          eq(bills.accountId, accountId),
+          eq(bills.status, 'unpaid'),
+          gt(bills.amountMinor, bills.paidMinor),
+        ),
+      )
+      .orderBy(asc(bills.dueAt), asc(bills.id)),
+    tx.select().from(services).where(eq(services.accountId, accountId)).orderBy(asc(services.id)),
+    tx
+      .select()
+      .from(studioInstances)
+      .where(eq(studioInstances.accountId, accountId))
+      .orderBy(asc(studioInstances.id)),
+    tx
+      .select()
+      .from(resourcePlans)
+      .where(and(eq(resourcePlans.accountId, accountId), gt(resourcePlans.expiresAt, oldestExpiry)))
+      .orderBy(asc(resourcePlans.expiresAt), asc(resourcePlans.id)),
+  ]);
   return mapAccountSnapshot({
     account,
     bills: billRows,
