@@ -10,6 +10,7 @@ import {
   bill,
   instance,
   liveServices,
+  plan,
   plusMs,
   rules,
   service,
@@ -786,6 +787,37 @@ describe('snapshot validation (bad rows from the billing system)', () => {
       name: 'episode after the last sequence',
       over: { episode: { seq: 2, startedAt: T0 }, lastEpisodeSeq: 1 },
       code: 'bad-episode',
+    },
+    {
+      name: 'fractional low-balance threshold',
+      over: { lowBalanceThresholdMinor: 0.5 },
+      code: 'bad-low-balance',
+    },
+    {
+      name: 'bill without a valid due instant',
+      over: { bills: [bill({ dueAt: new Date(Number.NaN) })] },
+      code: 'bad-bill',
+    },
+    {
+      name: 'service id with a colon',
+      over: { services: [service({ id: 's:1' })] },
+      code: 'bad-id',
+    },
+    {
+      name: 'studio instance id with a space',
+      over: { studioInstances: [instance({ id: 'i 1' })] },
+      code: 'bad-id',
+    },
+    { name: 'plan kind with a colon', over: { plans: [plan({ kind: 'a:b' })] }, code: 'bad-id' },
+    {
+      name: 'plan with negative units',
+      over: { plans: [plan({ usedUnits: -1 })] },
+      code: 'bad-plan',
+    },
+    {
+      name: 'plan threshold of zero percent',
+      over: { plans: [plan({ thresholds: [{ kind: 'percent', percent: 0 }] })] },
+      code: 'bad-threshold',
     },
   ];
   it.each(cases)('a snapshot with $name yields one invalid-snapshot decision', ({ over, code }) => {

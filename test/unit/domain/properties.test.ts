@@ -102,7 +102,8 @@ const snapshotArb: fc.Arbitrary<AccountSnapshot> = fc
 
 const nowArb = fc.integer({ min: -2 * DAY, max: 2 * DAY }).map((ms) => plusMs(T0, ms));
 
-describe('decide properties', () => {
+// Thousands of generated cases per property: give them time on a loaded machine.
+describe('decide properties', { timeout: 60_000 }, () => {
   it('decide is total: it never throws for any well-formed business state', () => {
     fc.assert(
       fc.property(snapshotArb, nowArb, (s, now) => {

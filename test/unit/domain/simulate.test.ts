@@ -7,6 +7,7 @@ import {
   bill,
   instance,
   liveServices,
+  plan,
   plusMs,
   rules,
   studio,
@@ -83,5 +84,49 @@ describe('simulate (the replay behind `overdue-worker simulate`)', () => {
       expect(describeDecision(entry.decision)).toMatch(/\S/);
     }
     expect(describeDecision(result.timeline[0]!.decision)).toContain('episode 1');
+  });
+
+  it('describes every kind of decision, plans and reminders included', () => {
+    const acct = account({
+      availableBalanceMinor: 0,
+      bills: [bill({ dueAt: plusMs(T0, -1), amountMinor: 100 })],
+      plans: [
+        plan({ id: 'p-low', usedUnits: 990, expiresAt: plusMs(T0, DAY) }),
+        plan({
+          id: 'p-gone',
+          kind: 'storage',
+          expiresAt: plusMs(T0, -HOUR),
+          startsAt: plusMs(T0, -9 * DAY),
+        }),
+      ],
+      services: [studio({ operatorHold: true, status: 'suspended' })],
+      studioInstances: [instance()],
+    });
+    const result = simulate(acct, rules(), {
+      from: T0,
+      to: plusMs(T0, 2 * DAY),
+      stepMs: HOUR,
+      events: [{ at: plusMs(T0, 23 * HOUR), label: 'payment', apply: payEverything }],
+    });
+    const kinds = new Set(result.timeline.map((e) => e.decision.kind));
+    for (const kind of [
+      'overdue-reminder',
+      'plan-quota-alert',
+      'plan-expiry-reminder',
+      'payg-revert-notice',
+      'release-warning',
+      'cancel-release',
+      'resume-services',
+      'low-balance-reminder',
+    ]) {
+      expect(kinds, kind).toContain(kind);
+    }
+    for (const entry of result.timeline) expect(describeDecision(entry.decision)).toMatch(/\S/);
+    expect(describeDecision({ kind: 'wake', key: 'k', at: T0 })).toContain(T0.toISOString());
+    expect(describeDecision({ kind: 'invalid-snapshot', key: 'k', reason: 'bad zone' })).toContain(
+      'bad zone',
+    );
+    // The operator's hold outlives the payment.
+    expect(result.final.services[0]).toMatchObject({ status: 'suspended', overdueHold: false });
   });
 });
