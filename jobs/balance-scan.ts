@@ -1,8 +1,9 @@
+import type { Job } from 'bullmq';
 import { balanceCandidates, repairCandidates } from '../src/adapters/db/scan-queries';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { evaluationOptions } from '../src/adapters/queue/queues';
-import type { JobContext, JobHandler } from './context';
 import { metrics } from '../src/http/metrics';
+import type { JobContext, JobHandler } from './context';
 
 /**
  * The balance scan: the safety net under the event-driven path. Pages through the accounts
@@ -14,23 +15,9 @@ export const balanceScanJob: JobHandler = async (job, ctx, log) => {
   parsePayload('balance-scan', job.data);
   const started = Date.now();
   const now = ctx.clock.now();
-  let cursor = '';
-  let candidates = 0;
-  for (;;) {
-    const page = await balanceCandidates(
-      ctx.db,
-      cursor,
-      ctx.config.scanPageSize,
-      now,
-      ctx.config.rules,
-    );
-    if (page.length === 0) break;
-    await fanOut(ctx, page, 'scan');
-    candidates += page.length;
-    cursor = page[page.length - 1] ?? cursor;
-    await job.updateProgress({ candidates, cursor });
-    if (page.length < ctx.config.scanPageSize) break;
-  }
+  const candidates = await scanPages(job, ctx, (cursor) =>
+    balanceCandidates(ctx.db, cursor, ctx.config.scanPageSize, now, ctx.config.rules),
+  );
   const repairs = await repairCandidates(ctx.db, now);
   await fanOut(ctx, repairs, 'event');
   const restored = await ctx.relay.reconcile();
@@ -39,6 +26,30 @@ export const balanceScanJob: JobHandler = async (job, ctx, log) => {
   log.info(result, 'balance scan done');
   return result;
 };
+
+/**
+ * Keyset paging shared by the scans: `page(cursor)` returns the next ids after `cursor` in id
+ * order (at most SCAN_PAGE_SIZE); each page is fanned out before the next is read, so one page
+ * is all a scan holds. Returns how many accounts it enqueued.
+ */
+export async function scanPages(
+  job: Job,
+  ctx: JobContext,
+  page: (cursor: string) => Promise<string[]>,
+): Promise<number> {
+  let cursor = '';
+  let candidates = 0;
+  for (;;) {
+    const ids = await page(cursor);
+    if (ids.length === 0) break;
+    await fanOut(ctx, ids, 'scan');
+    candidates += ids.length;
+    cursor = ids[ids.length - 1] ?? cursor;
+    await job.updateProgress({ candidates, cursor });
+    if (ids.length < ctx.config.scanPageSize) break;
+  }
+  return candidates;
+}
 
 export async function fanOut(
   ctx: JobContext,
