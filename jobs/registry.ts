@@ -29,6 +29,14 @@ export const HANDLERS: Partial<Record<JobName, JobHandler>> = {
 /** Job lock (renewed every half) and stall check, ms: see BullMQ's stalled-jobs guide. */
 export const STALL_LOCK_MS = 15_000;
 export const STALL_CHECK_MS = 5_000;
+/**
+ * Times a job may be found stalled (its worker died: SIGKILL, OOM, a lost host) before BullMQ
+ * fails it for good. BullMQ's default of 1 turns a job caught by two crashes in a row into a
+ * failed job: an effect marked failed, a message never sent. A stall is not the job's fault and
+ * every handler is idempotent on its key, so allow several; still bounded, so a job that itself
+ * crashes the process does not loop forever.
+ */
+export const MAX_STALLED_COUNT = 10;
 
 /** The queues worked through HANDLERS. */
 export const CORE_QUEUES = [QUEUES.scan, QUEUES.evaluate, QUEUES.effects] as const;
@@ -67,6 +75,7 @@ export function startWorkers(
       // A killed worker's jobs are found stalled and retried within ~20 s, not BullMQ's ~60 s.
       lockDuration: STALL_LOCK_MS,
       stalledInterval: STALL_CHECK_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
     });
     worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
     worker.on('failed', (job, err) => {

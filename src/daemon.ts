@@ -1,7 +1,7 @@
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobContext } from '../jobs/context';
-import { STALL_CHECK_MS, STALL_LOCK_MS, startWorkers } from '../jobs/registry';
+import { MAX_STALLED_COUNT, STALL_CHECK_MS, STALL_LOCK_MS, startWorkers } from '../jobs/registry';
 import {
   createSendNotificationHandler,
   notifyBackoffStrategy,
@@ -167,6 +167,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             concurrency: config.notify.concurrency,
             lockDuration: STALL_LOCK_MS,
             stalledInterval: STALL_CHECK_MS,
+            maxStalledCount: MAX_STALLED_COUNT,
             ...(limiter ? { limiter } : {}),
             settings: { backoffStrategy: notifyBackoffStrategy },
           });

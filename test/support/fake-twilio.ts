@@ -43,6 +43,8 @@ export interface FakeTwilio {
   /** Messages with the same (to, body) stored more than once. */
   duplicates(): number;
   script(step: CreateScript, times?: number): void;
+  /** Drops scripted steps not used yet. */
+  clearScript(): void;
   close(): Promise<void>;
 }
 
@@ -209,6 +211,9 @@ export async function createFakeTwilio(): Promise<FakeTwilio> {
     },
     script(step, times = 1) {
       for (let i = 0; i < times; i += 1) scripts.push(step);
+    },
+    clearScript() {
+      scripts.length = 0;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -1,0 +1,114 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  envInt,
+  payInFull,
+  randomInt,
+  report,
+  seedOverdue,
+  sleep,
+  startInfra,
+  World,
+  type DaemonProcess,
+  type Infra,
+  until,
+} from './harness';
+
+/**
+ * Scenario 1: `kill -9` of the worker at random moments while a scan of many overdue accounts
+ * fans out evaluations, suspensions, studio releases and notifications; a new worker each time.
+ * Sizes: FAULTS_ACCOUNTS (default 2,000; the issue's full size is 20,000), FAULTS_KILLS (default
+ * 10; full 50), FAULTS_KILL_MIN_MS / FAULTS_KILL_MAX_MS (each worker is killed
+ * this long after it is seen making progress, default 0-3 s).
+ */
+
+const ACCOUNTS = envInt('FAULTS_ACCOUNTS', 2_000);
+const KILLS = envInt('FAULTS_KILLS', 10);
+const KILL_MIN_MS = envInt('FAULTS_KILL_MIN_MS', 0);
+const KILL_MAX_MS = envInt('FAULTS_KILL_MAX_MS', 3_000);
+
+let infra: Infra;
+let world: World | undefined;
+
+beforeAll(async () => {
+  infra = await startInfra();
+});
+
+afterAll(async () => {
+  await world?.close();
+  await infra?.close();
+});
+
+describe(`kill -9 during a scan (${ACCOUNTS} accounts, ${KILLS} kills)`, () => {
+  it('applies every effect and sends every message exactly once', async () => {
+    world = await World.create(infra, {
+      env: {
+        STUDIO_RELEASE_DELAY: '20s',
+        STUDIO_RELEASE_WARNING: '5s',
+        SCAN_INTERVAL: '5s',
+        SCAN_PAGE_SIZE: '500',
+      },
+    });
+    const w = world;
+    const ids = await seedOverdue(w.raw, { prefix: 'k', count: ACCOUNTS, studioEvery: 10 });
+    // Some accounts pay while the kills go on: resumes and their notices are in flight too.
+    const payers = ids.filter((_, i) => i % 20 === 7);
+    const started = Date.now();
+    let daemon: DaemonProcess = w.spawn();
+    const done = async () => (await w.progress())['outbox.done'] ?? 0;
+    const atKill: string[] = [];
+    for (let k = 1; k <= KILLS; k += 1) {
+      // Each worker is killed at a random moment once it is doing work (it made progress), so
+      // every kill lands mid-flight rather than during start-up.
+      const before = await done();
+      await until(async () => (await done()) > before, 120_000, `worker ${k} making progress`);
+      await sleep(randomInt(KILL_MIN_MS, KILL_MAX_MS));
+      if (k === Math.ceil(KILLS / 2)) {
+        for (const id of payers) await payInFull(w.raw, id);
+      }
+      await daemon.kill9();
+      const p = await w.progress();
+      atKill.push(
+        `${p['outbox.done'] ?? 0}/${Object.values(p).reduce((a, b) => a + b, 0)} smtp ${w.smtp.accepted()}`,
+      );
+      daemon = w.spawn();
+    }
+    const killsDone = Date.now();
+    const unpaid = ACCOUNTS - payers.length;
+    const studios = ids.filter((_, i) => (i + 1) % 10 === 0 && i % 20 !== 7).length;
+    try {
+      await w.settle(Math.max(300_000, ACCOUNTS * 60), async () => {
+        const [row] = await w.raw<{ held: string; released: string }[]>`
+          select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
+                 (select count(*) from studio_instances where released_at is not null) as released`;
+        return Number(row?.held) === unpaid && Number(row?.released) === studios;
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${w.logTail()}`);
+    }
+    const settled = Date.now();
+    const inv = await w.check();
+    const suspends = w.cp.calls.filter((c) => c.op === 'suspend' && c.serviceId.endsWith('-s'));
+    const releases = w.cp.calls.filter((c) => c.op === 'release');
+    report('kill9', {
+      accounts: ACCOUNTS,
+      kills: KILLS,
+      payers: payers.length,
+      studios,
+      killPhaseMs: killsDone - started,
+      totalMs: settled - started,
+      outboxDoneAtEachKill: atKill,
+      streamingSuspends: suspends.length,
+      releases: releases.length,
+      ...inv,
+    });
+    expect(inv.problems).toEqual([]);
+    // Every unpaid account suspended once at the control plane, every studio released once.
+    const unpaidIds = new Set(ids.filter((_, i) => i % 20 !== 7));
+    const suspendedUnpaid = new Set(
+      suspends.filter((c) => unpaidIds.has(c.accountId)).map((c) => c.accountId),
+    );
+    expect(suspendedUnpaid.size).toBe(unpaid);
+    expect(releases).toHaveLength(studios);
+    expect(inv.failedNotifications).toBe(0);
+  });
+});
