@@ -79,7 +79,9 @@ describe(`kill -9 during a scan (${ACCOUNTS} accounts, ${KILLS} kills)`, () => {
       await w.settle(Math.max(300_000, ACCOUNTS * 60), async () => {
         const [row] = await w.raw<{ held: string; released: string }[]>`
           select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
-                 (select count(*) from studio_instances where released_at is not null) as released`;
+                 (select count(*) from studio_instances i where released_at is not null
+                   and exists (select 1 from bills b where b.account_id = i.account_id
+                                and b.status = 'unpaid')) as released`;
         return Number(row?.held) === unpaid && Number(row?.released) === studios;
       });
     } catch (error) {

@@ -67,7 +67,9 @@ describe(`three daemons, one restarted every few seconds (${ACCOUNTS} accounts)`
       await w.settle(300_000, async () => {
         const [row] = await w.raw<{ held: string; released: string }[]>`
           select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
-                 (select count(*) from studio_instances where released_at is not null) as released`;
+                 (select count(*) from studio_instances i where released_at is not null
+                   and exists (select 1 from bills b where b.account_id = i.account_id
+                                and b.status = 'unpaid')) as released`;
         return Number(row?.held) === unpaid && Number(row?.released) === studios;
       });
     } catch (error) {

@@ -94,6 +94,9 @@ export async function createSmtpSink(
       });
     },
   });
+  // A client that dies mid-session (a killed daemon) resets its connection; smtp-server reports
+  // that as an 'error' event, which must not become an uncaught exception in the test process.
+  server.on('error', () => undefined);
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.server.address() as AddressInfo;
 
