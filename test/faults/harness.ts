@@ -522,6 +522,20 @@ export class World {
   }
 
   /**
+   * True when exactly `held` streaming services carry an overdue hold and exactly `released`
+   * studio instances of still-unpaid accounts are released: the enforcement end state the
+   * kill, Redis-loss and three-daemon scenarios wait for.
+   */
+  async enforcementIs(held: number, released: number): Promise<boolean> {
+    const [row] = await this.raw<{ held: string; released: string }[]>`
+      select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
+             (select count(*) from studio_instances i where released_at is not null
+               and exists (select 1 from bills b where b.account_id = i.account_id
+                            and b.status = 'unpaid')) as released`;
+    return Number(row?.held) === held && Number(row?.released) === released;
+  }
+
+  /**
    * Waits until nothing is left to do: every outbox row done or failed, every notification final,
    * no release due and not done, and `extra` holds; stable over two polls.
    */

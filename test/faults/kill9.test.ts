@@ -76,14 +76,7 @@ describe(`kill -9 during a scan (${ACCOUNTS} accounts, ${KILLS} kills)`, () => {
     const unpaid = ACCOUNTS - payers.length;
     const studios = ids.filter((_, i) => (i + 1) % 10 === 0 && i % 20 !== 7).length;
     try {
-      await w.settle(Math.max(300_000, ACCOUNTS * 60), async () => {
-        const [row] = await w.raw<{ held: string; released: string }[]>`
-          select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
-                 (select count(*) from studio_instances i where released_at is not null
-                   and exists (select 1 from bills b where b.account_id = i.account_id
-                                and b.status = 'unpaid')) as released`;
-        return Number(row?.held) === unpaid && Number(row?.released) === studios;
-      });
+      await w.settle(Math.max(300_000, ACCOUNTS * 60), () => w.enforcementIs(unpaid, studios));
     } catch (error) {
       throw new Error(`${(error as Error).message}\n${w.logTail()}`);
     }

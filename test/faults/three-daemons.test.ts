@@ -64,14 +64,7 @@ describe(`three daemons, one restarted every few seconds (${ACCOUNTS} accounts)`
     const unpaid = ACCOUNTS - payers.length;
     const studios = ids.filter((_, i) => (i + 1) % 10 === 0 && i % 25 !== 4).length;
     try {
-      await w.settle(300_000, async () => {
-        const [row] = await w.raw<{ held: string; released: string }[]>`
-          select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
-                 (select count(*) from studio_instances i where released_at is not null
-                   and exists (select 1 from bills b where b.account_id = i.account_id
-                                and b.status = 'unpaid')) as released`;
-        return Number(row?.held) === unpaid && Number(row?.released) === studios;
-      });
+      await w.settle(300_000, () => w.enforcementIs(unpaid, studios));
     } catch (error) {
       throw new Error(`${(error as Error).message}\n${w.logTail()}`);
     }
