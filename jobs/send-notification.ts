@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { DelayedError, UnrecoverableError, type BackoffStrategy, type Job } from 'bullmq';
 import type { Clock } from '../src/adapters/clock/clock';
-import type { Db } from '../src/adapters/db/client';
+import { queryRows, type Db } from '../src/adapters/db/client';
 import { appendEvent, insertNotification, insertOutbox } from '../src/adapters/db/daemon-writers';
 import { accounts, notifications, outbox } from '../src/adapters/db/schema';
 import { messageIdFor, type NotifyPorts, type SendOutcome } from '../src/adapters/notify/index';
@@ -20,6 +21,9 @@ import { renderMessage, TemplateError, type RenderedMessage } from '../src/notif
  * - final rows (sent, delivered, failed, undeliverable) are never sent again;
  * - the row is marked `sending` (and `sent_at` stamped with the first attempt's start) before the
  *   provider is called, and `sent` with the provider's id after, in one statement;
+ * - that claim is a lease held by one attempt (a token and an expiry on the database's clock): a
+ *   second job for the same row (a stalled job re-run while the first still works, another
+ *   daemon) waits for the lease instead of sending too;
  * - an attempt that finds `sending` without a provider id was interrupted (timeout, crash,
  *   `kill -9`) after possibly handing the message over: for SMS it first looks the message up at
  *   the provider (recipient + exact body, created since the first attempt) and records it instead
@@ -134,6 +138,11 @@ export function createSendNotificationHandler(
 ): (job: Job, token?: string) => Promise<void> {
   const { db, config, clock, ports } = deps;
   const logger = childLogger(deps.logger, 'send-notification');
+  /**
+   * A holder that has not finished by then is taken to be dead: its provider call is bounded by
+   * NOTIFY_TIMEOUT, and 20 s more covers the row update on a loaded host.
+   */
+  const leaseMs = config.notify.timeoutMs + 20_000;
 
   return async function sendNotification(job: Job, token?: string): Promise<void> {
     let outboxKey: string;
@@ -218,24 +227,32 @@ export function createSendNotificationHandler(
         throw error;
       }
 
-      // Claim: pending → sending (or sending → sending on a retry). A final status wins.
-      const claimed = await db
-        .update(notifications)
-        .set({
-          status: 'sending',
-          attempts: sql`${notifications.attempts} + 1`,
-          sentAt: sql`coalesce(${notifications.sentAt}, ${now.toISOString()}::timestamptz)`,
-        })
-        .where(
-          and(eq(notifications.id, row.id), inArray(notifications.status, ['pending', 'sending'])),
-        )
-        .returning({ sentAt: notifications.sentAt });
-      const firstAttemptAt = claimed[0]?.sentAt;
-      if (firstAttemptAt === undefined || firstAttemptAt === null) {
-        logger.debug(ctx, 'finished elsewhere meanwhile; nothing sent');
+      // Claim under a lease: pending → sending, or a `sending` row whose holder's lease ran out.
+      // A final status wins; a live lease means another attempt is talking to the provider now.
+      const claimToken = randomUUID();
+      const claim = await claimRow(row.id, claimToken, now);
+      if (claim.kind === 'final') {
+        await markOutbox(db, outboxKey, claim.status === 'failed' ? 'failed' : 'done', null);
+        logger.debug(
+          { ...ctx, status: claim.status },
+          'finished elsewhere meanwhile; nothing sent',
+        );
         return;
       }
-      const interrupted = row.status === 'sending' && row.messageId === null;
+      if (claim.kind === 'held') {
+        // Come back when the holder's lease ends (it has finished by then, or died).
+        const at = Math.max(claim.until.getTime(), Date.now()) + 1_000;
+        logger.info({ ...ctx, until: claim.until.toISOString() }, 'held by another attempt');
+        if (token === undefined) throw new Error('held by another attempt');
+        await job.moveToDelayed(at, token);
+        throw new DelayedError();
+      }
+      const { firstAttemptAt, interrupted } = claim;
+      const mine = and(
+        eq(notifications.id, row.id),
+        eq(notifications.status, 'sending'),
+        eq(notifications.claimToken, claimToken),
+      );
 
       const outcome = await deliver(row, message, interrupted, firstAttemptAt, ctx);
       deps.onOutcome?.(channel, outcome);
@@ -252,8 +269,9 @@ export function createSendNotificationHandler(
             providerId: outcome.provider,
             messageId: outcome.messageId,
             lastError: null,
+            claimExpiresAt: null,
           })
-          .where(and(eq(notifications.id, row.id), eq(notifications.status, 'sending')));
+          .where(mine);
         await markOutbox(db, outboxKey, 'done', null);
         logger.debug(
           { ...ctx, channel, provider: outcome.provider, template: row.template },
@@ -278,8 +296,10 @@ export function createSendNotificationHandler(
         .set({
           status: outcome.ambiguous ? 'sending' : 'pending',
           lastError: `${outcome.code}: ${outcome.reason}`.slice(0, 1_000),
+          // Released: the retry may take it at once (and reconciles first when ambiguous).
+          claimExpiresAt: null,
         })
-        .where(and(eq(notifications.id, row.id), eq(notifications.status, 'sending')));
+        .where(mine);
       logger.warn(
         { ...ctx, channel, code: outcome.code, ambiguous: outcome.ambiguous },
         'transient failure',
@@ -296,6 +316,65 @@ export function createSendNotificationHandler(
       throw new UnrecoverableError(`${error.code}: ${error.message}`);
     }
   };
+
+  /**
+   * Takes the row for one attempt: sets it `sending` with this attempt's token and a lease on the
+   * database's clock (so daemons on different hosts agree), and tells whether an earlier attempt
+   * may have handed the message over already (the row was `sending` without a provider id).
+   */
+  async function claimRow(
+    id: number,
+    claimToken: string,
+    now: Date,
+  ): Promise<
+    | { kind: 'claimed'; firstAttemptAt: Date; interrupted: boolean }
+    | { kind: 'held'; until: Date }
+    | { kind: 'final'; status: string }
+  > {
+    const [claimed] = await queryRows<{
+      prev_status: string;
+      message_id: string | null;
+      sent_at: Date | string;
+    }>(
+      db,
+      sql`with prev as (
+            select id, status from notifications where id = ${id} for update
+          )
+          update notifications n
+             set status = 'sending',
+                 attempts = n.attempts + 1,
+                 sent_at = coalesce(n.sent_at, ${now.toISOString()}::timestamptz),
+                 claim_token = ${claimToken},
+                 claim_expires_at = clock_timestamp() + ${leaseMs} * interval '1 millisecond',
+                 updated_at = now()
+            from prev
+           where n.id = prev.id
+             and (prev.status = 'pending'
+                  or (prev.status = 'sending'
+                      and (n.claim_expires_at is null or n.claim_expires_at < clock_timestamp())))
+       returning prev.status as prev_status, n.message_id, n.sent_at`,
+    );
+    if (claimed !== undefined) {
+      return {
+        kind: 'claimed',
+        firstAttemptAt: new Date(claimed.sent_at),
+        interrupted: claimed.prev_status === 'sending' && claimed.message_id === null,
+      };
+    }
+    const [current] = await queryRows<{ status: string; until: Date | string | null }>(
+      db,
+      sql`select status, claim_expires_at as until from notifications where id = ${id}`,
+    );
+    if (current === undefined) return { kind: 'final', status: 'failed' };
+    if (current.status === 'sending' && current.until !== null) {
+      return { kind: 'held', until: new Date(current.until) };
+    }
+    if ((FINAL_STATUSES as readonly string[]).includes(current.status)) {
+      return { kind: 'final', status: current.status };
+    }
+    // Released between the two statements: take it on the next attempt.
+    throw new Error(`notification ${id} changed while being claimed; retrying`);
+  }
 
   async function deliver(
     row: NotificationRow,
@@ -345,7 +424,7 @@ export function createSendNotificationHandler(
       const reason = `${failure.code}: ${failure.message}`.slice(0, 1_000);
       await tx
         .update(notifications)
-        .set({ status: 'failed', lastError: reason })
+        .set({ status: 'failed', lastError: reason, claimExpiresAt: null })
         .where(
           and(eq(notifications.id, row.id), inArray(notifications.status, ['pending', 'sending'])),
         );

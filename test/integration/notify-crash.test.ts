@@ -123,6 +123,12 @@ describe('kill -9 between the provider call and the row update', () => {
       requestRelay: () => undefined,
     });
     const job = { id: 'retry', data: { outboxKey: KEY }, attemptsMade: 1, opts: { attempts: 5 } };
+    // The dead holder's lease still runs: nobody may send yet.
+    expect(mid?.claimExpiresAt?.getTime()).toBeGreaterThan(Date.now());
+    await expect(handler(job as unknown as Job)).rejects.toThrow(/held by another attempt/);
+    // Time passes (the lease is NOTIFY_TIMEOUT + 20 s); then the retry takes over.
+    await t.raw`update notifications set claim_expires_at = now() - interval '1 second'
+                 where dedupe_key = ${KEY}`;
     await handler(job as unknown as Job);
     await ports.close();
 

@@ -428,6 +428,88 @@ describe('SMS through the twilio library', () => {
   });
 });
 
+describe('one sender at a time per message', () => {
+  // A handler with a timeout long enough that a held provider call is not cut short; its jobs
+  // are real BullMQ jobs on a queue without workers, run by calling the handler.
+  let slowPorts: NotifyPorts;
+  let slow: (job: Job) => Promise<void>;
+  let parked: Queue;
+  beforeAll(() => {
+    const slowConfig = makeConfig({ NOTIFY_TIMEOUT: '10s' });
+    slowPorts = createNotifyPorts(slowConfig, logger);
+    slow = createSendNotificationHandler({
+      db: t.db,
+      config: slowConfig,
+      logger,
+      clock: systemClock,
+      ports: slowPorts,
+      requestRelay: () => undefined,
+    });
+    parked = new Queue('parked', { connection, prefix });
+  });
+  afterAll(async () => {
+    await parked.obliterate({ force: true });
+    await parked.close();
+    await slowPorts.close();
+  });
+
+  /** Starts an attempt whose provider call is accepted and then held until the returned call. */
+  async function heldAttempt(key: string): Promise<{ done: Promise<void>; answer: () => void }> {
+    const recipient = (await row(key)).recipient;
+    let answer = (): void => undefined;
+    fake.script({ kind: 'accept-then-hold', until: new Promise<void>((r) => (answer = r)) });
+    const done = slow(await parkedJob(key, 'held'));
+    const deadline = Date.now() + 10_000;
+    while (!fake.messages.some((m) => m.to === recipient)) {
+      if (Date.now() > deadline) throw new Error('the attempt never reached the provider');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return { done, answer: () => answer() };
+  }
+
+  function parkedJob(key: string, n: string): Promise<Job> {
+    return parked.add('send-notification', { outboxKey: key }, { jobId: `${key}-${n}` });
+  }
+
+  it('a second job for a message being sent waits for the lease instead of sending again', async () => {
+    const id = await account();
+    const key = await notify(id, 'sms', 'suspended', undefined, false);
+    const held = await heldAttempt(key);
+    const during = await row(key);
+    expect(during.status).toBe('sending');
+    expect(during.claimToken).not.toBeNull();
+    expect(during.claimExpiresAt?.getTime()).toBeGreaterThan(Date.now() + 20_000);
+    await expect(slow(await parkedJob(key, 'second'))).rejects.toThrow(/held by another attempt/);
+    held.answer();
+    await held.done;
+    expect((await row(key)).status).toBe('sent');
+    // After the holder finished, another job only settles the outbox.
+    await slow(await parkedJob(key, 'third'));
+    expect(fake.messages.filter((m) => m.to === during.recipient)).toHaveLength(1);
+    expect((await row(key)).attempts).toBe(1);
+    expect((await outboxRow(key)).status).toBe('done');
+  });
+
+  it('a lease that ran out is taken over, and the SMS reconciled rather than sent again', async () => {
+    const id = await account();
+    const key = await notify(id, 'sms', 'suspended', undefined, false);
+    const held = await heldAttempt(key);
+    // The holder hangs past its lease (as one that died would).
+    await t.raw`update notifications set claim_expires_at = now() - interval '1 second'
+                 where dedupe_key = ${key}`;
+    await relay();
+    expect(await settled('sms', key)).toBe('completed');
+    const r = await row(key);
+    expect(r.status).toBe('sent');
+    expect(r.attempts).toBe(2);
+    // The late holder's answer changes nothing: its token no longer holds the row.
+    held.answer();
+    await held.done;
+    expect(fake.messages.filter((m) => m.to === r.recipient)).toHaveLength(1);
+    expect((await row(key)).messageId).toBe(r.messageId);
+  });
+});
+
 describe('delivery callbacks', () => {
   let app: FastifyInstance;
 

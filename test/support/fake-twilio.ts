@@ -30,7 +30,9 @@ export type CreateScript =
   /** Store the message, then answer only after `delayMs` (past the client's timeout). */
   | { readonly kind: 'accept-then-hang'; readonly delayMs: number }
   /** Store the message and never answer; `onAccepted` runs when it is stored. */
-  | { readonly kind: 'accept-then-call'; readonly onAccepted: () => void };
+  | { readonly kind: 'accept-then-call'; readonly onAccepted: () => void }
+  /** Store the message, answer when `until` settles. */
+  | { readonly kind: 'accept-then-hold'; readonly until: Promise<void> };
 
 export interface FakeTwilio {
   readonly url: string;
@@ -142,6 +144,14 @@ export async function createFakeTwilio(): Promise<FakeTwilio> {
         };
         messages.push(message);
         bySid.set(message.sid, message);
+        if (step?.kind === 'accept-then-hold') {
+          hanging.add(res);
+          void step.until.finally(() => {
+            hanging.delete(res);
+            if (!res.destroyed) json(res, 201, resource(message));
+          });
+          return;
+        }
         if (step?.kind === 'accept-then-hang') {
           hanging.add(res);
           setTimeout(() => {

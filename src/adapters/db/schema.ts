@@ -629,6 +629,13 @@ export const notifications = pgTable(
     notBefore: instant('not_before').notNull().defaultNow(),
     sentAt: instant('sent_at'),
     deliveredAt: instant('delivered_at'),
+    /**
+     * The sender attempt that holds the row while it talks to the provider, and until when (the
+     * database's clock). Another attempt may take a `sending` row over only after the lease ran
+     * out (its holder died or hung), and then reconciles before sending.
+     */
+    claimToken: text('claim_token'),
+    claimExpiresAt: instant('claim_expires_at'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
