@@ -109,9 +109,11 @@ export class PrivatePostgres {
       `-k ${path.dirname(this.dir)}`,
       '-c listen_addresses=127.0.0.1',
       '-c max_connections=300',
-      // A test instance: durability against OS crashes is not what is being tested.
+      // A test instance: durability against OS crashes is not what is being tested, so no
+      // fsync. Commits stay synchronous: the restart scenario stops the server like a crash of
+      // PostgreSQL alone, and with synchronous_commit=off that loses acknowledged commits (WAL
+      // still in the server's buffers), which a production server does not.
       '-c fsync=off',
-      '-c synchronous_commit=off',
       '-c full_page_writes=off',
     ].join(' ');
     await pgTool('pg_ctl', [
