@@ -92,6 +92,22 @@ export function notifyJobOptions(): {
  * jitter" (half fixed, half random) so that a burst of 429s does not retry in lockstep, capped
  * at MAX_BACKOFF_MS. `attemptsMade` counts attempts already made (1 after the first failure).
  */
+/**
+ * Runs `write` until it succeeds, retrying failures (the database unreachable) with backoff up
+ * to 2 s until `deadline` (epoch ms); then the last error is thrown.
+ */
+export async function persistWithin<T>(deadline: number, write: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await write();
+    } catch (error) {
+      const wait = Math.min(2_000, 100 * 2 ** attempt);
+      if (Date.now() + wait > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
 export const notifyBackoffStrategy = ((attemptsMade, _type, _err, job): number => {
   const base = (job?.opts.backoff as { delay?: number } | undefined)?.delay ?? 2_000;
   const exp = Math.min(MAX_BACKOFF_MS, base * 2 ** Math.max(0, attemptsMade - 1));
@@ -230,6 +246,7 @@ export function createSendNotificationHandler(
       // Claim under a lease: pending → sending, or a `sending` row whose holder's lease ran out.
       // A final status wins; a live lease means another attempt is talking to the provider now.
       const claimToken = randomUUID();
+      const claimedAt = Date.now();
       const claim = await claimRow(row.id, claimToken, now);
       if (claim.kind === 'final') {
         await markOutbox(db, outboxKey, claim.status === 'failed' ? 'failed' : 'done', null);
@@ -262,16 +279,21 @@ export function createSendNotificationHandler(
         // relay transaction that still holds the outbox row (the relay enqueues before it
         // commits), and a crash during that wait must not leave an accepted message `sending`,
         // which the retry would send again. A retry that finds it `sent` only settles the outbox.
-        await db
-          .update(notifications)
-          .set({
-            status: 'sent',
-            providerId: outcome.provider,
-            messageId: outcome.messageId,
-            lastError: null,
-            claimExpiresAt: null,
-          })
-          .where(mine);
+        // The provider has the message now: while the lease lasts, a database that is briefly
+        // away (a restart, a failover) is waited for rather than leaving the row for a retry
+        // that would have to send again.
+        await persistWithin(claimedAt + leaseMs - 5_000, () =>
+          db
+            .update(notifications)
+            .set({
+              status: 'sent',
+              providerId: outcome.provider,
+              messageId: outcome.messageId,
+              lastError: null,
+              claimExpiresAt: null,
+            })
+            .where(mine),
+        );
         await markOutbox(db, outboxKey, 'done', null);
         logger.debug(
           { ...ctx, channel, provider: outcome.provider, template: row.template },

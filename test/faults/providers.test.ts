@@ -10,7 +10,7 @@ import { envInt, report, seedOverdue, sleep, startInfra, World, type Infra } fro
  */
 
 const ACCOUNTS = envInt('FAULTS_PROVIDER_ACCOUNTS', 200);
-const SMTP_DOWN_MS = envInt('FAULTS_SMTP_DOWN_MS', 30_000);
+const SMTP_DOWN_MS = envInt('FAULTS_SMTP_DOWN_MS', 60_000);
 
 let infra: Infra;
 let world: World | undefined;
