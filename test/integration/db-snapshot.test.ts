@@ -252,7 +252,11 @@ describe('loadAccountSnapshot', () => {
         },
       ],
     };
-    expect(result).toEqual({ ok: true, snapshot: expected });
+    expect(result).toEqual({
+      ok: true,
+      snapshot: expected,
+      contacts: { email: 'ops@example.cn', phone: '+8613800000000' },
+    });
   });
 
   it('maps defaults: no protection override, no episode, no channels without contacts', async () => {
@@ -279,6 +283,7 @@ describe('loadAccountSnapshot', () => {
         studioInstances: [],
         plans: [],
       },
+      contacts: { email: null, phone: null },
     });
   });
 

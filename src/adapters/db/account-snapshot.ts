@@ -49,7 +49,12 @@ export interface AccountRows {
 }
 
 export type SnapshotResult =
-  | { readonly ok: true; readonly snapshot: AccountSnapshot }
+  | {
+      readonly ok: true;
+      readonly snapshot: AccountSnapshot;
+      /** The account's addresses as stored (notices are addressed from them). */
+      readonly contacts?: { readonly email: string | null; readonly phone: string | null };
+    }
   | {
       readonly ok: false;
       /** not-found: no such account; invalid: a row breaks the contract (details in `reason`). */
@@ -332,11 +337,14 @@ export async function loadAccountSnapshot(
       .where(and(eq(resourcePlans.accountId, accountId), gt(resourcePlans.expiresAt, oldestExpiry)))
       .orderBy(asc(resourcePlans.expiresAt), asc(resourcePlans.id)),
   ]);
-  return mapAccountSnapshot({
+  const mapped = mapAccountSnapshot({
     account,
     bills: billRows,
     services: serviceRows,
     studioInstances: studioRows,
     plans: planRows,
   });
+  return mapped.ok
+    ? { ...mapped, contacts: { email: account.email, phone: account.phone } }
+    : mapped;
 }

@@ -1,10 +1,17 @@
-import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
 import type { Decision, Notice } from '../../domain/decisions';
 import { nextSmsSendInstant } from '../../domain/quiet-hours';
 import type { RuleSettings } from '../../domain/rules';
 import type { AccountSnapshot } from '../../domain/snapshot';
 import type { Tx } from './client';
-import { appendEvent, insertNotification, insertOutbox } from './daemon-writers';
+import {
+  appendEvents,
+  insertNotifications,
+  insertOutboxRows,
+  type EventInput,
+  type NotificationInput,
+  type OutboxInput,
+} from './daemon-writers';
 import { accounts, services, studioInstances } from './schema';
 
 /**
@@ -28,6 +35,8 @@ export interface ApplyOptions {
   readonly rules: RuleSettings;
   /** 'daemon', or the operator who asked for the evaluation (written to the event log). */
   readonly actor: string;
+  /** The account's addresses when the caller loaded them already (else read when needed). */
+  readonly contacts?: { readonly email: string | null; readonly phone: string | null };
 }
 
 export interface ApplySummary {
@@ -35,6 +44,13 @@ export interface ApplySummary {
   readonly newEffects: number;
 }
 
+type AccountPatch = Partial<typeof accounts.$inferInsert>;
+
+/**
+ * State changes are written as the decisions come; events, messages and effects are collected
+ * and written at the end with one multi-row statement each (messages first: a message's effect
+ * is queued only if the message is new).
+ */
 export async function applyDecisions(
   tx: Tx,
   snapshot: AccountSnapshot,
@@ -43,16 +59,22 @@ export async function applyDecisions(
   options: ApplyOptions,
 ): Promise<ApplySummary> {
   const accountId = snapshot.accountId;
-  let newEffects = 0;
-  let contacts: { email: string | null; phone: string | null } | undefined;
+  let contacts = options.contacts;
+  let accountPatch: AccountPatch | null = null;
+  const events: EventInput[] = [];
+  const effects: OutboxInput[] = [];
+  const messages: NotificationInput[] = [];
 
+  const patchAccount = (patch: AccountPatch) => {
+    accountPatch = { ...(accountPatch ?? {}), ...patch };
+  };
   const event = (
     kind: string,
     key: string,
     episodeSeq: number | null,
     detail: Record<string, unknown>,
-  ) =>
-    appendEvent(tx, {
+  ) => {
+    events.push({
       accountId,
       kind,
       episodeSeq,
@@ -60,27 +82,25 @@ export async function applyDecisions(
       actor: options.actor,
       idempotencyKey: key,
     });
-
-  const outbox = async (
+  };
+  const outbox = (
     key: string,
     kind: OutboxKind,
     payload: Record<string, unknown>,
     availableAt?: Date,
   ) => {
-    const inserted = await insertOutbox(tx, {
+    effects.push({
       idempotencyKey: key,
       kind,
       accountId,
       payload,
       ...(availableAt ? { availableAt } : {}),
     });
-    if (inserted) newEffects += 1;
-    return inserted;
   };
 
   const notify = async (key: string, notice: Notice, episodeSeq: number | null) => {
     if (notice.channels.length === 0) {
-      await event('notice-unreachable', `${key}-unreachable`, episodeSeq, {
+      event('notice-unreachable', `${key}-unreachable`, episodeSeq, {
         template: notice.template,
       });
       return;
@@ -93,9 +113,8 @@ export async function applyDecisions(
         channel === 'sms'
           ? nextSmsSendInstant(now, snapshot.timeZone, options.rules.quietHours)
           : now;
-      const dedupeKey = `${key}-${channel}`;
-      const inserted = await insertNotification(tx, {
-        dedupeKey,
+      messages.push({
+        dedupeKey: `${key}-${channel}`,
         accountId,
         channel,
         template: notice.template,
@@ -104,49 +123,29 @@ export async function applyDecisions(
         params: { ...notice.params },
         notBefore,
       });
-      if (inserted) await outbox(dedupeKey, 'notify', { channel }, notBefore);
     }
   };
 
   for (const d of decisions) {
     switch (d.kind) {
       case 'invalid-snapshot':
-        await event('invalid-snapshot', d.key, null, { reason: d.reason });
+        event('invalid-snapshot', d.key, null, { reason: d.reason });
         break;
       case 'open-episode':
-        await tx
-          .update(accounts)
-          .set({
-            episodeSeq: d.episodeSeq,
-            episodeStartedAt: d.startedAt,
-            version: sql`${accounts.version} + 1`,
-          })
-          .where(eq(accounts.id, accountId));
-        await event('episode-opened', d.key, d.episodeSeq, {
-          startedAt: d.startedAt.toISOString(),
-        });
+        patchAccount({ episodeSeq: d.episodeSeq, episodeStartedAt: d.startedAt });
+        event('episode-opened', d.key, d.episodeSeq, { startedAt: d.startedAt.toISOString() });
         break;
       case 'close-episode':
-        await tx
-          .update(accounts)
-          .set({
-            episodeStartedAt: null,
-            lastEpisodeEndedAt: d.endedAt,
-            version: sql`${accounts.version} + 1`,
-          })
-          .where(eq(accounts.id, accountId));
-        await event('episode-closed', d.key, d.episodeSeq, { endedAt: d.endedAt.toISOString() });
+        patchAccount({ episodeStartedAt: null, lastEpisodeEndedAt: d.endedAt });
+        event('episode-closed', d.key, d.episodeSeq, { endedAt: d.endedAt.toISOString() });
         break;
       case 'set-state':
-        await tx
-          .update(accounts)
-          .set({ enforcementState: d.to, version: sql`${accounts.version} + 1` })
-          .where(eq(accounts.id, accountId));
-        await event('state-changed', d.key, null, { from: d.from, to: d.to });
+        patchAccount({ enforcementState: d.to });
+        event('state-changed', d.key, null, { from: d.from, to: d.to });
         break;
       case 'suspend-services':
       case 'suspend-studio':
-        for (const action of d.services) {
+        if (d.services.length > 0) {
           await tx
             .update(services)
             .set({
@@ -157,18 +156,23 @@ export async function applyDecisions(
             })
             .where(
               and(
-                eq(services.id, action.serviceId),
+                inArray(
+                  services.id,
+                  d.services.map((a) => a.serviceId),
+                ),
                 eq(services.accountId, accountId),
                 ne(services.status, 'released'),
               ),
             );
-          await event('service-suspended', action.key, d.episodeSeq, {
+        }
+        for (const action of d.services) {
+          event('service-suspended', action.key, d.episodeSeq, {
             serviceId: action.serviceId,
             callControlPlane: action.callControlPlane,
             ...(d.kind === 'suspend-services' ? { cause: d.cause } : { studio: true }),
           });
           if (action.callControlPlane) {
-            await outbox(action.key, 'control-plane', {
+            outbox(action.key, 'control-plane', {
               op: 'suspend',
               serviceId: action.serviceId,
               episodeSeq: d.episodeSeq,
@@ -178,7 +182,7 @@ export async function applyDecisions(
         await notify(d.key, d.notice, d.episodeSeq);
         break;
       case 'resume-services':
-        for (const action of d.services) {
+        if (d.services.length > 0) {
           await tx
             .update(services)
             .set({
@@ -189,17 +193,22 @@ export async function applyDecisions(
             })
             .where(
               and(
-                eq(services.id, action.serviceId),
+                inArray(
+                  services.id,
+                  d.services.map((a) => a.serviceId),
+                ),
                 eq(services.accountId, accountId),
                 ne(services.status, 'released'),
               ),
             );
-          await event('service-resumed', action.key, d.episodeSeq, {
+        }
+        for (const action of d.services) {
+          event('service-resumed', action.key, d.episodeSeq, {
             serviceId: action.serviceId,
             callControlPlane: action.callControlPlane,
           });
           if (action.callControlPlane) {
-            await outbox(action.key, 'control-plane', {
+            outbox(action.key, 'control-plane', {
               op: 'resume',
               serviceId: action.serviceId,
               episodeSeq: d.episodeSeq,
@@ -220,12 +229,12 @@ export async function applyDecisions(
               isNull(studioInstances.releasedAt),
             ),
           );
-        await event('release-scheduled', d.key, d.episodeSeq, {
+        event('release-scheduled', d.key, d.episodeSeq, {
           instanceId: d.instanceId,
           dueAt: d.dueAt.toISOString(),
         });
         // The timer is a delayed evaluation at the due instant; the evaluation decides the release.
-        await outbox(d.key, 'wake', { at: d.dueAt.getTime() }, d.dueAt);
+        outbox(d.key, 'wake', { at: d.dueAt.getTime() }, d.dueAt);
         break;
       case 'cancel-release':
         await tx
@@ -238,8 +247,8 @@ export async function applyDecisions(
               isNull(studioInstances.releasedAt),
             ),
           );
-        await event('release-cancelled', d.key, d.episodeSeq, { instanceId: d.instanceId });
-        await outbox(d.key, 'cancel-timer', { jobKey: d.releaseKey });
+        event('release-cancelled', d.key, d.episodeSeq, { instanceId: d.instanceId });
+        outbox(d.key, 'cancel-timer', { jobKey: d.releaseKey });
         break;
       case 'release-studio': {
         const released = await tx
@@ -261,8 +270,8 @@ export async function applyDecisions(
                and not exists (select 1 from studio_instances i
                                 where i.service_id = ${d.serviceId} and i.released_at is null)`);
         }
-        await event('studio-released', d.key, d.episodeSeq, { instanceId: d.instanceId });
-        await outbox(d.key, 'control-plane', {
+        event('studio-released', d.key, d.episodeSeq, { instanceId: d.instanceId });
+        outbox(d.key, 'control-plane', {
           op: 'release',
           serviceId: d.serviceId,
           instanceId: d.instanceId,
@@ -275,10 +284,7 @@ export async function applyDecisions(
         await notify(d.key, d.notice, d.episodeSeq);
         break;
       case 'low-balance-reminder':
-        await tx
-          .update(accounts)
-          .set({ lowBalanceQuietUntil: d.until })
-          .where(eq(accounts.id, accountId));
+        patchAccount({ lowBalanceQuietUntil: d.until });
         await notify(d.key, d.notice, null);
         break;
       case 'plan-quota-alert':
@@ -290,11 +296,33 @@ export async function applyDecisions(
         await notify(d.key, d.notice, d.episodeSeq);
         break;
       case 'wake':
-        await outbox(d.key, 'wake', { at: d.at.getTime() }, d.at);
+        outbox(d.key, 'wake', { at: d.at.getTime() }, d.at);
         break;
     }
   }
-  return { newEffects };
+
+  if (accountPatch !== null) {
+    const patch: AccountPatch = accountPatch;
+    await tx
+      .update(accounts)
+      .set({
+        ...patch,
+        // Episode and state changes are versioned; the reminder's quiet-until alone is not.
+        ...(Object.keys(patch).some((k) => k !== 'lowBalanceQuietUntil')
+          ? { version: sql`${accounts.version} + 1` }
+          : {}),
+      })
+      .where(eq(accounts.id, accountId));
+  }
+  const newMessages = await insertNotifications(tx, messages);
+  for (const m of messages) {
+    if (newMessages.has(m.dedupeKey)) {
+      outbox(m.dedupeKey, 'notify', { channel: m.channel }, m.notBefore);
+    }
+  }
+  const newEffects = await insertOutboxRows(tx, effects);
+  await appendEvents(tx, events);
+  return { newEffects: newEffects.size };
 }
 
 async function loadContacts(

@@ -59,7 +59,11 @@ export async function evaluateAccount(
     const now = clock.now();
     const decisions = decide(loaded.snapshot, now, rules);
     const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
-    const summary = await applyDecisions(tx, loaded.snapshot, decisions, now, { rules, actor });
+    const summary = await applyDecisions(tx, loaded.snapshot, decisions, now, {
+      rules,
+      actor,
+      ...(loaded.contacts ? { contacts: loaded.contacts } : {}),
+    });
     if (invalid?.kind === 'invalid-snapshot') {
       return { status: 'invalid', reason: invalid.reason } as const;
     }
