@@ -788,6 +788,23 @@ export async function seedOverdue(sql: postgres.Sql, o: SeedOptions): Promise<st
   return Array.from({ length: o.count }, (_, i) => `${o.prefix}-${i + 1}`);
 }
 
+/**
+ * Accounts `<prefix>-<n>` in good standing: a positive balance, a streaming service, no unpaid
+ * bill. The balance scan reads them and finds nothing to do.
+ */
+export async function seedHealthy(sql: postgres.Sql, prefix: string, count: number): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx`
+      insert into accounts (id, currency, email, phone, available_balance_minor)
+      select ${prefix} || '-' || i, 'USD', ${prefix} || '-' || i || '@example.com', null, 500000
+        from generate_series(1, ${count}) as i`;
+    await tx`
+      insert into services (id, account_id, kind)
+      select ${prefix} || '-' || i || '-s', ${prefix} || '-' || i, 'streaming'
+        from generate_series(1, ${count}) as i`;
+  });
+}
+
 /** Pays every bill of the account in full (one billing transaction). */
 export async function payInFull(sql: postgres.Sql, accountId: string): Promise<void> {
   await sql`update bills set paid_minor = amount_minor, status = 'paid'
