@@ -49,8 +49,11 @@ export interface SendNotificationDeps {
 export const FALLBACK_SUFFIX = '-fallback';
 /** Backoff type to put in the jobs' options so BullMQ calls `notifyBackoffStrategy`. */
 export const NOTIFY_BACKOFF_TYPE = 'notify-jitter';
-/** Longest wait between two attempts, ms. */
-const MAX_BACKOFF_MS = 10 * 60_000;
+/**
+ * Longest wait between two attempts, ms: once a provider recovers, every waiting message goes
+ * within this (their age, not their attempt count, decides when they give up).
+ */
+const MAX_BACKOFF_MS = 2 * 60_000;
 
 const FINAL_STATUSES = ['sent', 'delivered', 'failed', 'undeliverable'] as const;
 
@@ -305,10 +308,11 @@ export function createSendNotificationHandler(
       if (outcome.permanent) throw new PermanentFailure(outcome.code, outcome.reason, outcome.mark);
 
       const attempts = job.opts.attempts ?? 1;
-      if (job.attemptsMade + 1 >= attempts) {
+      const ageMs = now.getTime() - row.createdAt.getTime();
+      if (job.attemptsMade + 1 >= attempts || ageMs >= config.notify.giveUpAfterMs) {
         throw new PermanentFailure(
           outcome.code,
-          `gave up after ${attempts} attempts: ${outcome.reason}`,
+          `gave up after ${job.attemptsMade + 1} attempts over ${Math.round(ageMs / 60_000)} min: ${outcome.reason}`,
         );
       }
       // Not accepted: the next attempt may send straight away. Possibly accepted: stay

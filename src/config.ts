@@ -386,6 +386,7 @@ const fields = {
   CONTROL_PLANE_TIMEOUT: setting(positiveDuration, '5s'),
   NOTIFY_CONCURRENCY: setting(intInRange(1, 256), '32'),
   NOTIFY_TIMEOUT: setting(positiveDuration, '10s'),
+  NOTIFY_GIVE_UP_AFTER: setting(positiveDuration, '24h'),
   EMAIL_RATE_LIMIT: setting(rateOrOff, '50'),
   SMS_RATE_LIMIT: setting(rateOrOff, '10'),
   SMS_STATUS_CALLBACK_URL: optionalSetting(url(['http:', 'https:'])),
@@ -529,6 +530,11 @@ export interface NotifyConfig {
   readonly concurrency: number;
   /** Deadline of one provider call (SMTP transaction or Twilio request), ms. */
   readonly timeoutMs: number;
+  /**
+   * A message still failing transiently this long after it was queued fails for good (and falls
+   * back to the other channel), ms. Until then it is retried, at least every 2 minutes.
+   */
+  readonly giveUpAfterMs: number;
   /** Emails per second across every daemon (BullMQ limiter of the email queue); null: no limit. */
   readonly emailRatePerSecond: number | null;
   /** SMS per second across every daemon; null: no limit. */
@@ -649,6 +655,7 @@ function toConfig(env: Env): Config {
     notify: {
       concurrency: env.NOTIFY_CONCURRENCY,
       timeoutMs: env.NOTIFY_TIMEOUT,
+      giveUpAfterMs: env.NOTIFY_GIVE_UP_AFTER,
       emailRatePerSecond: env.EMAIL_RATE_LIMIT,
       smsRatePerSecond: env.SMS_RATE_LIMIT,
       smsStatusCallbackUrl: env.SMS_STATUS_CALLBACK_URL,

@@ -572,9 +572,15 @@ export class World {
   /** Rows and jobs by status, and the daemons' last log lines: what a timeout message needs. */
   async diagnose(): Promise<string> {
     const jobs: Record<string, unknown> = {};
+    const failed: string[] = [];
     for (const name of ['scan', 'evaluate', 'effects', 'notify-email', 'notify-sms']) {
       const q = this.queue(name);
       jobs[name] = await q.getJobCounts().catch((e: unknown) => String(e));
+      for (const job of await q.getFailed(0, 4).catch(() => [])) {
+        failed.push(
+          `${name}/${job.id} after ${job.attemptsMade} attempts (started ${job.attemptsStarted}, stalled ${job.stalledCounter}): ${job.failedReason}`,
+        );
+      }
       await q.close();
     }
     const stuck = await this.raw`
@@ -586,6 +592,7 @@ export class World {
       `rows: ${JSON.stringify(await this.progress().catch(() => ({})))}`,
       `jobs: ${JSON.stringify(jobs)}`,
       `open notifications: ${JSON.stringify(stuck)}`,
+      `failed jobs: ${JSON.stringify(failed)}`,
       this.logTail(),
     ].join('\n');
   }

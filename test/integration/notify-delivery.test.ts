@@ -375,6 +375,22 @@ describe('SMS through the twilio library', () => {
     expect(job?.attemptsMade).toBeLessThan(5);
   });
 
+  it('a message still failing transiently after NOTIFY_GIVE_UP_AFTER fails and falls back once', async () => {
+    const id = await account();
+    const key = await notify(id, 'sms', 'suspended', undefined, false);
+    // Queued 25 hours ago (the default limit is 24 h), the provider still answering 503.
+    await t.raw`update notifications set created_at = now() - interval '25 hours'
+                 where dedupe_key = ${key}`;
+    fake.script(twilioError(30001));
+    await relay();
+    expect(await settled('sms', key)).toBe('failed');
+    const r = await row(key);
+    expect(r.status).toBe('failed');
+    expect(r.lastError).toMatch(/gave up after 1 attempts over 1500 min/);
+    expect(relayRequests).toBe(1);
+    expect((await row(`${key}-fallback`)).channel).toBe('email');
+  });
+
   it('21610 marks the number opted out and falls back to email once', async () => {
     const id = await account();
     fake.script(twilioError(21610));

@@ -66,6 +66,7 @@ describe('defaults', () => {
       notify: {
         concurrency: 32,
         timeoutMs: 10_000,
+        giveUpAfterMs: 86_400_000,
         emailRatePerSecond: 50,
         smsRatePerSecond: 10,
         smsStatusCallbackUrl: null,

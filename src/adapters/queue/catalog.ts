@@ -65,7 +65,9 @@ export const catalog = {
     /** Email's queue; an SMS goes to QUEUES.notifySms (see notifyQueueNameFor). */
     queue: QUEUES.notifyEmail,
     payload: z.object({ outboxKey: z.string().min(1).max(200) }).strict(),
-    attempts: 10,
+    // Retries are bounded by the message's age (NOTIFY_GIVE_UP_AFTER), not by this backstop:
+    // backoff capped at 2 minutes, 1,000 attempts outlast a day.
+    attempts: 1_000,
     backoffMs: 2_000,
   },
 } as const;
