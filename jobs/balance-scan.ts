@@ -12,11 +12,22 @@ import type { JobContext, JobHandler } from './context';
  * overlapping scans collapse. Then re-enqueues any effect Redis lost.
  */
 export const balanceScanJob: JobHandler = async (job, ctx, log) => {
-  parsePayload('balance-scan', job.data);
+  const { origin } = parsePayload('balance-scan', job.data);
   const started = Date.now();
   const now = ctx.clock.now();
+  // The scheduler's scan re-checks accounts already in enforcement only now and then; a scan
+  // at start-up, after a listener reconnect (NOTIFYs may be lost) or by an operator reads all.
+  const recheckBefore =
+    origin === 'scheduler' ? new Date(now.getTime() - ctx.config.scanRecheckIntervalMs) : null;
   const candidates = await scanPages(job, ctx, (cursor) =>
-    balanceCandidates(ctx.db, cursor, ctx.config.scanPageSize, now, ctx.config.rules),
+    balanceCandidates(
+      ctx.db,
+      cursor,
+      ctx.config.scanPageSize,
+      now,
+      ctx.config.rules,
+      recheckBefore,
+    ),
   );
   const repairs = await repairCandidates(ctx.db, now);
   await fanOut(ctx, repairs, 'event');

@@ -377,6 +377,7 @@ const fields = {
   LOG_LEVEL: setting(logLevel, 'info'),
   SHUTDOWN_TIMEOUT: setting(positiveDuration, '30s'),
   SCAN_INTERVAL: setting(positiveDuration, '1m'),
+  SCAN_RECHECK_INTERVAL: setting(positiveDuration, '10m'),
   PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
   SCAN_PAGE_SIZE: setting(intInRange(10, 50_000), '2000'),
   DB_POOL_SIZE: setting(intInRange(2, 500), '32'),
@@ -581,6 +582,12 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
   readonly scanIntervalMs: number;
+  /**
+   * The periodic scan skips an account in enforcement (suspended, protected, overdue) that was
+   * evaluated less than this ago and has no bill that fell due since; start-up, listener
+   * reconnects and operators scan everything.
+   */
+  readonly scanRecheckIntervalMs: number;
   readonly planScanIntervalMs: number;
   /** Accounts read per keyset page of a scan. */
   readonly scanPageSize: number;
@@ -645,6 +652,7 @@ function toConfig(env: Env): Config {
     logLevel: env.LOG_LEVEL,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     scanIntervalMs: env.SCAN_INTERVAL,
+    scanRecheckIntervalMs: env.SCAN_RECHECK_INTERVAL,
     planScanIntervalMs: env.PLAN_SCAN_INTERVAL,
     scanPageSize: env.SCAN_PAGE_SIZE,
     dbPoolSize: env.DB_POOL_SIZE,

@@ -143,6 +143,36 @@ describe('enforcement daemon', () => {
     expect(ids).toContain(id);
   });
 
+  it('the periodic scan re-checks an account in enforcement only after SCAN_RECHECK_INTERVAL, or once a bill fell due after its evaluation', async () => {
+    const id = await account();
+    await addBill(id, 5_000);
+    await waitFor(
+      async () => (await state(id))?.enforcement_state === 'protected',
+      5_000,
+      'protected',
+    );
+    const picks = async (recheckBefore: Date | null, now = new Date()) =>
+      (await balanceCandidates(h.t.db, '', 100_000, now, h.config.rules, recheckBefore)).includes(
+        id,
+      );
+    const tenMinutesAgo = new Date(Date.now() - 600_000);
+    // Evaluated just now: the scheduler's scan skips it; a full scan (start-up, reconnect) reads it.
+    expect(await picks(tenMinutesAgo)).toBe(false);
+    expect(await picks(null)).toBe(true);
+    // Its last evaluation older than the interval: picked again.
+    expect(await picks(new Date(Date.now() + 1_000))).toBe(true);
+    // A bill that falls due after the evaluation: picked at once (time passing sends no NOTIFY).
+    const [row] = await h.t.raw<
+      { at: Date }[]
+    >`select evaluated_at as at from accounts where id = ${id}`;
+    const evaluatedAt = row?.at ?? new Date(0);
+    await h.t
+      .raw`update accounts set earliest_unpaid_due_at = ${new Date(evaluatedAt.getTime() + 5_000)}
+                   where id = ${id}`;
+    expect(await picks(tenMinutesAgo, new Date(evaluatedAt.getTime() + 4_000))).toBe(false);
+    expect(await picks(tenMinutesAgo, new Date(evaluatedAt.getTime() + 6_000))).toBe(true);
+  });
+
   it('R4: overdue within the quota suspends nothing and sends an overdue reminder', async () => {
     const id = await account();
     await addBill(id, 5_000);

@@ -58,6 +58,7 @@ describe('defaults', () => {
       scanIntervalMs: 60_000,
       planScanIntervalMs: 15 * 60_000,
       scanPageSize: 2_000,
+      scanRecheckIntervalMs: 600_000,
       dbPoolSize: 32,
       evaluateConcurrency: 16,
       effectsConcurrency: 16,

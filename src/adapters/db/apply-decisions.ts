@@ -301,19 +301,18 @@ export async function applyDecisions(
     }
   }
 
-  if (accountPatch !== null) {
-    const patch: AccountPatch = accountPatch;
-    await tx
-      .update(accounts)
-      .set({
-        ...patch,
-        // Episode and state changes are versioned; the reminder's quiet-until alone is not.
-        ...(Object.keys(patch).some((k) => k !== 'lowBalanceQuietUntil')
-          ? { version: sql`${accounts.version} + 1` }
-          : {}),
-      })
-      .where(eq(accounts.id, accountId));
-  }
+  // Always written: the periodic scan skips accounts evaluated recently (SCAN_RECHECK_INTERVAL).
+  const patch: AccountPatch = { ...(accountPatch ?? {}), evaluatedAt: now };
+  await tx
+    .update(accounts)
+    .set({
+      ...patch,
+      // Episode and state changes are versioned; the reminder's quiet-until alone is not.
+      ...(Object.keys(patch).some((k) => k !== 'lowBalanceQuietUntil' && k !== 'evaluatedAt')
+        ? { version: sql`${accounts.version} + 1` }
+        : {}),
+    })
+    .where(eq(accounts.id, accountId));
   const newMessages = await insertNotifications(tx, messages);
   for (const m of messages) {
     if (newMessages.has(m.dedupeKey)) {

@@ -19,17 +19,31 @@ export async function balanceCandidates(
   limit: number,
   now: Date,
   rules: RuleSettings,
+  /**
+   * Skip accounts in enforcement evaluated at or after this instant, unless a bill fell due
+   * between that evaluation and `now` (the periodic scan); null reads every candidate.
+   */
+  recheckBefore: Date | null = null,
 ): Promise<string[]> {
+  const at = now.toISOString();
+  const fresh =
+    recheckBefore === null
+      ? sql`false`
+      : sql`(evaluated_at >= ${recheckBefore.toISOString()}::timestamptz
+              and (earliest_unpaid_due_at is null
+                   or earliest_unpaid_due_at <= evaluated_at
+                   or earliest_unpaid_due_at > ${at}::timestamptz))`;
   const rows = await queryRows<{ id: string }>(
     db,
     sql`
     select id from accounts
      where id > ${cursor}
-       and (enforcement_state <> 'active'
-            or episode_started_at is not null
-            or (available_balance_minor < coalesce(low_balance_threshold_minor, ${rules.lowBalanceThresholdMinor})
-                and (low_balance_quiet_until is null or low_balance_quiet_until <= ${now.toISOString()}::timestamptz))
-            or earliest_unpaid_due_at < ${now.toISOString()}::timestamptz)
+       and ((available_balance_minor < coalesce(low_balance_threshold_minor, ${rules.lowBalanceThresholdMinor})
+             and (low_balance_quiet_until is null or low_balance_quiet_until <= ${at}::timestamptz))
+            or ((enforcement_state <> 'active'
+                 or episode_started_at is not null
+                 or earliest_unpaid_due_at < ${at}::timestamptz)
+                and not ${fresh}))
      order by id
      limit ${limit}`,
   );

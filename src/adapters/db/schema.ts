@@ -177,6 +177,12 @@ export const accounts = pgTable(
      * Written by the daemon.
      */
     lowBalanceQuietUntil: instant('low_balance_quiet_until'),
+    /**
+     * When the daemon last evaluated the account. The periodic scan re-evaluates an account
+     * that is already handled (suspended, protected, overdue) only every SCAN_RECHECK_INTERVAL,
+     * unless a bill fell due after that evaluation. Written by the daemon.
+     */
+    evaluatedAt: instant('evaluated_at'),
     /** Bumped on every write (daemon and upsert helpers) for optimistic checks. */
     version: integer('version').notNull().default(0),
     createdAt: createdAt(),
