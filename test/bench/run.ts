@@ -1,93 +1,159 @@
 /**
- * Enforcement daemon benchmark (`npm run bench`; not a vitest test). Loopback traffic only.
+ * Whole-daemon benchmark (`npm run bench`; not a vitest test). Loopback traffic only. One run,
+ * one process tree (this process and the children it starts, all stopped at the end), one
+ * markdown table (printed, and written with the JSON to bench-results/).
  *
- *   npm run bench                          # 1,000,000 accounts
- *   BENCH_ACCOUNTS=100000 npm run bench    # 100,000 accounts
+ *   npm run bench                                         # scan at 100,000 and 1,000,000 accounts
+ *   BENCH_SIZES=20000 BENCH_NOTIFY_N=2000 npm run bench   # quick run
  *
- * Other settings: BENCH_PAYMENTS (1000), BENCH_PAY_RATE (paced payments per second, 50),
- * BENCH_BURST (payments fired at once, 1000), BENCH_RUNS (scan rounds, 3), BENCH_LOG_LEVEL
- * (daemon log level, warn), BENCH_TIMEOUT (whole run, 30m), TEST_DATABASE_URL / TEST_REDIS_URL.
+ * Settings: BENCH_SIZES (account counts of the scan figures, "100000,1000000"; evaluations,
+ * daemon memory and payments run at the largest size, the two-daemon scaling at the smallest;
+ * BENCH_ACCOUNTS=n alone still means BENCH_SIZES=n), BENCH_RUNS (scan rounds, 3), BENCH_PAYMENTS (1000),
+ * BENCH_PAY_RATE (paced payments per second, 50), BENCH_LOW_PAYMENTS (200) at BENCH_LOW_RATE
+ * (10/s), BENCH_BURST (payments fired at once, 1000), BENCH_EVAL_WINDOW_S (120),
+ * BENCH_SCALE_WINDOW_S (longest evaluation window of a scaling run, 120), BENCH_RELEASES (200),
+ * BENCH_RELEASE_RATE (overdue bills per second, 10), BENCH_NOTIFY_N (20000), BENCH_NOTIFY_RATE
+ * (rate limit per channel, 200), BENCH_NOTIFY_SECONDS (10), BENCH_SKIP (comma list of scaling,
+ * daemon, release, notify), BENCH_LOG_LEVEL (daemon log level, warn), BENCH_TIMEOUT_S (whole
+ * run, 3600), BENCH_KEEP_DB=1, BENCH_CPU_PROF=1, BENCH_DAEMON_NODE_FLAGS, TEST_DATABASE_URL,
+ * TEST_REDIS_URL.
  *
- * What it does, in one run, on a fresh database (`ow_bench_<hex>`, dropped at the end) and a
- * private queue prefix (`{bench-<hex>}`, its keys deleted at the end):
+ * The daemon child runs `node dist/main.js` when dist/main.js exists (the bundled build), else
+ * `node --import tsx src/main.ts`; the JSON says which (`daemon`).
  *
- * 1. Generates the accounts in SQL (generate_series, triggers off via session_replication_role),
- *    about 2 % low balance, 1 % overdue beyond the protection quota (suspended by the daemon),
- *    0.2 % overdue within it, 5 % with unpaid bills not yet due, duration-plan studios with
- *    instances and resource plans; then computes accounts.earliest_unpaid_due_at as migration
- *    0002 does and runs VACUUM ANALYZE.
- * 2. Scan (child process test/bench/scan-child.ts, no workers running): the bare cursor read of
- *    the columns the scan filters on (the baseline) against the full balance scan (the real job
- *    handler: balanceCandidates pages + QueueSet.addBulk fan-out), best of BENCH_RUNS, and the peak
- *    RSS of a process doing only the scan.
- * 3. Evaluations: a baseline of no-op BullMQ jobs (one row lock each) at the daemon's evaluate
- *    concurrency; then the daemon itself (src/main.ts as a child, HTTP control plane = the fake one
- *    of test/support on loopback) scans at start-up and evaluates every candidate; evaluations/s
- *    from the evaluate queue's completed events; its VmHWM sampled from /proc.
- * 4. Payment → resume latency: BENCH_PAYMENTS suspended accounts paid with UPDATE bills (the
- *    billing system's write; the trigger NOTIFYs), paced at BENCH_PAY_RATE/s, then a burst; per
- *    account, from the UPDATE's commit (acknowledged to the client) to the last resume call
- *    arriving at the fake control plane. Baseline: the NOTIFY's arrival at a LISTEN in this process.
+ * Every database is `ow_bench_<tag>_<part>` and every queue prefix `{bench-<tag>-<part>}`, both
+ * dropped / deleted at the end, also when the run fails, times out or is interrupted (the run
+ * itself is a child of a thin shim so that tsx's signal relay cannot kill it mid-cleanup: see
+ * runShim at the end; `kill -9` of the run itself is the one case left behind).
  *
- * Writes bench-results/bench-<accounts>-<time>.json and prints a markdown table.
+ * 1. Scan, at each size (generate.ts builds the data; child test/bench/scan-child.ts, no workers
+ *    running): the bare cursor read of the columns the scan filters on (the baseline) against the
+ *    full balance scan (the real job handler: balanceCandidates pages + QueueSet.addBulk
+ *    fan-out), best of BENCH_RUNS, ms per 1k rows; the peak RSS of a process doing only the scan.
+ * 2. Scaling (phase-scaling.ts), on copies of the smallest size's database: the start-up scan's
+ *    fan-out evaluated by one daemon, then by two; evaluations/s and their ratio.
+ * 3. Evaluations, at the largest size: a baseline of no-op BullMQ jobs (one row lock each) at the
+ *    daemon's evaluate concurrency; then the daemon itself (HTTP control plane = the fake one of
+ *    test/support on loopback) scans at start-up and evaluates every candidate (at most
+ *    BENCH_EVAL_WINDOW_S; the rest is dropped); evaluations/s; its VmHWM sampled from /proc.
+ * 4. Payment → resume latency, same daemon: BENCH_PAYMENTS suspended accounts paid with UPDATE
+ *    bills (the billing system's write; the trigger NOTIFYs), paced, then a burst; per account,
+ *    from the UPDATE's commit to the last resume call at the fake control plane. Baseline: the
+ *    NOTIFY's arrival at a LISTEN in this process.
+ * 5. Releases (phase-release.ts): overdue → suspended latency, Redis bytes per pending studio
+ *    release, release lag behind the due instant.
+ * 6. Notifications (notify-bench.ts as a child): messages/s against no-op jobs on the same
+ *    queues, duplicates at the SMTP and SMS sinks, the rate limit held.
+ *
+ * report.ts turns the results into rows (value, baseline, ratio, goal, met) and prints a "why /
+ * what would close it" line for each missed goal.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, createWriteStream } from 'node:fs';
-import { tmpdir } from 'node:os';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { constants as osConstants, cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Queue, QueueEvents, Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import { createDb } from '../../src/adapters/db/client';
 import { migrate } from '../../src/adapters/db/migrate';
+import { loadConfig } from '../../src/config';
 import { startFakeControlPlane, type FakeControlPlane } from '../support/control-plane-server';
 import { deleteKeys } from '../support/daemon';
+import {
+  CHANNEL,
+  cpuSeconds,
+  envNumber,
+  log,
+  msLeft,
+  percentile,
+  readMem,
+  REDIS_URL,
+  ROOT,
+  round,
+  runJsonChild,
+  SERVER_URL,
+  setDeadline,
+  sleep,
+  stopAllChildren,
+  stopChild,
+  track,
+  waitUntil,
+  watchQueues,
+  type BenchContext,
+  type BenchDb,
+  type DaemonHandle,
+  type DaemonSpec,
+} from './common';
+import { generate } from './generate';
+import type { NotifyBenchResult } from './notify-bench';
+import { releasePhase } from './phase-release';
+import { scalingPhase } from './phase-scaling';
+import {
+  buildRows,
+  renderMarkdown,
+  type BenchResults,
+  type DaemonMemory,
+  type EvaluationResult,
+  type PaymentResult,
+  type ScanSizeResult,
+} from './report';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const N = Number(process.env.BENCH_ACCOUNTS ?? '1000000');
-const PAYMENTS = Number(process.env.BENCH_PAYMENTS ?? '1000');
-const PAY_RATE = Number(process.env.BENCH_PAY_RATE ?? '50');
-const BURST = Number(process.env.BENCH_BURST ?? '1000');
-const RUNS = Number(process.env.BENCH_RUNS ?? '3');
+const SIZES = (process.env.BENCH_SIZES ?? process.env.BENCH_ACCOUNTS ?? '100000,1000000')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => Number.isSafeInteger(n) && n > 0)
+  .sort((a, b) => a - b)
+  .filter((n, i, all) => all.indexOf(n) === i);
+const PAYMENTS = envNumber('BENCH_PAYMENTS', 1000);
+const PAY_RATE = envNumber('BENCH_PAY_RATE', 50);
+const BURST = envNumber('BENCH_BURST', 1000);
+const RUNS = envNumber('BENCH_RUNS', 3);
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'warn';
-const EVAL_WINDOW_S = Number(process.env.BENCH_EVAL_WINDOW_S ?? '120');
-const LOW_RATE = Number(process.env.BENCH_LOW_RATE ?? '10');
-const LOW_PAYMENTS = Number(process.env.BENCH_LOW_PAYMENTS ?? '200');
-const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_S ?? '1800') * 1000;
-/** The daemon's default EVALUATE_CONCURRENCY and pool size: the baseline uses the same. */
-const EVAL_CONCURRENCY = 16;
-const POOL = 10;
-const CHANNEL = 'overdue_worker_account';
+const EVAL_WINDOW_S = envNumber('BENCH_EVAL_WINDOW_S', 120);
+const SCALE_WINDOW_S = envNumber('BENCH_SCALE_WINDOW_S', 120);
+const LOW_RATE = envNumber('BENCH_LOW_RATE', 10);
+const LOW_PAYMENTS = envNumber('BENCH_LOW_PAYMENTS', 200);
+const RELEASES = envNumber('BENCH_RELEASES', 200);
+const RELEASE_RATE = envNumber('BENCH_RELEASE_RATE', 10);
+const NOTIFY_N = envNumber('BENCH_NOTIFY_N', 20_000);
+const NOTIFY_RATE = envNumber('BENCH_NOTIFY_RATE', 200);
+const NOTIFY_SECONDS = envNumber('BENCH_NOTIFY_SECONDS', 10);
+const TIMEOUT_MS = envNumber('BENCH_TIMEOUT_S', 3600) * 1000;
+const SKIP = new Set(
+  (process.env.BENCH_SKIP ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== ''),
+);
+const KEEP_DB = process.env.BENCH_KEEP_DB === '1';
 
-const deadline = Date.now() + TIMEOUT_MS;
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString()}] ${msg}\n`);
+/** The daemon's default evaluate concurrency and pool size: the no-op baseline uses the same. */
+const DAEMON_DEFAULTS = (() => {
+  const r = loadConfig({
+    DATABASE_URL: SERVER_URL,
+    REDIS_URL,
+    QUEUE_PREFIX: '{bench}',
+    LOG_LEVEL: 'silent',
+  });
+  if (!r.ok) throw new Error(JSON.stringify(r.problems));
+  return { evaluateConcurrency: r.config.evaluateConcurrency, dbPoolSize: r.config.dbPoolSize };
+})();
+const EVAL_CONCURRENCY = DAEMON_DEFAULTS.evaluateConcurrency;
+const POOL = DAEMON_DEFAULTS.dbPoolSize;
 
-function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx] ?? Number.NaN;
-}
-
-async function waitUntil(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  everyMs = 200,
-): Promise<void> {
-  const until = Math.min(deadline, Date.now() + timeoutMs);
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+const TAG = randomBytes(5).toString('hex');
+const RESULTS_DIR = path.join(ROOT, 'bench-results');
+const STAMP = new Date().toISOString().replace(/[:.]/g, '-');
 
 function dbUrl(name: string): string {
   const url = new URL(SERVER_URL);
@@ -96,145 +162,215 @@ function dbUrl(name: string): string {
 }
 
 // ------------------------------------------------------------------------------------------
-// 1. Data
+// Cleanup: everything the run creates registers how to undo it, run last-first at the end, on
+// failure, on SIGINT/SIGTERM and at the hard deadline.
 
-async function generate(url: string): Promise<Record<string, number>> {
-  const sql = postgres(url, { max: 1, onnotice: () => undefined });
-  const timings: Record<string, number> = {};
-  const step = async (name: string, run: () => Promise<unknown>) => {
-    const t = performance.now();
-    await run();
-    timings[name] = round((performance.now() - t) / 1000, 2);
-    log(`generate: ${name} ${timings[name]} s`);
+const cleanups = new Map<number, { what: string; run: () => Promise<void> }>();
+let nextCleanup = 0;
+
+function onCleanup(what: string, run: () => Promise<void>): () => void {
+  const id = nextCleanup++;
+  cleanups.set(id, { what, run });
+  return () => cleanups.delete(id);
+}
+
+let cleaning: Promise<void> | null = null;
+function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    await stopAllChildren();
+    for (const id of [...cleanups.keys()].sort((a, b) => b - a)) {
+      const entry = cleanups.get(id);
+      cleanups.delete(id);
+      await entry?.run().catch((err: unknown) => log(`cleanup ${entry.what}: ${String(err)}`));
+    }
+  })();
+  return cleaning;
+}
+
+// Opened by runInner (never in the shim process, see the end of this file).
+let admin!: postgres.Sql;
+let redis!: Redis;
+
+async function createDatabase(part: string, template?: BenchDb): Promise<BenchDb> {
+  const name = `ow_bench_${TAG}_${part}`;
+  await admin.unsafe(
+    `create database "${name}"${template === undefined ? '' : ` template "${template.name}"`}`,
+  );
+  let dropped = false;
+  const drop = async () => {
+    if (dropped) return;
+    dropped = true;
+    forget();
+    if (KEEP_DB) log(`kept database ${name}`);
+    else await admin.unsafe(`drop database if exists "${name}" with (force)`);
   };
-  try {
-    // Triggers (and the FK triggers) off for this session only.
-    await sql`set session_replication_role = replica`;
-    await sql`set maintenance_work_mem = '256MB'`;
-    await step('accounts', () =>
-      sql.unsafe(`
-        insert into accounts (id, currency, available_balance_minor, time_zone, locale, email,
-                              phone, notify_email, notify_sms)
-        select 'acct-' || lpad(i::text, 8, '0'), 'USD',
-               case when i % 50 = 3 then 500 + (i % 9000) else 1000000 + (i % 100000) end,
-               (array['UTC', 'Asia/Shanghai', 'America/New_York', 'Europe/Berlin'])[1 + i % 4],
-               'en', 'u' || i || '@example.com',
-               case when i % 2 = 0 then '+1415' || lpad((i % 10000000)::text, 7, '0') end,
-               true, true
-          from generate_series(1, ${N}) i`),
-    );
-    // Every account streams; overdue, protected and every tenth account have all three live
-    // services; 0.5 % have a duration-plan studio with one or two instances.
-    await step('services', () =>
-      sql.unsafe(`
-        insert into services (id, account_id, kind)
-        select 'acct-' || lpad(i::text, 8, '0') || '-' || k, 'acct-' || lpad(i::text, 8, '0'), k
-          from generate_series(1, ${N}) i
-         cross join (values ('streaming'), ('recording'), ('screenshots')) v(k)
-         where k = 'streaming' or i % 100 = 11 or i % 500 = 13 or i % 10 = 0`),
-    );
-    await step('studios', async () => {
-      await sql.unsafe(`
-        insert into services (id, account_id, kind, plan_type)
-        select 'acct-' || lpad(i::text, 8, '0') || '-studio', 'acct-' || lpad(i::text, 8, '0'),
-               'studio', 'duration'
-          from generate_series(1, ${N}) i where i % 400 in (11, 200)`);
-      await sql.unsafe(`
-        insert into studio_instances (id, account_id, service_id, name, streaming)
-        select 'acct-' || lpad(i::text, 8, '0') || '-inst' || n, 'acct-' || lpad(i::text, 8, '0'),
-               'acct-' || lpad(i::text, 8, '0') || '-studio', 'Stage ' || n, i % 3 = 0
-          from generate_series(1, ${N}) i cross join generate_series(1, 2) n
-         where i % 400 in (11, 200) and (n = 1 or i % 800 < 400)`);
-    });
-    await step('plans', () =>
-      sql.unsafe(`
-        insert into resource_plans (id, account_id, kind, total_units, used_units, starts_at,
-                                    expires_at, purchased_at)
-        select 'acct-' || lpad(i::text, 8, '0') || '-plan', 'acct-' || lpad(i::text, 8, '0'),
-               'transcoding-minutes', 1000, case when i % 500 < 250 then 850 else 100 end,
-               now() - interval '10 days',
-               now() + case when i % 1000 < 500 then interval '20 days' else interval '3 days' end,
-               now() - interval '10 days'
-          from generate_series(1, ${N}) i where i % 250 in (3, 7)`),
-    );
-    await step('bills', () =>
-      sql.unsafe(`
-        insert into bills (id, account_id, product, amount_minor, paid_minor, issued_at, due_at,
-                           status)
-        select 'bill-' || i || '-' || v.tag, 'acct-' || lpad(i::text, 8, '0'), v.product,
-               v.amount, v.paid, v.due - interval '30 days', v.due, v.status
-          from generate_series(1, ${N}) i
-         cross join lateral (values
-           ('od', 'live', 6000 + (i % 7) * 1000, 0,
-              now() - make_interval(days => 1 + i % 20), 'unpaid', i % 100 = 11),
-           ('oss', 'oss', 2000, 0, now() - interval '3 days', 'unpaid', i % 300 = 11),
-           ('prot', 'live', 3000, 0, now() - interval '2 days', 'unpaid', i % 500 = 13),
-           ('fut', 'live', 4000, 0, now() + make_interval(days => 1 + i % 20), 'unpaid',
-              i % 20 = 5),
-           ('paid', 'live', 5000, 5000, now() - make_interval(days => 30 + i % 60), 'paid',
-              i % 4 = 0)
-         ) v(tag, product, amount, paid, due, status, keep)
-         where v.keep`),
-    );
-    // As migration 0002 does.
-    await step('earliest_unpaid_due_at', () =>
-      sql.unsafe(`
-        update accounts a set earliest_unpaid_due_at = d.due
-          from (select account_id, min(due_at) as due from bills
-                 where status = 'unpaid' and amount_minor > paid_minor group by account_id) d
-         where d.account_id = a.id`),
-    );
-    await sql`set session_replication_role = origin`;
-    await step('vacuum_analyze', () => sql.unsafe('vacuum (analyze)'));
-    const [counts] = await sql<Record<string, string>[]>`
-      select (select count(*) from accounts) as accounts,
-             (select count(*) from accounts where available_balance_minor < 10000) as low_balance,
-             (select count(*) from accounts where earliest_unpaid_due_at < now()) as overdue,
-             (select count(*) from services) as services,
-             (select count(*) from studio_instances) as studio_instances,
-             (select count(*) from resource_plans) as plans,
-             (select count(*) from bills) as bills,
-             pg_total_relation_size('accounts') as accounts_bytes`;
-    for (const [k, v] of Object.entries(counts ?? {})) timings[`count_${k}`] = Number(v);
-  } finally {
-    await sql.end({ timeout: 5 });
+  const forget = onCleanup(`database ${name}`, drop);
+  log(`database ${name}${template === undefined ? '' : ` (copy of ${template.name})`}`);
+  return { name, url: dbUrl(name), drop };
+}
+
+const prefixOf = (part: string) => `{bench-${TAG}-${part}}`;
+
+// ------------------------------------------------------------------------------------------
+// The daemon child: the one place that decides its command.
+
+const DIST_MAIN = path.join(ROOT, 'dist/main.js');
+const MEM_PROBE = path.join(ROOT, 'test/bench/mem-probe.mjs');
+
+function daemonCommand(): { mode: 'dist' | 'tsx'; args: string[] } {
+  const flags = (process.env.BENCH_DAEMON_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  const profile =
+    process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir', RESULTS_DIR] : [];
+  if (existsSync(DIST_MAIN)) {
+    return { mode: 'dist', args: [...profile, ...flags, '--import', MEM_PROBE, DIST_MAIN] };
   }
-  return timings;
+  return {
+    mode: 'tsx',
+    args: [
+      ...profile,
+      ...flags,
+      '--import',
+      'tsx',
+      '--import',
+      MEM_PROBE,
+      path.join(ROOT, 'src/main.ts'),
+    ],
+  };
+}
+
+function startDaemonChild(spec: DaemonSpec): DaemonHandle {
+  const dataDir = path.join(tmpdir(), `ow-bench-${TAG}-${randomBytes(3).toString('hex')}`);
+  const logFile = path.join(RESULTS_DIR, `daemon-${spec.label}-${STAMP}.log`);
+  const memFile = path.join(RESULTS_DIR, `daemon-mem-${spec.label}-${STAMP}.jsonl`);
+  const { args } = daemonCommand();
+  const child: ChildProcess = track(
+    spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        NODE_ENV: 'production',
+        DATABASE_URL: spec.url,
+        REDIS_URL,
+        QUEUE_PREFIX: spec.prefix,
+        CONTROL_PLANE_URL: spec.cp.url,
+        CONTROL_PLANE_SECRET: spec.cp.secret,
+        LOG_LEVEL,
+        DATA_DIR: dataDir,
+        BENCH_MEM_FILE: memFile,
+        PORT: '0',
+        // One scan at start-up; the schedule would rescan every minute otherwise.
+        SCAN_INTERVAL: '1h',
+        PLAN_SCAN_INTERVAL: '1h',
+        ...spec.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  const out = createWriteStream(logFile);
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  const removeDataDir = () => {
+    rmSync(dataDir, { recursive: true, force: true });
+    return Promise.resolve();
+  };
+  const forget = onCleanup(`daemon data dir ${dataDir}`, removeDataDir);
+  return {
+    pid: child.pid ?? 0,
+    logFile,
+    memFile,
+    exited: () => exited,
+    stop: async () => {
+      await stopChild(child);
+      forget();
+      await removeDataDir();
+    },
+  };
 }
 
 // ------------------------------------------------------------------------------------------
-// 2. Scan (child process)
-
-interface Measured {
-  ms: number;
-}
+// 1. Scan at one size
 
 async function scanChild(
   url: string,
   prefix: string,
   mode: 'compare' | 'bare' | 'scan',
 ): Promise<Record<string, unknown>> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'test/bench/scan-child.ts')],
+  return runJsonChild(
+    'test/bench/scan-child.ts',
     {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        BENCH_DB_URL: url,
-        BENCH_REDIS_URL: REDIS_URL,
-        BENCH_PREFIX: prefix,
-        BENCH_SCAN_MODE: mode,
-        BENCH_RUNS: String(RUNS),
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      BENCH_DB_URL: url,
+      BENCH_REDIS_URL: REDIS_URL,
+      BENCH_PREFIX: prefix,
+      BENCH_SCAN_MODE: mode,
+      BENCH_RUNS: String(RUNS),
     },
+    `scan child (${mode})`,
   );
-  let out = '';
-  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  if (code !== 0) throw new Error(`scan child (${mode}) exited with ${code}`);
-  return JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+}
+
+interface Measured {
+  ms: number;
+}
+
+async function scanAtSize(db: BenchDb, size: number): Promise<ScanSizeResult> {
+  const handle = await createDb(db.url, '/unused', { poolSize: 2 });
+  await migrate(handle.db);
+  await handle.close();
+  const t0 = performance.now();
+  const generated = await generate(db.url, size);
+  const generateSeconds = round((performance.now() - t0) / 1000, 1);
+
+  const prefix = prefixOf(`scan${size}`);
+  log(`scan ${size}: compare (bare read vs candidate selection vs full scan)`);
+  const compare = await scanChild(db.url, prefix, 'compare');
+  const rounds = compare.rounds as {
+    bare: Measured & { rows: number };
+    select: Measured & { candidates: number; pages: number };
+    scan: Measured & { candidates: number; queued: number };
+  }[];
+  const best = (pick: (r: (typeof rounds)[number]) => number) =>
+    round(Math.min(...rounds.map(pick)));
+  const bestMs = {
+    bare: best((r) => r.bare.ms),
+    select: best((r) => r.select.ms),
+    fullScan: best((r) => r.scan.ms),
+  };
+  log(`scan ${size}: peak RSS of a bare-read process and of a scan process`);
+  const bareRss = await scanChild(db.url, prefix, 'bare');
+  const scanRss = await scanChild(db.url, prefix, 'scan');
+  await deleteKeys(redis, prefix);
+  const rows = rounds[0]?.bare.rows ?? size;
+  const per1k = (x: number) => round(x / (rows / 1000), 3);
+  const result: ScanSizeResult = {
+    accounts: size,
+    generateSeconds,
+    generate: generated,
+    pageSize: Number(compare.pageSize),
+    rows,
+    candidates: rounds[0]?.scan.candidates ?? 0,
+    queued: rounds[0]?.scan.queued ?? 0,
+    pages: rounds[0]?.select.pages ?? 0,
+    rounds,
+    bestMs,
+    msPer1kRows: {
+      bare: per1k(bestMs.bare),
+      select: per1k(bestMs.select),
+      fullScan: per1k(bestMs.fullScan),
+    },
+    ratio: {
+      fullScanOverBare: round(bestMs.fullScan / bestMs.bare, 2),
+      selectOverBare: round(bestMs.select / bestMs.bare, 2),
+    },
+    rssMB: {
+      bareProcess: bareRss.rssMB as ScanSizeResult['rssMB']['bareProcess'],
+      scanProcess: scanRss.rssMB as ScanSizeResult['rssMB']['scanProcess'],
+    },
+  };
+  log(`scan ${size}: ${JSON.stringify({ bestMs, ratio: result.ratio, rss: result.rssMB })}`);
+  return result;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -246,39 +382,45 @@ async function noopJobBaseline(url: string, prefix: string, jobs: number): Promi
   const producer = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
   const workerConn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const queue = new Queue('bench-noop', { connection: producer, prefix });
-  const ids = await sql<{ id: string }[]>`select id from accounts order by md5(id) limit ${jobs}`;
-  await queue.addBulk(
-    ids.map((r) => ({
-      name: 'noop',
-      data: { accountId: r.id },
-      opts: { removeOnComplete: { age: 3600, count: 10_000 } },
-    })),
-  );
-  let done = 0;
-  let started = 0;
-  let finished = 0;
-  const worker = new Worker(
-    'bench-noop',
-    async (job) => {
-      if (started === 0) started = performance.now();
-      const accountId = (job.data as { accountId: string }).accountId;
-      await sql.begin(async (tx) => {
-        await tx`select id from accounts where id = ${accountId} for update`;
-      });
-      done += 1;
-      if (done === ids.length) finished = performance.now();
-    },
-    { connection: workerConn, prefix, concurrency: EVAL_CONCURRENCY },
-  );
-  worker.on('error', () => undefined);
-  await waitUntil('no-op jobs', () => Promise.resolve(done >= ids.length), 120_000, 50);
-  await worker.close();
-  await queue.obliterate({ force: true });
-  await queue.close();
-  producer.disconnect();
-  workerConn.disconnect();
-  await sql.end({ timeout: 5 });
-  return ids.length / ((finished - started) / 1000);
+  try {
+    const ids = await sql<{ id: string }[]>`select id from accounts order by md5(id) limit ${jobs}`;
+    await queue.addBulk(
+      ids.map((r) => ({
+        name: 'noop',
+        data: { accountId: r.id },
+        opts: { removeOnComplete: { age: 3600, count: 10_000 } },
+      })),
+    );
+    let done = 0;
+    let started = 0;
+    let finished = 0;
+    const worker = new Worker(
+      'bench-noop',
+      async (job) => {
+        if (started === 0) started = performance.now();
+        const accountId = (job.data as { accountId: string }).accountId;
+        await sql.begin(async (tx) => {
+          await tx`select id from accounts where id = ${accountId} for update`;
+        });
+        done += 1;
+        if (done === ids.length) finished = performance.now();
+      },
+      { connection: workerConn, prefix, concurrency: EVAL_CONCURRENCY },
+    );
+    worker.on('error', () => undefined);
+    try {
+      await waitUntil('no-op jobs', () => Promise.resolve(done >= ids.length), 120_000, 50);
+    } finally {
+      await worker.close();
+    }
+    return ids.length / ((finished - started) / 1000);
+  } finally {
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close();
+    producer.disconnect();
+    workerConn.disconnect();
+    await sql.end({ timeout: 5 });
+  }
 }
 
 interface MemSample {
@@ -287,19 +429,7 @@ interface MemSample {
   hwmKb: number;
 }
 
-function readMem(pid: number): { rssKb: number; hwmKb: number } | null {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const rss = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-    const hwm = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
-    if (rss === undefined || hwm === undefined) return null;
-    return { rssKb: Number(rss), hwmKb: Number(hwm) };
-  } catch {
-    return null;
-  }
-}
-
-/** The daemon's process.memoryUsage() sample with the highest RSS, in MB (from mem-probe.ts). */
+/** The daemon's process.memoryUsage() sample with the highest RSS, in MB (from mem-probe.mjs). */
 function peakBreakdown(file: string): Record<string, number> | null {
   try {
     const samples = readFileSync(file, 'utf8')
@@ -317,81 +447,8 @@ function peakBreakdown(file: string): Record<string, number> | null {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far; clock ticks are 1/100 s on Linux. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-function startDaemonChild(
-  url: string,
-  prefix: string,
-  cp: FakeControlPlane,
-  logFile: string,
-  memFile: string,
-): ChildProcess {
-  const dataDir = path.join(tmpdir(), `ow-bench-${randomBytes(4).toString('hex')}`);
-  const profile =
-    process.env.BENCH_CPU_PROF === '1'
-      ? ['--cpu-prof', '--cpu-prof-dir', path.join(ROOT, 'bench-results')]
-      : [];
-  const child = spawn(
-    process.execPath,
-    [
-      ...profile,
-      ...(process.env.BENCH_DAEMON_NODE_FLAGS ?? '').split(' ').filter((f) => f !== ''),
-      '--import',
-      'tsx',
-      '--import',
-      path.join(ROOT, 'test/bench/mem-probe.ts'),
-      path.join(ROOT, 'src/main.ts'),
-    ],
-    {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '',
-        NODE_ENV: 'production',
-        DATABASE_URL: url,
-        REDIS_URL,
-        QUEUE_PREFIX: prefix,
-        CONTROL_PLANE_URL: cp.url,
-        CONTROL_PLANE_SECRET: cp.secret,
-        LOG_LEVEL,
-        DATA_DIR: dataDir,
-        BENCH_MEM_FILE: memFile,
-        PORT: '0',
-        // One scan at start-up; the schedule would rescan every minute otherwise.
-        SCAN_INTERVAL: '1h',
-        PLAN_SCAN_INTERVAL: '1h',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const out = createWriteStream(logFile);
-  child.stdout?.pipe(out);
-  child.stderr?.pipe(out);
-  return child;
-}
-
 // ------------------------------------------------------------------------------------------
 // 4. Payments
-
-interface PaymentResult {
-  count: number;
-  /** Server-side stages from the payment's commit (transaction start times of the daemon). */
-  stagesMs: Record<string, { p50: number; p99: number }>;
-  completed: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
-  firstResumeMs: { p50: number; p99: number };
-  notifyMs: { p50: number; p99: number; max: number };
-  commitRoundTripMs: { p50: number; p99: number };
-  spanMs: number;
-}
 
 async function payAndMeasure(
   sql: postgres.Sql,
@@ -399,7 +456,7 @@ async function payAndMeasure(
   notifyAt: Map<string, number>,
   accounts: readonly { id: string; held: number }[],
   ratePerSec: number | null,
-): Promise<PaymentResult> {
+): Promise<Omit<PaymentResult, 'ratePerSec'>> {
   const paid = new Map<string, { t0: number; t1: number }>();
   for (const a of accounts) notifyAt.delete(a.id);
   const pay = async (id: string) => {
@@ -518,117 +575,35 @@ async function suspendedAccounts(
     .map((r) => ({ id: r.id, held: Number(r.held) }));
 }
 
-// ------------------------------------------------------------------------------------------
-
-async function main(): Promise<void> {
-  const tag = randomBytes(5).toString('hex');
-  const dbName = `ow_bench_${tag}`;
-  const prefix = `{bench-${tag}}`;
-  const url = dbUrl(dbName);
-  const resultsDir = path.join(ROOT, 'bench-results');
-  mkdirSync(resultsDir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const results: Record<string, unknown> = {
-    accounts: N,
-    startedAt: new Date().toISOString(),
-    machine: { note: 'shared 2-core host; compare ratios, not absolute times' },
-    settings: {
-      PAYMENTS,
-      PAY_RATE,
-      LOW_PAYMENTS,
-      LOW_RATE,
-      BURST,
-      RUNS,
-      LOG_LEVEL,
-      EVAL_CONCURRENCY,
-      EVAL_WINDOW_S,
-      daemonNodeFlags: process.env.BENCH_DAEMON_NODE_FLAGS ?? '',
-    },
-  };
-  const admin = postgres(SERVER_URL, { max: 1, onnotice: () => undefined });
-  await admin.unsafe(`create database "${dbName}"`);
-  log(`database ${dbName}, queue prefix ${prefix}, ${N} accounts`);
-
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
-  let sql: postgres.Sql | null = null;
-  let listener: postgres.Sql | null = null;
+/** Steps 3 and 4 on the largest size's database: evaluations, payments, daemon memory. */
+async function daemonPhase(
+  db: BenchDb,
+  size: number,
+): Promise<{
+  evaluations: EvaluationResult;
+  payments: Record<string, PaymentResult | number>;
+  daemonMemory: DaemonMemory;
+}> {
+  const prefix = prefixOf('daemon');
+  const url = db.url;
+  const sql = postgres(url, { max: POOL, onnotice: () => undefined });
+  const listener = postgres(url, { max: 1, onnotice: () => undefined });
   let cp: FakeControlPlane | null = null;
-  let daemon: ChildProcess | null = null;
-  const queueEvents: QueueEvents[] = [];
+  let daemon: DaemonHandle | null = null;
+  let watch: Awaited<ReturnType<typeof watchQueues>> | null = null;
   const queues: Queue[] = [];
-  const connections: Redis[] = [];
+  let sampler: NodeJS.Timeout | undefined;
   try {
-    const handle = await createDb(url, '/unused', { poolSize: 2 });
-    await migrate(handle.db);
-    await handle.close();
-
-    // 1. Data
-    const t0 = performance.now();
-    results.generate = await generate(url);
-    results.generateSeconds = round((performance.now() - t0) / 1000, 1);
-
-    // 2. Scan
-    log('scan: compare (bare read vs candidate selection vs full scan)');
-    const compare = await scanChild(url, prefix, 'compare');
-    const rounds = compare.rounds as {
-      bare: Measured & { rows: number };
-      select: Measured & { candidates: number; pages: number };
-      scan: Measured & { candidates: number; queued: number };
-    }[];
-    const best = (pick: (r: (typeof rounds)[number]) => number) =>
-      round(Math.min(...rounds.map(pick)));
-    const bareMs = best((r) => r.bare.ms);
-    const selectMs = best((r) => r.select.ms);
-    const scanMs = best((r) => r.scan.ms);
-    log('scan: peak RSS of a bare-read process and of a scan process');
-    const bareRss = await scanChild(url, prefix, 'bare');
-    const scanRss = await scanChild(url, prefix, 'scan');
-    results.scan = {
-      pageSize: compare.pageSize,
-      rows: rounds[0]?.bare.rows,
-      candidates: rounds[0]?.scan.candidates,
-      queued: rounds[0]?.scan.queued,
-      pages: rounds[0]?.select.pages,
-      rounds,
-      bestMs: { bare: bareMs, select: selectMs, fullScan: scanMs },
-      ratio: {
-        fullScanOverBare: round(scanMs / bareMs, 2),
-        selectOverBare: round(selectMs / bareMs, 2),
-      },
-      rssMB: { bareProcess: bareRss.rssMB, scanProcess: scanRss.rssMB },
-    };
-    log(`scan: ${JSON.stringify((results.scan as { bestMs: unknown }).bestMs)}`);
-    await deleteKeys(redis, prefix);
-
-    // 3. Evaluations
-    sql = postgres(url, { max: POOL, onnotice: () => undefined });
     log('evaluations: no-op job baseline');
     const noopPerSec = await noopJobBaseline(url, prefix, 5_000);
     await deleteKeys(redis, prefix);
 
     cp = await startFakeControlPlane();
-    const events = new Map<
-      string,
-      { completed: number; failed: number; first: number; last: number }
-    >();
-    const scanResults: unknown[] = [];
+    watch = await watchQueues(prefix, ['evaluate', 'effects', 'scan'], {
+      keepReturnValues: ['scan'],
+    });
+    const events = watch.stats;
     for (const name of ['evaluate', 'effects', 'scan']) {
-      const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-      connections.push(connection);
-      const qe = new QueueEvents(name, { connection, prefix });
-      const stat = { completed: 0, failed: 0, first: 0, last: 0 };
-      events.set(name, stat);
-      qe.on('completed', ({ returnvalue }) => {
-        const now = Date.now();
-        if (stat.first === 0) stat.first = now;
-        stat.last = now;
-        stat.completed += 1;
-        if (name === 'scan') scanResults.push(returnvalue);
-      });
-      qe.on('failed', () => (stat.failed += 1));
-      qe.on('error', () => undefined);
-      await qe.waitUntilReady();
-      queueEvents.push(qe);
       queues.push(new Queue(name, { connection: redis, prefix }));
     }
     const qByName = (name: string) => queues.find((q) => q.name === name);
@@ -641,18 +616,10 @@ async function main(): Promise<void> {
       cpu: number;
     } | null = null;
     const spawnedAt = Date.now();
-    const memFile = path.join(resultsDir, `daemon-mem-${N}-${stamp}.jsonl`);
-    daemon = startDaemonChild(
-      url,
-      prefix,
-      cp,
-      path.join(resultsDir, `daemon-${N}-${stamp}.log`),
-      memFile,
-    );
-    const pid = daemon.pid ?? 0;
-    let exited = false;
-    daemon.on('exit', () => (exited = true));
-    const sampler = setInterval(() => {
+    daemon = startDaemonChild({ url, prefix, cp, label: `main-${size}` });
+    const d = daemon;
+    const pid = d.pid;
+    sampler = setInterval(() => {
       const m = readMem(pid);
       if (m) mem.push({ t: Date.now() - spawnedAt, ...m });
     }, 100);
@@ -662,7 +629,7 @@ async function main(): Promise<void> {
       return Object.values(c ?? {}).reduce((a, b) => a + b, 0);
     };
     const pendingEffects = async () => {
-      const [row] = await sql!<{ n: string }[]>`
+      const [row] = await sql<{ n: string }[]>`
         select count(*) as n from outbox
          where kind = 'control-plane' and status in ('pending', 'dispatched')`;
       return Number(row?.n ?? 0);
@@ -674,10 +641,11 @@ async function main(): Promise<void> {
     let dropped = 0;
     let windowEnded = false;
     const windowUntil = Date.now() + EVAL_WINDOW_S * 1000;
+    const scanResults = events.get('scan')!.returnValues;
     await waitUntil(
       'daemon to scan and evaluate the candidates',
       async () => {
-        if (exited) throw new Error('daemon exited early (see its log in bench-results/)');
+        if (d.exited()) throw new Error(`daemon exited early (see ${d.logFile})`);
         const scans = scanResults.filter(
           (r) => typeof r === 'object' && r !== null && 'candidates' in r,
         ).length;
@@ -686,7 +654,8 @@ async function main(): Promise<void> {
           windowEnded = true;
           evalWindow = { ...events.get('evaluate')!, cpu: cpuSeconds(pid) };
           const evaluate = qByName('evaluate')!;
-          dropped = (await evaluate.getJobCounts('waiting', 'prioritized')).waiting ?? 0;
+          const left = await evaluate.getJobCounts('waiting', 'prioritized');
+          dropped = (left.waiting ?? 0) + (left.prioritized ?? 0);
           await evaluate.drain();
           log(`evaluations: window over; dropped ${dropped} waiting evaluations`);
         }
@@ -710,7 +679,8 @@ async function main(): Promise<void> {
       select count(*) filter (where enforcement_state = 'suspended') as suspended,
              count(*) filter (where enforcement_state = 'protected') as protected
         from accounts`;
-    results.evaluations = {
+    const evaluations: EvaluationResult = {
+      accounts: size,
       completed: ev.completed,
       failed: ev.failed,
       spanSeconds: round(evalSpanS, 2),
@@ -728,12 +698,12 @@ async function main(): Promise<void> {
         perSecond: round(ef.completed / ((ef.last - ef.first) / 1000)),
         controlPlaneCalls: cp.calls.length,
       },
-      accounts: { suspended: Number(state?.suspended), protected: Number(state?.protected) },
+      accountStates: { suspended: Number(state?.suspended), protected: Number(state?.protected) },
     };
-    log(`evaluations: ${JSON.stringify(results.evaluations)}`);
+    log(`evaluations: ${JSON.stringify(evaluations)}`);
 
     // 4. Payments
-    listener = postgres(url, { max: 1, onnotice: () => undefined });
+    const cpNow = cp;
     const notifyAt = new Map<string, number>();
     await listener.listen(CHANNEL, (payload) => {
       if (!notifyAt.has(payload)) notifyAt.set(payload, Date.now());
@@ -743,7 +713,7 @@ async function main(): Promise<void> {
     /** `n` suspended accounts not paid yet; paid ones are made overdue again when short. */
     const cohort = async (n: number) => {
       await waitUntil('effects to settle', async () => (await pendingEffects()) === 0, 120_000);
-      let picked = await suspendedAccounts(sql!, used, n);
+      let picked = await suspendedAccounts(sql, used, n);
       if (picked.length < n) {
         // Not enough suspended accounts left: make paid ones overdue again with a new past-due
         // bill (triggers on: the daemon suspends them at once), then pay those.
@@ -751,28 +721,28 @@ async function main(): Promise<void> {
         resuspended += again.length;
         for (const id of again) used.delete(id);
         log(`payments: re-suspending ${again.length} paid accounts`);
-        await sql!`
+        await sql`
           insert into bills (id, account_id, product, amount_minor, paid_minor, issued_at, due_at)
           select 'bill-' || a || '-again-' || ${resuspended}, a, 'live', 9000, 0,
                  now() - interval '2 days', now() - interval '1 minute'
-            from unnest(${sql!.array(again)}::text[]) a`;
+            from unnest(${sql.array(again)}::text[]) a`;
         await waitUntil(
           're-suspension',
           async () => {
-            const [row] = await sql!<{ n: string }[]>`
+            const [row] = await sql<{ n: string }[]>`
               select count(*) as n from accounts
-               where id = any(${sql!.array(again)}::text[]) and enforcement_state = 'suspended'`;
+               where id = any(${sql.array(again)}::text[]) and enforcement_state = 'suspended'`;
             return Number(row?.n) === again.length && (await pendingEffects()) === 0;
           },
           300_000,
           250,
         );
-        picked = await suspendedAccounts(sql!, used, n);
+        picked = await suspendedAccounts(sql, used, n);
       }
       for (const a of picked) used.add(a.id);
       return picked;
     };
-    const runs: Record<string, unknown> = {};
+    const payments: Record<string, PaymentResult | number> = {};
     for (const [name, n, rate] of [
       ['paced', PAYMENTS, PAY_RATE],
       ['pacedLow', LOW_PAYMENTS, LOW_RATE],
@@ -781,100 +751,232 @@ async function main(): Promise<void> {
       if (n <= 0) continue;
       const accounts = await cohort(n);
       log(`payments: ${name}, ${accounts.length} at ${rate ?? 'once'}/s`);
-      const result = await payAndMeasure(sql, cp, notifyAt, accounts, rate);
+      const result = await payAndMeasure(sql, cpNow, notifyAt, accounts, rate);
       log(`payments: ${name} ${JSON.stringify(result)}`);
-      runs[name] = { ratePerSec: rate, ...result };
+      payments[name] = { ratePerSec: rate, ...result };
     }
-    results.payments = { ...runs, resuspended };
+    payments.resuspended = resuspended;
 
-    // Daemon memory over the whole run.
+    // Daemon memory over the whole phase.
     clearInterval(sampler);
     const last = readMem(pid);
     const hwmKb = Math.max(last?.hwmKb ?? 0, ...mem.map((m) => m.hwmKb));
     const firstStable = mem.find((m) => m.t > 1_000);
-    results.daemonMemory = {
+    const daemonMemory: DaemonMemory = {
       peakMB: round(hwmKb / 1024),
       peakAfterEvaluationsMB: round(hwmAfterEval / 1024),
       rssAtEndMB: round((last?.rssKb ?? 0) / 1024),
       rssAfter1sMB: round((firstStable?.rssKb ?? 0) / 1024),
       samples: mem.length,
-      atPeakRss: peakBreakdown(memFile),
+      atPeakRss: peakBreakdown(d.memFile),
     };
-    results.finishedAt = new Date().toISOString();
+    return { evaluations, payments, daemonMemory };
   } finally {
-    if (daemon && daemon.exitCode === null) {
-      daemon.kill('SIGTERM');
-      const d = daemon;
-      await Promise.race([
-        new Promise((resolve) => d.on('exit', resolve)),
-        sleep(40_000).then(() => d.kill('SIGKILL')),
-      ]);
-    }
-    for (const qe of queueEvents) await qe.close().catch(() => undefined);
+    clearInterval(sampler);
+    await daemon?.stop();
+    await watch?.close();
     for (const q of queues) await q.close().catch(() => undefined);
-    for (const c of connections) c.disconnect();
-    await listener?.end({ timeout: 5 }).catch(() => undefined);
-    await sql?.end({ timeout: 5 }).catch(() => undefined);
+    await listener.end({ timeout: 5 }).catch(() => undefined);
+    await sql.end({ timeout: 5 }).catch(() => undefined);
     await cp?.close().catch(() => undefined);
     await deleteKeys(redis, prefix).catch(() => undefined);
-    redis.disconnect();
-    if (process.env.BENCH_KEEP_DB === '1') log(`kept database ${dbName}`);
-    else
-      await admin.unsafe(`drop database if exists "${dbName}" with (force)`).catch(() => undefined);
-    await admin.end({ timeout: 5 });
   }
-
-  const file = path.join(resultsDir, `bench-${N}-${stamp}.json`);
-  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-  process.stdout.write(`${table(results)}\nresults: ${path.relative(ROOT, file)}\n`);
-  process.exit(0);
 }
 
-function table(r: Record<string, unknown>): string {
-  const scan = r.scan as {
-    bestMs: { bare: number; select: number; fullScan: number };
-    ratio: { fullScanOverBare: number; selectOverBare: number };
-    rssMB: {
-      bareProcess: { peak: number; ready: number };
-      scanProcess: { peak: number; ready: number };
-    };
-    candidates: number;
-    rows: number;
-  };
-  const ev = r.evaluations as {
-    perSecond: number;
-    baselineNoopJobsPerSecond: number;
-    ratioToBaseline: number;
-    completed: number;
-  };
-  const mem = r.daemonMemory as { peakMB: number; rssAfter1sMB: number };
-  const pay = r.payments as Record<
-    string,
-    (PaymentResult & { ratePerSec: number | null }) | undefined
-  >;
-  const ok = (pass: boolean) => (pass ? 'yes' : '**no**');
-  const lines = [
-    `### overdue-worker bench, ${Number(r.accounts).toLocaleString('en')} accounts (${scan.candidates} scan candidates)`,
-    '',
-    '| figure | value | baseline | ratio | goal | met |',
-    '| --- | ---: | ---: | ---: | --- | --- |',
-    `| full balance scan (select + fan-out), best of ${RUNS} | ${scan.bestMs.fullScan} ms | bare read ${scan.bestMs.bare} ms (${scan.rows} rows) | ${scan.ratio.fullScanOverBare} | ≤ 3 | ${ok(scan.ratio.fullScanOverBare <= 3)} |`,
-    `| candidate selection only (balanceCandidates pages) | ${scan.bestMs.select} ms | bare read ${scan.bestMs.bare} ms | ${scan.ratio.selectOverBare} | – | – |`,
-    `| peak RSS, scan process | ${scan.rssMB.scanProcess.peak} MB | same process idle ${scan.rssMB.scanProcess.ready} MB; bare-read process ${scan.rssMB.bareProcess.peak} MB | ${round(scan.rssMB.scanProcess.peak / scan.rssMB.scanProcess.ready, 2)} | < 256 MB | ${ok(scan.rssMB.scanProcess.peak < 256)} |`,
-    `| peak RSS (VmHWM), daemon src/main.ts | ${mem.peakMB} MB | idle process, same modules ${scan.rssMB.scanProcess.ready} MB | ${round(mem.peakMB / scan.rssMB.scanProcess.ready, 2)} | < 256 MB | ${ok(mem.peakMB < 256)} |`,
-    `| evaluations/s (${ev.completed} evaluations) | ${ev.perSecond} | no-op jobs/s ${ev.baselineNoopJobsPerSecond} | ${ev.ratioToBaseline} | – | – |`,
-  ];
-  for (const kind of ['paced', 'pacedLow', 'burst'] as const) {
-    const p = pay[kind];
-    if (p === undefined) continue;
-    lines.push(
-      `| payment → resume p50 / p99, ${p.ratePerSec !== null ? `paced ${p.ratePerSec}/s` : `burst, fired in ${Math.round(p.spanMs)} ms`} (${p.completed}/${p.count}) | ${p.latencyMs.p50} / ${p.latencyMs.p99} ms (max ${p.latencyMs.max}) | NOTIFY at a listener ${p.notifyMs.p50} / ${p.notifyMs.p99} ms | ${round(p.latencyMs.p50 / Math.max(1, p.notifyMs.p50), 1)} / ${round(p.latencyMs.p99 / Math.max(1, p.notifyMs.p99), 1)} | p99 ≤ 1000 ms | ${ok(p.latencyMs.p99 <= 1000 && p.completed === p.count)} |`,
-    );
+// ------------------------------------------------------------------------------------------
+// 6. Notifications
+
+async function notifyPhase(): Promise<NotifyBenchResult> {
+  const db = await createDatabase('notify');
+  const prefix = prefixOf('notify');
+  try {
+    return (await runJsonChild(
+      'test/bench/notify-bench.ts',
+      {
+        BENCH_NOTIFY_DB_URL: db.url,
+        BENCH_PREFIX: prefix,
+        TEST_REDIS_URL: REDIS_URL,
+        NOTIFY_BENCH_N: String(NOTIFY_N),
+        NOTIFY_BENCH_RATE: String(NOTIFY_RATE),
+        NOTIFY_BENCH_SECONDS: String(NOTIFY_SECONDS),
+        NOTIFY_BENCH_TIMEOUT_S: String(Math.max(60, Math.floor(msLeft() / 1000))),
+      },
+      'notify bench',
+    )) as unknown as NotifyBenchResult;
+  } finally {
+    await deleteKeys(redis, prefix).catch(() => undefined);
+    await db.drop();
   }
-  return lines.join('\n');
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-  process.exit(1);
-});
+// ------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  if (SIZES.length === 0) throw new Error('BENCH_SIZES has no positive account count');
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const started = Date.now();
+  setDeadline(started + TIMEOUT_MS);
+  const { mode, args } = daemonCommand();
+  const results: BenchResults = {
+    sizes: SIZES,
+    startedAt: new Date(started).toISOString(),
+    tag: TAG,
+    machine: {
+      cpus: cpus().length,
+      loadAverageAtStart: loadavg().map((x) => round(x, 2)),
+      note: 'shared 2-core host; compare ratios, not absolute times',
+    },
+    daemon: { mode, argv: ['node', ...args.map((a) => path.relative(ROOT, a) || a)] },
+    settings: {
+      RUNS,
+      PAYMENTS,
+      PAY_RATE,
+      LOW_PAYMENTS,
+      LOW_RATE,
+      BURST,
+      EVAL_WINDOW_S,
+      SCALE_WINDOW_S,
+      RELEASES,
+      RELEASE_RATE,
+      NOTIFY_N,
+      NOTIFY_RATE,
+      NOTIFY_SECONDS,
+      TIMEOUT_S: TIMEOUT_MS / 1000,
+      LOG_LEVEL,
+      EVAL_CONCURRENCY,
+      POOL,
+      daemonNodeFlags: process.env.BENCH_DAEMON_NODE_FLAGS ?? '',
+    },
+    scan: [],
+    skipped: [...SKIP].map((s) => `${s} (BENCH_SKIP)`),
+  };
+  log(`run ${TAG}: sizes ${SIZES.join(', ')}, daemon via ${mode}, timeout ${TIMEOUT_MS / 1000} s`);
+
+  const ctx: BenchContext = {
+    redis,
+    startDaemon: startDaemonChild,
+    createDatabase,
+    prefix: prefixOf,
+  };
+  let failed = false;
+  try {
+    let largest: BenchDb | null = null;
+    for (const [i, size] of SIZES.entries()) {
+      const db = await createDatabase(`n${size}`);
+      results.scan.push(await scanAtSize(db, size));
+      if (i === 0 && !SKIP.has('scaling')) {
+        log(`scaling: 1 vs 2 daemons on copies of the ${size}-account database`);
+        results.scaling = await scalingPhase(ctx, db, size, SCALE_WINDOW_S);
+      }
+      if (i === SIZES.length - 1) largest = db;
+      else await db.drop();
+    }
+    if (largest !== null && !SKIP.has('daemon')) {
+      Object.assign(results, await daemonPhase(largest, SIZES[SIZES.length - 1] ?? 0));
+    }
+    await largest?.drop();
+    if (!SKIP.has('release')) {
+      results.release = await releasePhase(ctx, {
+        releases: RELEASES,
+        ratePerSecond: RELEASE_RATE,
+      });
+    }
+    if (!SKIP.has('notify')) {
+      log(`notifications: ${NOTIFY_N} messages (child test/bench/notify-bench.ts)`);
+      results.notify = await notifyPhase();
+    }
+  } catch (err) {
+    failed = true;
+    results.error = err instanceof Error ? err.message : String(err);
+    log(`bench failed: ${String(err instanceof Error ? err.stack : err)}`);
+  } finally {
+    await cleanupAll();
+    await finalSweep();
+  }
+  results.finishedAt = new Date().toISOString();
+  results.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
+  results.totalSeconds = round((Date.now() - started) / 1000, 1);
+  finish(results, failed ? 1 : 0);
+}
+
+/** Whatever of this run is left (a part that failed before registering its cleanup). */
+async function finalSweep(): Promise<void> {
+  await deleteKeys(redis, `{bench-${TAG}`).catch(() => undefined);
+  if (!KEEP_DB) {
+    const left = await admin<{ datname: string }[]>`
+      select datname from pg_database where datname like ${`ow\\_bench\\_${TAG}%`}`.catch(() => []);
+    for (const { datname } of left) {
+      await admin
+        .unsafe(`drop database if exists "${datname}" with (force)`)
+        .catch(() => undefined);
+    }
+  }
+}
+
+function finish(results: BenchResults, code: number): void {
+  const rows = buildRows(results, RUNS);
+  results.rows = rows;
+  const heading = `### overdue-worker bench, ${SIZES.map((s) => s.toLocaleString('en')).join(' and ')} accounts (daemon: ${results.daemon.mode === 'dist' ? 'node dist/main.js' : 'tsx src/main.ts'}; ${String(results.totalSeconds)} s)`;
+  const markdown = renderMarkdown(results, rows, heading);
+  const base = path.join(RESULTS_DIR, `bench-${SIZES.join('-')}-${STAMP}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${base}.md`, `${markdown}\n`);
+  process.stdout.write(
+    `${markdown}\n\nresults: ${path.relative(ROOT, base)}.json, ${path.relative(ROOT, base)}.md\n`,
+  );
+  void Promise.all([admin.end({ timeout: 5 }), redis.quit()]).finally(() => process.exit(code));
+}
+
+// Interrupted or past the hard deadline: stop the children, drop and delete what the run made.
+// Repeated signals are ignored while that runs (one Ctrl-C arrives up to three times: from the
+// terminal, from tsx's relay and from the shim); `kill -9` forces an exit.
+let aborting = false;
+function abort(why: string, code: number): void {
+  if (aborting) {
+    log(`${why}: already cleaning up`);
+    return;
+  }
+  aborting = true;
+  log(`${why}: cleaning up`);
+  void cleanupAll()
+    .then(finalSweep)
+    .finally(() => process.exit(code));
+}
+
+function runInner(): void {
+  admin = postgres(SERVER_URL, { max: 1, onnotice: () => undefined });
+  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
+  process.on('SIGINT', () => abort('SIGINT', 130));
+  process.on('SIGTERM', () => abort('SIGTERM', 143));
+  setTimeout(() => abort(`BENCH_TIMEOUT_S passed by 2 minutes`, 1), TIMEOUT_MS + 120_000).unref();
+  main().catch((err: unknown) => {
+    log(`bench failed: ${String(err instanceof Error ? err.stack : err)}`);
+    abort('failure', 1);
+  });
+}
+
+/**
+ * `npm run bench` starts this file under the tsx CLI, which relays a signal to it and SIGKILLs
+ * it when it does not acknowledge within 30 ms (easily missed on a loaded host): the cleanup
+ * would never run. So this process only starts the real run as a child (`node --import tsx`,
+ * same process group, so Ctrl-C reaches it directly), forwards signals to it and exits with its
+ * code; if tsx kills this shim, the run still cleans up and exits on its own.
+ */
+function runShim(): void {
+  const inner = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
+    cwd: process.cwd(),
+    env: { ...process.env, BENCH_INNER: '1' },
+    stdio: 'inherit',
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (inner.exitCode === null && inner.signalCode === null) inner.kill(signal);
+    });
+  }
+  inner.on('exit', (code, signal) =>
+    process.exit(code ?? (signal === null ? 1 : 128 + (osConstants.signals[signal] ?? 0))),
+  );
+}
+
+if (process.env.BENCH_INNER === '1') runInner();
+else runShim();
