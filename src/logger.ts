@@ -65,7 +65,7 @@ function censor(value: unknown, path: string[]): unknown {
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   const options = {
     level,
-    base: { service: 'overdue-worker' },
+    base: { service: 'overdue-worker', pid: process.pid },
     redact: { paths: [...REDACT_PATHS], censor },
   };
   return destination === undefined ? pino(options) : pino(options, destination);

@@ -28,6 +28,8 @@ interface OutboxRow {
   readonly account_id: string;
   readonly payload: unknown;
   readonly available_at: Date | string;
+  /** Times dispatched (read by reconcile). */
+  readonly attempts?: number | string;
 }
 
 const cancelPayload = z.object({ jobKey: z.string().min(1) });
@@ -222,7 +224,7 @@ export class OutboxRelay {
       const rows = await queryRows<OutboxRow>(
         this.db,
         sql`
-        select id, idempotency_key, kind, account_id, payload, available_at
+        select id, idempotency_key, kind, account_id, payload, available_at, attempts
           from outbox
          where status = 'dispatched' and id > ${cursor}
          order by id
@@ -242,8 +244,21 @@ export class OutboxRelay {
             missing.push(row);
             return;
           }
-          if ((await job.getState()) === 'completed')
-            stale.push({ row, remove: () => job.remove() });
+          const state = await job.getState();
+          if (state === 'completed') stale.push({ row, remove: () => job.remove() });
+          // Failed by BullMQ itself for stalling too often (its workers kept dying while they
+          // ran it): the handler never decided, so the effect is still owed. Run it again a
+          // few times; after that it is left failed for an operator, with the reason.
+          else if (state === 'failed' && STALLED_OUT.test(job.failedReason ?? '')) {
+            if (Number(row.attempts ?? 0) >= STALL_RERUNS) {
+              await markOutboxFailed(this.db, row.idempotency_key, job.failedReason);
+            } else {
+              stale.push({ row, remove: () => job.remove() });
+              await this.db.execute(
+                sql`update outbox set attempts = attempts + 1 where id = ${row.id}`,
+              );
+            }
+          }
         }),
       );
       // A completed job under this id while the row is still dispatched: either its handler is
@@ -291,6 +306,18 @@ function jobNameOf(kind: string): JobName | null {
     default:
       return null;
   }
+}
+
+/** BullMQ's reason for a job failed because it stalled more than `maxStalledCount` times. */
+const STALLED_OUT = /stalled more than allowable limit/;
+/** Times the relay re-runs an effect whose job BullMQ failed for stalling (outbox attempts). */
+const STALL_RERUNS = 5;
+
+async function markOutboxFailed(db: Db, key: string, reason: string): Promise<void> {
+  await db.execute(sql`
+    update outbox set status = 'failed', last_error = ${`job failed: ${reason}`.slice(0, 1_000)},
+                      updated_at = now()
+     where idempotency_key = ${key} and status = 'dispatched'`);
 }
 
 /** Marks an outbox row finished (the effect was applied, or is no longer wanted). */
