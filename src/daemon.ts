@@ -251,8 +251,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       for (const t of timers) clearInterval(t);
       await unlisten?.().catch(() => undefined);
       // Stop taking jobs; in-flight ones finish (the caller bounds this with its deadline).
+      const startedAt = Date.now();
       await Promise.all(workers.map((w) => w.close()));
       await relay.idle();
+      logger.info({ ms: Date.now() - startedAt }, 'workers stopped; in-flight jobs finished');
       await queues.close();
       await quit(producerRedis);
       await quit(workerRedis);

@@ -28,9 +28,19 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   logger.info({ config: redactedConfig(config) }, 'starting overdue-worker');
 
-  // Installed before anything opens, so a signal during start-up still closes what exists.
+  // Installed before anything opens. A signal during start-up is acted on once start-up has
+  // finished (bounded by SHUTDOWN_TIMEOUT): closing the database while the daemon is still
+  // starting would leave its workers running jobs against a closed pool, and exiting then would
+  // cut sends in flight.
   const resources: Resource[] = [];
-  installSignalHandlers(childLogger(logger, 'shutdown'), resources, config.shutdownTimeoutMs);
+  let started = (): void => undefined;
+  const startup = new Promise<void>((resolve) => (started = resolve));
+  installSignalHandlers(
+    childLogger(logger, 'shutdown'),
+    resources,
+    config.shutdownTimeoutMs,
+    startup,
+  );
 
   const dbLogger = childLogger(logger, 'db');
   let database: DbHandle;
@@ -64,9 +74,15 @@ async function main(): Promise<void> {
   await http.listen({ host: config.host, port: config.port });
   resources.push({ name: 'http', close: () => http.close() });
   logger.info({ host: config.host, port: config.port }, 'overdue-worker started');
+  started();
 }
 
-function installSignalHandlers(logger: Logger, resources: Resource[], timeoutMs: number): void {
+function installSignalHandlers(
+  logger: Logger,
+  resources: Resource[],
+  timeoutMs: number,
+  startup: Promise<void>,
+): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -80,11 +96,13 @@ function installSignalHandlers(logger: Logger, resources: Resource[], timeoutMs:
       process.exit(1);
     }, timeoutMs);
     deadline.unref();
-    void closeAll(logger, resources).then((clean) => {
-      clearTimeout(deadline);
-      logger.info({ clean }, 'overdue-worker stopped');
-      process.exit(clean ? 0 : 1);
-    });
+    void startup
+      .then(() => closeAll(logger, resources))
+      .then((clean) => {
+        clearTimeout(deadline);
+        logger.info({ clean }, 'overdue-worker stopped');
+        process.exit(clean ? 0 : 1);
+      });
   };
   for (const signal of SIGNALS) process.on(signal, onSignal);
 }

@@ -144,4 +144,28 @@ describe('start-up and shutdown', () => {
       select count(*)::int as n from information_schema.tables where table_schema = 'public'`;
     expect(tables[0]?.n).toBeGreaterThan(0);
   }, 60_000);
+
+  it('a SIGTERM during start-up waits for start-up, then stops in order and exits 0', async () => {
+    const db = await createTestDatabase({ migrated: false });
+    try {
+      const daemon = startDaemon({ LOG_LEVEL: 'debug', DATABASE_URL: db.url });
+      // The database is open, the daemon (workers, relay, listener) not started yet.
+      await waitFor(() => daemon.output().includes('migrations applied'), 45_000, daemon.child);
+      daemon.child.kill('SIGTERM');
+      const run = await daemon.done;
+      expect(run.code).toBe(0);
+      const lines = run.stdout.split('\n');
+      const order = [
+        '"msg":"overdue-worker started"',
+        '"msg":"workers stopped; in-flight jobs finished"',
+        '"msg":"overdue-worker stopped"',
+      ].map((msg) => lines.findIndex((line) => line.includes(msg)));
+      expect(order.every((i) => i >= 0)).toBe(true);
+      expect([...order].sort((a, b) => a - b)).toEqual(order);
+      // Closed last: nothing ran against an ended pool.
+      expect(run.stdout).not.toContain('CONNECTION_ENDED');
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
 });
