@@ -33,7 +33,7 @@ const DOMAIN_FORBIDDEN_IMPORTS = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'drizzle/', 'data/', 'bench-results/'] },
+  { ignores: ['node_modules/', 'coverage/', 'drizzle/', 'data/', 'bench-results/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

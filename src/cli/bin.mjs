@@ -1,15 +1,27 @@
 #!/usr/bin/env node
-// The `overdue-worker` command: loads tsx so the TypeScript sources run as they are.
-import { register } from 'tsx/esm/api';
+// The `overdue-worker` command. In a development install (`npm ci`, tsx present) it runs the
+// TypeScript sources as they are, through tsx; in a production install (`npm ci --omit=dev`, no
+// tsx) it runs the bundle that `npm run build` writes, dist/cli.js.
+import { existsSync } from 'node:fs';
+import { URL } from 'node:url';
 
-register();
-const { runCli, UsageError } = await import('./index.ts');
+let hasTsx = true;
 try {
-  const code = await runCli(process.argv.slice(2));
-  if (code >= 0) process.exit(code);
-} catch (error) {
+  import.meta.resolve('tsx/esm/api');
+} catch {
+  hasTsx = false;
+}
+
+const bundle = new URL('../../dist/cli.js', import.meta.url);
+if (hasTsx) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('./run.ts');
+} else if (existsSync(bundle)) {
+  await import(bundle.href);
+} else {
   process.stderr.write(
-    `overdue-worker: ${error instanceof Error ? error.message : String(error)}\n`,
+    'overdue-worker: tsx is not installed and dist/ is not built: run `npm run build`\n',
   );
-  process.exit(error instanceof UsageError ? 2 : 1);
+  process.exit(1);
 }
