@@ -217,8 +217,14 @@ const prefixOf = (part: string) => `{bench-${TAG}-${part}}`;
 const DIST_MAIN = path.join(ROOT, 'dist/main.js');
 const MEM_PROBE = path.join(ROOT, 'test/bench/mem-probe.mjs');
 
+/**
+ * The daemon as `npm start` runs it: the bundle (`npm run bench` builds it first) with the same
+ * heap limit; BENCH_DAEMON_NODE_FLAGS replaces the flags.
+ */
 function daemonCommand(): { mode: 'dist' | 'tsx'; args: string[] } {
-  const flags = (process.env.BENCH_DAEMON_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  const flags = (process.env.BENCH_DAEMON_NODE_FLAGS ?? '--max-old-space-size=512')
+    .split(' ')
+    .filter((f) => f !== '');
   const profile =
     process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir', RESULTS_DIR] : [];
   if (existsSync(DIST_MAIN)) {
@@ -845,7 +851,7 @@ async function main(): Promise<void> {
       LOG_LEVEL,
       EVAL_CONCURRENCY,
       POOL,
-      daemonNodeFlags: process.env.BENCH_DAEMON_NODE_FLAGS ?? '',
+      daemonNodeFlags: process.env.BENCH_DAEMON_NODE_FLAGS ?? '--max-old-space-size=512',
     },
     scan: [],
     skipped: [...SKIP].map((s) => `${s} (BENCH_SKIP)`),
