@@ -20,17 +20,23 @@ export interface EventInput {
   readonly idempotencyKey?: string | null;
 }
 
-/** Appends an audit event. Returns its id, or null when its idempotency key was already used. */
-export async function appendEvent(db: Db, event: EventInput): Promise<number | null> {
-  const insert = db.insert(enforcementEvents).values({
+/** The row an event becomes (defaults: no episode, empty detail, actor 'daemon'). */
+function eventRow(event: EventInput) {
+  return {
     accountId: event.accountId,
     kind: event.kind,
     episodeSeq: event.episodeSeq ?? null,
     detail: event.detail ?? {},
     actor: event.actor ?? 'daemon',
     idempotencyKey: event.idempotencyKey ?? null,
-  });
-  const rows = await insert
+  };
+}
+
+/** Appends an audit event. Returns its id, or null when its idempotency key was already used. */
+export async function appendEvent(db: Db, event: EventInput): Promise<number | null> {
+  const rows = await db
+    .insert(enforcementEvents)
+    .values(eventRow(event))
     .onConflictDoNothing({ target: enforcementEvents.idempotencyKey })
     .returning({ id: enforcementEvents.id });
   return rows[0]?.id ?? null;
@@ -81,16 +87,7 @@ export async function appendEvents(db: Db, events: readonly EventInput[]): Promi
   if (events.length === 0) return 0;
   const rows = await db
     .insert(enforcementEvents)
-    .values(
-      events.map((event) => ({
-        accountId: event.accountId,
-        kind: event.kind,
-        episodeSeq: event.episodeSeq ?? null,
-        detail: event.detail ?? {},
-        actor: event.actor ?? 'daemon',
-        idempotencyKey: event.idempotencyKey ?? null,
-      })),
-    )
+    .values(events.map(eventRow))
     .onConflictDoNothing({ target: enforcementEvents.idempotencyKey })
     .returning({ id: enforcementEvents.id });
   return rows.length;
