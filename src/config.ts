@@ -376,6 +376,7 @@ const fields = {
   DEMO: setting(bool, 'false'),
   LOG_LEVEL: setting(logLevel, 'info'),
   SHUTDOWN_TIMEOUT: setting(positiveDuration, '30s'),
+  INGEST_STATEMENT_TIMEOUT: setting(positiveDuration, '30s'),
   SCAN_INTERVAL: setting(positiveDuration, '1m'),
   SCAN_RECHECK_INTERVAL: setting(positiveDuration, '10m'),
   PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
@@ -581,6 +582,8 @@ export interface Config {
   readonly demo: boolean;
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
+  /** statement_timeout of each ingest batch's statements, ms. */
+  readonly ingestStatementTimeoutMs: number;
   readonly scanIntervalMs: number;
   /**
    * The periodic scan skips an account in enforcement (suspended, protected, overdue) that was
@@ -651,6 +654,7 @@ function toConfig(env: Env): Config {
     demo: env.DEMO,
     logLevel: env.LOG_LEVEL,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
+    ingestStatementTimeoutMs: env.INGEST_STATEMENT_TIMEOUT,
     scanIntervalMs: env.SCAN_INTERVAL,
     scanRecheckIntervalMs: env.SCAN_RECHECK_INTERVAL,
     planScanIntervalMs: env.PLAN_SCAN_INTERVAL,

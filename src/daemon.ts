@@ -32,6 +32,10 @@ const ACCOUNT_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const WATCHDOG_MS = 5_000;
 /** How often the operator monitor looks at failed jobs and scheduler lateness, ms. */
 const MONITOR_MS = 60_000;
+/** How long a caller waits for Redis to take prompt evaluations before going on without, ms. */
+const EVALUATE_WAIT_MS = 2_000;
+/** Accounts kept for evaluation while Redis is away; past this a scan catches up instead. */
+const MAX_UNQUEUED = 100_000;
 
 export const SCHEDULER_IDS = { balance: 'balance-scan', plans: 'plan-scan' } as const;
 
@@ -57,6 +61,16 @@ export interface Daemon {
   readonly database: DbHandle;
   /** Enqueues a prompt evaluation of one account (deduplicated per account). */
   evaluateSoon(accountId: string, origin: string): Promise<void>;
+  /**
+   * Enqueues prompt evaluations of these accounts, waiting at most `waitMs`. Never throws: when
+   * Redis does not take them in time they are kept and enqueued once it answers again (the scan
+   * catches up too), and the result is false.
+   */
+  evaluateAccounts(
+    accountIds: readonly string[],
+    origin: string,
+    waitMs?: number,
+  ): Promise<boolean>;
   /** Upserts the job schedulers (idempotent; several daemons end with one schedule each). */
   ensureSchedulers(): Promise<void>;
   close(): Promise<void>;
@@ -116,6 +130,69 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       evaluationOptions(accountId, 'event'),
     );
   };
+
+  // Accounts whose evaluation could not be queued (Redis away): queued again once it answers.
+  // Bounded: past the cap a full scan on reconnect catches every account up instead.
+  const unqueued = new Set<string>();
+  let unqueuedOverflow = false;
+  const remember = (accountIds: readonly string[]) => {
+    for (const id of accountIds) {
+      if (unqueued.size >= MAX_UNQUEUED) {
+        unqueuedOverflow = true;
+        break;
+      }
+      unqueued.add(id);
+    }
+  };
+  const evaluateAccounts = async (
+    accountIds: readonly string[],
+    origin: string,
+    waitMs = EVALUATE_WAIT_MS,
+  ): Promise<boolean> => {
+    if (accountIds.length === 0) return true;
+    const jobs = [...new Set(accountIds)].map((accountId) => ({
+      data: { accountId, origin },
+      opts: evaluationOptions(accountId, 'event'),
+    }));
+    let timer: NodeJS.Timeout | undefined;
+    const queued = queues.addBulk('evaluate-account', jobs).then(
+      () => true,
+      (err: unknown) => {
+        logger.warn({ err, accounts: jobs.length }, 'cannot queue evaluations; kept for later');
+        return false;
+      },
+    );
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), waitMs);
+    });
+    const ok = await Promise.race([queued, timedOut]);
+    clearTimeout(timer);
+    if (!ok) remember(accountIds);
+    return ok;
+  };
+  let flushing = false;
+  const flushUnqueued = async () => {
+    if (flushing || (unqueued.size === 0 && !unqueuedOverflow)) return;
+    flushing = true;
+    try {
+      const ids = [...unqueued];
+      const overflow = unqueuedOverflow;
+      unqueued.clear();
+      unqueuedOverflow = false;
+      if (overflow) await queues.add('balance-scan', { origin: 'unqueued-overflow' });
+      if (ids.length > 0 && !(await evaluateAccounts(ids, 'retry'))) return;
+      logger.info(
+        { accounts: ids.length, overflow },
+        'queued evaluations kept while Redis was away',
+      );
+    } catch (err) {
+      unqueuedOverflow = true;
+      logger.warn({ err }, 'cannot queue the evaluations kept while Redis was away');
+    } finally {
+      flushing = false;
+    }
+  };
+  producerRedis.on('ready', () => void flushUnqueued());
 
   const ensureSchedulers = async () => {
     const scan = queues.byName.scan;
@@ -188,12 +265,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           );
           return;
         }
-        evaluateSoon(payload, 'db-event').catch((err: unknown) =>
-          logger.error(
-            { err, accountId: payload },
-            'cannot enqueue evaluation for a database event',
-          ),
-        );
+        void evaluateAccounts([payload], 'db-event');
       },
       () => {
         // Notifications sent while the listening connection was down are lost: scan now.
@@ -204,6 +276,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     // Safety net for the relay, and a watchdog that re-creates schedules Redis lost.
     timers.push(setInterval(() => relay.request(), config.outboxPollIntervalMs));
+    timers.push(setInterval(() => void flushUnqueued(), WATCHDOG_MS));
     timers.push(
       setInterval(() => {
         void (async () => {
@@ -246,6 +319,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     monitor,
     database,
     evaluateSoon,
+    evaluateAccounts,
     ensureSchedulers,
     close: async () => {
       for (const t of timers) clearInterval(t);

@@ -125,6 +125,13 @@ export function apiErrorHandler(
   if (pg?.code.startsWith('22')) {
     return reply.code(400).send({ error: 'bad-request', message: 'a value is out of range' });
   }
+  if (pg?.code === '57014') {
+    // statement_timeout (INGEST_STATEMENT_TIMEOUT): nothing was stored.
+    return reply.code(503).header('retry-after', '5').send({
+      error: 'retry',
+      message: 'the database took too long; nothing was stored, retry the request',
+    });
+  }
   if (pg?.code === '40001' || pg?.code === '40P01') {
     return reply.code(503).header('retry-after', '1').send({
       error: 'retry',

@@ -1,8 +1,36 @@
 import { sql } from 'drizzle-orm';
+import type { FastifyReply } from 'fastify';
+import { IANAZone } from 'luxon';
 import { z } from 'zod';
-import { queryRows, type Tx } from '../adapters/db/client';
+import { queryRows } from '../adapters/db/client';
+import {
+  begin,
+  bodyHash,
+  classify,
+  ingestBills,
+  ingestPaymentReversals,
+  ingestPayments,
+  ingestRows,
+  ingestTopups,
+  IngestRejected,
+  loadStored,
+  lockAccounts,
+  ACCOUNT_KEY,
+  USAGE_KEY,
+  type BatchResult,
+  type IngestOptions,
+  type RowItem,
+  type RowKind,
+} from '../adapters/db/ingest-store';
 import { appendEvent } from '../adapters/db/daemon-writers';
-import { BILL_STATUSES, orders, resourcePlans, usageRecords } from '../adapters/db/schema';
+import {
+  ORDER_PRODUCT_TYPES,
+  orders,
+  PLAN_TYPES,
+  resourcePlans,
+  SDK_LICENSE_KINDS,
+  SERVICE_KINDS,
+} from '../adapters/db/schema';
 import type { Daemon } from '../daemon';
 import { purchaseGuard } from '../domain/purchase-guard';
 import {
@@ -11,53 +39,85 @@ import {
   idSchema,
   instantSchema,
   minorSchema,
+  noteSchema,
   type Api,
-  type FieldIssue,
 } from './api';
 import { actorName } from './auth';
-import { missingAccounts, unpaidBills } from './queries';
+import { unpaidBills } from './queries';
 
 /**
- * Ingest endpoints for the billing system of record: the same facts it may write into the tables
- * directly, posted as JSON. Each is idempotent by the caller's id (bills, plans: upsert/insert by
- * id; payments, top-ups: the id is the idempotency key of the event recording it, in the same
- * transaction; usage: unique per account and source id). A batch is one transaction: all or
- * nothing. Every touched account is evaluated at once (the database NOTIFY does it too).
+ * Ingest endpoints for the billing system of record: the facts it may also write into the tables
+ * directly, posted as JSON batches (up to 1,000 items, one transaction, all or nothing).
+ *
+ * Version rules (src/domain/ingest.ts): every record carries the source's `version`; it is applied
+ * only when newer than the stored one; the same version and body again is a duplicate; an equal
+ * or older version with another body, or an id of another account, is 409 naming the id and the
+ * stored version. Paid amounts come only from payments (src/domain/payments.ts allocates them)
+ * and their reversals. Answers 202 with each item's result once committed (200 when every item
+ * was a duplicate), even when the follow-up evaluation could not be queued: it is queued once
+ * Redis answers, and the database NOTIFY and the periodic scan pick the accounts up too.
  */
 
 const MAX_BATCH = 1_000;
 const positiveMinor = minorSchema.min(1);
+const signedMinor = z.int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER);
+const versionSchema = z
+  .int()
+  .min(0)
+  .max(Number.MAX_SAFE_INTEGER)
+  .describe('The source system’s version of this record: grows with each change of it');
+/** Instants are compared (and hashed) as UTC ISO text, whatever offset they were sent with. */
+const instant = instantSchema.transform((text) => new Date(text).toISOString());
+const nullableInstant = instant.nullable();
 
 const billSchema = z
   .object({
     id: idSchema,
     accountId: idSchema,
+    version: versionSchema,
     product: codeSchema,
     amountMinor: minorSchema,
-    paidMinor: minorSchema.default(0),
-    issuedAt: instantSchema,
-    dueAt: instantSchema,
-    status: z.enum(BILL_STATUSES).default('unpaid'),
+    issuedAt: instant,
+    dueAt: instant,
+    status: z
+      .enum(['unpaid', 'void'])
+      .default('unpaid')
+      .describe(
+        '`void` cancels the bill (what was paid on it goes to the balance). Paid amounts come only from payments.',
+      ),
   })
   .strict()
-  .refine((b) => new Date(b.dueAt) >= new Date(b.issuedAt), {
+  .refine((b) => b.dueAt >= b.issuedAt, {
     path: ['dueAt'],
     message: 'must not be before issuedAt',
   });
 
 const paymentSchema = z
   .object({
-    id: idSchema.describe('The billing system’s payment id (idempotency key)'),
+    id: idSchema.describe('The billing system’s payment id'),
     accountId: idSchema,
+    version: versionSchema,
     amountMinor: positiveMinor,
     billId: idSchema
       .optional()
-      .describe('Bill paid; without it the amount pays unpaid bills earliest due first'),
+      .describe(
+        'Bill paid (up to what it owes; the rest goes to the balance); without it the amount pays unpaid bills earliest due first',
+      ),
+  })
+  .strict();
+
+const reversalSchema = z
+  .object({
+    id: idSchema.describe('The billing system’s id of the reversal (chargeback, bounced transfer)'),
+    accountId: idSchema,
+    version: versionSchema,
+    paymentId: idSchema.describe('The payment whose allocation is undone'),
+    reason: noteSchema.optional(),
   })
   .strict();
 
 const topupSchema = z
-  .object({ id: idSchema, accountId: idSchema, amountMinor: positiveMinor })
+  .object({ id: idSchema, accountId: idSchema, version: versionSchema, amountMinor: positiveMinor })
   .strict();
 
 const thresholdSchema = z.discriminatedUnion('kind', [
@@ -67,16 +127,121 @@ const thresholdSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
+const accountSchema = z
+  .object({
+    id: idSchema,
+    version: versionSchema,
+    currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code in upper case'),
+    timeZone: z
+      .string()
+      .max(64)
+      .refine((zone) => IANAZone.isValidZone(zone), 'must be an IANA time zone')
+      .default('UTC'),
+    locale: z
+      .string()
+      .regex(/^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 tag')
+      .default('en'),
+    email: z.email().max(254).nullable().default(null),
+    phone: z
+      .string()
+      .regex(/^\+[1-9][0-9]{1,14}$/, 'must be E.164, e.g. +8613800000000')
+      .nullable()
+      .default(null),
+    notifyEmail: z.boolean().default(true),
+    notifySms: z.boolean().default(true),
+    smsOptedOut: z.boolean().default(false),
+    emailBounced: z.boolean().default(false),
+    lowBalanceThresholdMinor: minorSchema.nullable().default(null),
+    protection: z
+      .object({
+        amountMinor: minorSchema.nullable().default(null),
+        durationSeconds: z.int().min(1).max(2_147_483_647).nullable().default(null),
+      })
+      .strict()
+      .nullable()
+      .default(null)
+      .describe('The account’s own protection quota (R4); null: the rule default'),
+    planAlertThresholds: z.array(thresholdSchema).max(10).nullable().default(null),
+    openingBalanceMinor: signedMinor
+      .optional()
+      .describe(
+        'Available balance when the account is created; ignored afterwards (top-ups and payments move it)',
+      ),
+  })
+  .strict();
+
+const serviceSchema = z
+  .object({
+    id: idSchema,
+    accountId: idSchema,
+    version: versionSchema,
+    kind: z.enum(SERVICE_KINDS),
+    planType: z.enum(PLAN_TYPES).default('payg'),
+  })
+  .strict();
+
+const studioInstanceSchema = z
+  .object({
+    id: idSchema,
+    accountId: idSchema,
+    version: versionSchema,
+    serviceId: idSchema,
+    name: z
+      .string()
+      .max(200)
+      .refine((n) => n.trim().length > 0, 'must not be blank'),
+    streaming: z.boolean().default(false),
+  })
+  .strict();
+
+const sdkLicenseSchema = z
+  .object({
+    id: idSchema,
+    accountId: idSchema,
+    version: versionSchema,
+    kind: z.enum(SDK_LICENSE_KINDS),
+    activatedAt: nullableInstant.default(null),
+  })
+  .strict();
+
+const promotionRulesSchema = z
+  .object({ refundable: z.boolean().optional(), maxRefundMinor: minorSchema.optional() })
+  .strict();
+const giftsSchema = z
+  .array(z.object({ id: idSchema, kind: codeSchema }).strict())
+  .max(50)
+  .default([]);
+
+const orderSchema = z
+  .object({
+    id: idSchema,
+    accountId: idSchema,
+    version: versionSchema,
+    productType: z.enum(ORDER_PRODUCT_TYPES),
+    cashPaidMinor: minorSchema.default(0),
+    voucherPaidMinor: minorSchema.default(0),
+    couponPaidMinor: minorSchema.default(0),
+    promotionId: idSchema.nullable().default(null),
+    promotionRules: promotionRulesSchema.nullable().default(null),
+    gifts: giftsSchema,
+    resourcePlanId: idSchema.nullable().default(null),
+    sdkLicenseId: idSchema.nullable().default(null),
+    createdAt: instant.optional().describe('When the order was placed; default: when first stored'),
+    refundedAt: nullableInstant.default(null),
+  })
+  .strict();
+
 const planSchema = z
   .object({
     id: idSchema,
     accountId: idSchema,
+    version: versionSchema,
     kind: codeSchema,
     totalUnits: minorSchema,
     usedUnits: minorSchema.default(0),
-    startsAt: instantSchema,
-    expiresAt: instantSchema,
-    purchasedAt: instantSchema.optional(),
+    startsAt: instant,
+    expiresAt: instant,
+    purchasedAt: instant.optional(),
     alertThresholds: z.array(thresholdSchema).max(10).optional(),
     sdkLicenseId: idSchema.optional(),
     order: z
@@ -86,24 +251,19 @@ const planSchema = z
         voucherPaidMinor: minorSchema.default(0),
         couponPaidMinor: minorSchema.default(0),
         promotionId: idSchema.optional(),
-        promotionRules: z
-          .object({ refundable: z.boolean().optional(), maxRefundMinor: minorSchema.optional() })
-          .strict()
-          .optional(),
-        gifts: z
-          .array(z.object({ id: idSchema, kind: codeSchema }).strict())
-          .max(50)
-          .default([]),
+        promotionRules: promotionRulesSchema.optional(),
+        gifts: giftsSchema,
       })
       .strict()
-      .optional(),
+      .optional()
+      .describe('The purchase, recorded with the plan when it is created'),
   })
   .strict()
   .refine((p) => p.usedUnits <= p.totalUnits, {
     path: ['usedUnits'],
     message: 'must not exceed totalUnits',
   })
-  .refine((p) => new Date(p.expiresAt) > new Date(p.startsAt), {
+  .refine((p) => p.expiresAt > p.startsAt, {
     path: ['expiresAt'],
     message: 'must be after startsAt',
   });
@@ -112,90 +272,198 @@ const usageSchema = z
   .object({
     accountId: idSchema,
     sourceId: idSchema.describe('The writer’s own id, unique per account'),
+    version: versionSchema.default(0),
     product: codeSchema,
     metric: codeSchema,
     quantity: minorSchema,
-    recordedAt: instantSchema,
+    recordedAt: instant,
   })
   .strict();
 
 const batch = <S extends z.ZodType>(key: string, item: S) =>
   z.object({ [key]: z.array(item).min(1).max(MAX_BATCH) }).strict();
 
-const billsBody = batch('bills', billSchema);
-const paymentsBody = batch('payments', paymentSchema);
-const topupsBody = batch('topups', topupSchema);
-const usageBody = batch('records', usageSchema);
+type Out<S extends z.ZodType> = z.output<S>;
 
-/** 422 naming each item whose account does not exist. */
-async function requireAccounts(
-  tx: Tx,
-  key: string,
-  items: readonly { accountId: string }[],
-): Promise<void> {
-  const missing = new Set(
-    await missingAccounts(
-      tx,
-      items.map((i) => i.accountId),
-    ),
-  );
-  if (missing.size === 0) return;
-  const issues: FieldIssue[] = items.flatMap((item, i) =>
-    missing.has(item.accountId)
-      ? [{ path: `body.${key}.${i}.accountId`, message: 'unknown account' }]
-      : [],
-  );
-  throw new HttpError(422, 'unknown-account', `unknown account(s): ${[...missing].join(', ')}`, {
-    issues,
-  });
+// ---------------------------------------------------------------------------------------------
+// Row kinds: how each plain record maps to its table's columns.
+
+const ACCOUNT_KIND: RowKind = {
+  noun: 'account',
+  table: 'accounts',
+  key: ACCOUNT_KEY,
+  createsAccount: true,
+  columns: [
+    ['id', 'text'],
+    ['currency', 'text'],
+    ['time_zone', 'text'],
+    ['locale', 'text'],
+    ['email', 'text'],
+    ['phone', 'text'],
+    ['notify_email', 'boolean'],
+    ['notify_sms', 'boolean'],
+    ['sms_opted_out', 'boolean'],
+    ['email_bounced', 'boolean'],
+    ['low_balance_threshold_minor', 'bigint'],
+    ['protection_custom', 'boolean'],
+    ['protection_amount_minor', 'bigint'],
+    ['protection_duration_seconds', 'integer'],
+    ['plan_alert_thresholds', 'jsonb'],
+    ['available_balance_minor', 'bigint'],
+  ],
+  insertOnly: ['available_balance_minor'],
+  // Enforcement columns are the daemon's: a contact or quota change never resets them.
+  onUpdate: 'version = accounts.version + 1',
+};
+
+const SERVICE_KIND: RowKind = {
+  noun: 'service',
+  table: 'services',
+  columns: [
+    ['id', 'text'],
+    ['account_id', 'text'],
+    ['kind', 'text'],
+    ['plan_type', 'text'],
+  ],
+};
+
+const STUDIO_INSTANCE_KIND: RowKind = {
+  noun: 'studio instance',
+  table: 'studio_instances',
+  columns: [
+    ['id', 'text'],
+    ['account_id', 'text'],
+    ['service_id', 'text'],
+    ['name', 'text'],
+    ['streaming', 'boolean'],
+  ],
+};
+
+const SDK_LICENSE_KIND: RowKind = {
+  noun: 'SDK license',
+  table: 'sdk_licenses',
+  columns: [
+    ['id', 'text'],
+    ['account_id', 'text'],
+    ['kind', 'text'],
+    ['activated_at', 'timestamptz'],
+  ],
+};
+
+const ORDER_KIND: RowKind = {
+  noun: 'order',
+  table: 'orders',
+  noUpdatedAt: true,
+  insertOnly: ['created_at'],
+  columns: [
+    ['id', 'text'],
+    ['account_id', 'text'],
+    ['product_type', 'text'],
+    ['cash_paid_minor', 'bigint'],
+    ['voucher_paid_minor', 'bigint'],
+    ['coupon_paid_minor', 'bigint'],
+    ['promotion_id', 'text'],
+    ['promotion_rules', 'jsonb'],
+    ['gifts', 'jsonb'],
+    ['resource_plan_id', 'text'],
+    ['sdk_license_id', 'text'],
+    ['created_at', 'timestamptz'],
+    ['refunded_at', 'timestamptz'],
+  ],
+};
+
+const USAGE_KIND: RowKind = {
+  noun: 'usage record',
+  table: 'usage_records',
+  key: USAGE_KEY,
+  noUpdatedAt: true,
+  columns: [
+    ['account_id', 'text'],
+    ['source_id', 'text'],
+    ['product', 'text'],
+    ['metric', 'text'],
+    ['quantity', 'bigint'],
+    ['recorded_at', 'timestamptz'],
+  ],
+};
+
+function versioned<T extends { id: string; accountId: string; version: number }>(body: T) {
+  return {
+    id: body.id,
+    accountId: body.accountId,
+    version: body.version,
+    hash: bodyHash(body),
+  };
 }
 
+function rowItem<T extends { id: string; accountId: string; version: number }>(
+  body: T,
+  row: Record<string, unknown>,
+): RowItem {
+  return { ...versioned(body), row };
+}
+
+// ---------------------------------------------------------------------------------------------
+
 export function registerIngestRoutes(api: Api, daemon: Daemon): void {
-  const { db } = daemon.ctx;
-  const evaluate = async (accountIds: readonly string[], actor: string) => {
-    for (const id of new Set(accountIds)) await daemon.evaluateSoon(id, actor);
+  const { db, config } = daemon.ctx;
+
+  /** Runs a batch; answers 202 (200 when all were duplicates) and queues the evaluations. */
+  const run = async (
+    principal: Parameters<typeof actorName>[0],
+    reply: FastifyReply,
+    key: string,
+    write: (options: IngestOptions) => Promise<BatchResult>,
+  ) => {
+    const options = {
+      statementTimeoutMs: config.ingestStatementTimeoutMs,
+      actor: actorName(principal),
+    };
+    let result: BatchResult;
+    try {
+      result = await write(options);
+    } catch (error) {
+      throw asHttpError(error, key);
+    }
+    const evaluationQueued = await daemon.evaluateAccounts(result.changedAccounts, 'ingest');
+    const stored = result.results.filter((r) => r.result !== 'duplicate').length;
+    return reply.code(stored > 0 ? 202 : 200).send({
+      stored,
+      duplicates: result.results.length - stored,
+      evaluationQueued,
+      [key]: result.results,
+    });
   };
+
+  const responses = (extra: Record<number, string> = {}) => ({
+    200: 'Every item was a duplicate: nothing stored',
+    202: 'Stored (each item: created, updated or duplicate); the accounts are evaluated',
+    409: 'An id stored at an equal or newer version with another body, or of another account',
+    422: 'Unknown account (or reference)',
+    ...extra,
+  });
+
+  const VERSION_RULES =
+    'Each item carries the source’s `version`: applied when newer than the stored one, a duplicate when equal with the same body, 409 (naming the id and the stored version) when equal or older with another body or sent for another account. The batch is one transaction: any 409 or 422 stores nothing and lists every offending item.';
 
   api.route({
     method: 'POST',
     url: '/v1/ingest/bills',
     tag: 'ingest',
-    summary: 'Create or update bills (idempotent by bill id)',
-    body: billsBody,
-    responses: {
-      200: 'Saved',
-      409: 'A bill id belongs to another account',
-      422: 'Unknown account',
-    },
-    handler: async ({ body, principal }) => {
-      const items = body.bills as z.output<typeof billSchema>[];
-      await db.transaction(async (tx) => {
-        await requireAccounts(tx, 'bills', items);
-        for (const [i, b] of items.entries()) {
-          const rows = await queryRows<{ id: string }>(
-            tx,
-            sql`insert into bills (id, account_id, product, amount_minor, paid_minor, issued_at, due_at, status)
-                values (${b.id}, ${b.accountId}, ${b.product}, ${b.amountMinor}, ${b.paidMinor},
-                        ${b.issuedAt}::timestamptz, ${b.dueAt}::timestamptz, ${b.status})
-                on conflict (id) do update set
-                  product = excluded.product, amount_minor = excluded.amount_minor,
-                  paid_minor = excluded.paid_minor, issued_at = excluded.issued_at,
-                  due_at = excluded.due_at, status = excluded.status, updated_at = now()
-                where bills.account_id = excluded.account_id
-                returning id`,
-          );
-          if (rows.length === 0) {
-            throw new HttpError(409, 'conflict', `bill ${b.id} belongs to another account`, {
-              issues: [{ path: `body.bills.${i}.id`, message: 'belongs to another account' }],
-            });
-          }
-        }
-      });
-      await evaluate(
-        items.map((b) => b.accountId),
-        actorName(principal),
-      );
-      return { saved: items.length };
+    summary: 'Create or revise bills (versioned)',
+    description: `${VERSION_RULES} A bill's paid amount is never taken from this body: it comes from payments. Lowering the amount below what was paid, or voiding the bill, credits the difference to the available balance.`,
+    body: batch('bills', billSchema),
+    responses: responses(),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.bills as Out<typeof billSchema>[]).map((b) => ({
+        ...versioned(b),
+        product: b.product,
+        amountMinor: b.amountMinor,
+        issuedAt: new Date(b.issuedAt),
+        dueAt: new Date(b.dueAt),
+        void: b.status === 'void',
+      }));
+      return run(principal, reply, 'bills', (o) => ingestBills(db, items, o));
     },
   });
 
@@ -203,88 +471,35 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
     method: 'POST',
     url: '/v1/ingest/payments',
     tag: 'ingest',
-    summary: 'Record payments (idempotent by payment id)',
-    description:
-      'With billId the amount is added to that bill; without, it pays the unpaid bills earliest due first and the rest goes to the available balance. A bill is marked paid once fully paid. A payment id seen before is skipped (duplicate: true).',
-    body: paymentsBody,
-    responses: { 200: 'Recorded', 422: 'Unknown account or bill' },
-    handler: async ({ body, principal }) => {
-      const items = body.payments as z.output<typeof paymentSchema>[];
-      const actor = actorName(principal);
-      const results = await db.transaction(async (tx) => {
-        await requireAccounts(tx, 'payments', items);
-        const out: unknown[] = [];
-        for (const [i, p] of items.entries()) {
-          const allocations: { billId: string | null; amountMinor: number }[] = [];
-          const eventId = await appendEvent(tx, {
-            accountId: p.accountId,
-            kind: 'payment-received',
-            actor,
-            detail: { paymentId: p.id, amountMinor: p.amountMinor, billId: p.billId ?? null },
-            idempotencyKey: `payment-v1-${p.id}`,
-          });
-          if (eventId === null) {
-            out.push({ id: p.id, duplicate: true });
-            continue;
-          }
-          if (p.billId !== undefined) {
-            const rows = await queryRows<{ id: string }>(
-              tx,
-              sql`update bills set paid_minor = paid_minor + ${p.amountMinor},
-                         status = case when status = 'unpaid' and paid_minor + ${p.amountMinor} >= amount_minor
-                                       then 'paid' else status end,
-                         updated_at = now()
-                   where id = ${p.billId} and account_id = ${p.accountId} returning id`,
-            );
-            if (rows.length === 0) {
-              throw new HttpError(
-                422,
-                'unknown-bill',
-                `bill ${p.billId} not found for the account`,
-                {
-                  issues: [
-                    { path: `body.payments.${i}.billId`, message: 'unknown bill of this account' },
-                  ],
-                },
-              );
-            }
-            allocations.push({ billId: p.billId, amountMinor: p.amountMinor });
-          } else {
-            let left = p.amountMinor;
-            const open = await queryRows<{ id: string; owed: string | number }>(
-              tx,
-              sql`select id, amount_minor - paid_minor as owed from bills
-                   where account_id = ${p.accountId} and status = 'unpaid' and paid_minor < amount_minor
-                   order by due_at, id for update`,
-            );
-            for (const bill of open) {
-              if (left === 0) break;
-              const pay = Math.min(left, Number(bill.owed));
-              await tx.execute(sql`
-                update bills set paid_minor = paid_minor + ${pay},
-                       status = case when paid_minor + ${pay} >= amount_minor then 'paid' else status end,
-                       updated_at = now()
-                 where id = ${bill.id}`);
-              allocations.push({ billId: bill.id, amountMinor: pay });
-              left -= pay;
-            }
-            if (left > 0) {
-              await tx.execute(sql`
-                update accounts set available_balance_minor = available_balance_minor + ${left},
-                       version = version + 1, updated_at = now()
-                 where id = ${p.accountId}`);
-              allocations.push({ billId: null, amountMinor: left });
-            }
-          }
-          out.push({ id: p.id, duplicate: false, allocations });
-        }
-        return out;
-      });
-      await evaluate(
-        items.map((p) => p.accountId),
-        actor,
-      );
-      return { payments: results };
+    summary: 'Record payments (versioned; the only source of paid amounts)',
+    description: `${VERSION_RULES} With billId the payment pays that bill up to what it owes and credits the rest to the balance; without, it pays the unpaid bills earliest due first (all products), then the balance. A void bill refuses payments (422). A newer version of a payment undoes its allocation and allocates it again. Each result lists the allocations.`,
+    body: batch('payments', paymentSchema),
+    responses: responses({ 422: 'Unknown account, unknown or void bill' }),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.payments as Out<typeof paymentSchema>[]).map((p) => ({
+        ...versioned(p),
+        amountMinor: p.amountMinor,
+        billId: p.billId ?? null,
+      }));
+      return run(principal, reply, 'payments', (o) => ingestPayments(db, items, o));
+    },
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/ingest/payment-reversals',
+    tag: 'ingest',
+    summary: 'Reverse payments (chargebacks, bounced transfers)',
+    description: `${VERSION_RULES} A reversal undoes exactly its payment's allocation: the bills it paid owe that again, and what it credited is taken from the balance. Nothing else lowers a paid amount. A payment is reversed at most once.`,
+    body: batch('reversals', reversalSchema),
+    responses: responses({ 422: 'Unknown account or payment, or a payment already reversed' }),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.reversals as Out<typeof reversalSchema>[]).map((r) => ({
+        ...versioned(r),
+        paymentId: r.paymentId,
+        reason: r.reason ?? null,
+      }));
+      return run(principal, reply, 'reversals', (o) => ingestPaymentReversals(db, items, o));
     },
   });
 
@@ -292,142 +507,136 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
     method: 'POST',
     url: '/v1/ingest/topups',
     tag: 'ingest',
-    summary: 'Credit the available balance (idempotent by top-up id)',
-    body: topupsBody,
-    responses: { 200: 'Recorded', 422: 'Unknown account' },
-    handler: async ({ body, principal }) => {
-      const items = body.topups as z.output<typeof topupSchema>[];
-      const actor = actorName(principal);
-      const results = await db.transaction(async (tx) => {
-        await requireAccounts(tx, 'topups', items);
-        const out: unknown[] = [];
-        for (const t of items) {
-          const eventId = await appendEvent(tx, {
-            accountId: t.accountId,
-            kind: 'topup-received',
-            actor,
-            detail: { topupId: t.id, amountMinor: t.amountMinor },
-            idempotencyKey: `topup-v1-${t.id}`,
-          });
-          if (eventId !== null) {
-            await tx.execute(sql`
-              update accounts set available_balance_minor = available_balance_minor + ${t.amountMinor},
-                     version = version + 1, updated_at = now()
-               where id = ${t.accountId}`);
-          }
-          out.push({ id: t.id, duplicate: eventId === null });
-        }
-        return out;
-      });
-      await evaluate(
-        items.map((t) => t.accountId),
-        actor,
-      );
-      return { topups: results };
+    summary: 'Credit the available balance (versioned)',
+    description: `${VERSION_RULES} A newer version of a top-up with another amount moves the balance by the difference.`,
+    body: batch('topups', topupSchema),
+    responses: responses(),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.topups as Out<typeof topupSchema>[]).map((t) => ({
+        ...versioned(t),
+        amountMinor: t.amountMinor,
+      }));
+      return run(principal, reply, 'topups', (o) => ingestTopups(db, items, o));
     },
   });
 
   api.route({
     method: 'POST',
-    url: '/v1/ingest/plans',
+    url: '/v1/ingest/accounts',
     tag: 'ingest',
-    summary: 'Record a resource plan purchase (R8 guard; idempotent by plan id)',
-    description:
-      'Refused with 409 `purchase-refused` while the account has any overdue bill (R8), with the reason and the amount to pay. A plan id already recorded for the account answers created: false without checking again.',
-    body: planSchema,
-    status: 201,
-    responses: {
-      201: 'Created (or created: false when already recorded)',
-      409: 'R8: overdue bills (purchase-refused), or an id of another account',
-      422: 'Unknown account',
+    summary: 'Create or update accounts (versioned)',
+    description: `${VERSION_RULES} Sets the account's currency (fixed once created), zone, locale, contacts, channel preferences, low-balance threshold, protection quota and plan alert thresholds. The enforcement state is the daemon's: a change here never resets it. The balance is set only when the account is created (openingBalanceMinor); top-ups and payments move it.`,
+    body: batch('accounts', accountSchema),
+    responses: responses({ 422: 'A change the account cannot take (currency)' }),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.accounts as Out<typeof accountSchema>[]).map((a) =>
+        rowItem(
+          { ...a, accountId: a.id },
+          {
+            currency: a.currency,
+            time_zone: a.timeZone,
+            locale: a.locale,
+            email: a.email,
+            phone: a.phone,
+            notify_email: a.notifyEmail,
+            notify_sms: a.notifySms,
+            sms_opted_out: a.smsOptedOut,
+            email_bounced: a.emailBounced,
+            low_balance_threshold_minor: a.lowBalanceThresholdMinor,
+            protection_custom: a.protection !== null,
+            protection_amount_minor: a.protection?.amountMinor ?? null,
+            protection_duration_seconds: a.protection?.durationSeconds ?? null,
+            plan_alert_thresholds: a.planAlertThresholds,
+            available_balance_minor: a.openingBalanceMinor ?? 0,
+          },
+        ),
+      );
+      // The hash covers the body as sent; `accountId` is the id itself.
+      return run(principal, reply, 'accounts', (o) =>
+        ingestRows(db, ACCOUNT_KIND, items, o, (item, stored) =>
+          stored !== undefined && String(stored.currency).trim() !== item.row.currency
+            ? `the currency of account ${item.id} is ${String(stored.currency).trim()} and cannot change`
+            : null,
+        ),
+      );
     },
-    handler: async ({ body: p, principal }, reply) => {
-      const actor = actorName(principal);
-      const now = daemon.ctx.clock.now();
-      const result = await db.transaction(async (tx) => {
-        // The account row lock orders this purchase against concurrent ones.
-        const [account] = await queryRows<{ currency: string }>(
-          tx,
-          sql`select currency from accounts where id = ${p.accountId} for update`,
-        );
-        if (account === undefined) {
-          throw new HttpError(422, 'unknown-account', `unknown account ${p.accountId}`, {
-            issues: [{ path: 'body.accountId', message: 'unknown account' }],
-          });
-        }
-        const [existing] = await queryRows<{ account_id: string }>(
-          tx,
-          sql`select account_id from resource_plans where id = ${p.id}`,
-        );
-        if (existing !== undefined) {
-          if (existing.account_id !== p.accountId) {
-            throw new HttpError(409, 'conflict', `plan ${p.id} belongs to another account`);
-          }
-          return { created: false };
-        }
-        const verdict = purchaseGuard(
-          await unpaidBills(tx, p.accountId),
-          account.currency.trim(),
-          now,
-        );
-        if (!verdict.allowed) {
-          throw new HttpError(409, 'purchase-refused', verdict.message, {
-            reason: verdict.reason,
-            amountToPayMinor: verdict.amountToPayMinor,
-            currency: verdict.currency,
-            overdueBillIds: verdict.overdueBillIds,
-          });
-        }
-        if (p.order !== undefined) {
-          const inserted = await tx
-            .insert(orders)
-            .values({
-              id: p.order.id,
-              accountId: p.accountId,
-              productType: 'resource-plan',
-              cashPaidMinor: p.order.cashPaidMinor,
-              voucherPaidMinor: p.order.voucherPaidMinor,
-              couponPaidMinor: p.order.couponPaidMinor,
-              promotionId: p.order.promotionId ?? null,
-              promotionRules: p.order.promotionRules ?? null,
-              gifts: p.order.gifts,
-            })
-            .onConflictDoNothing()
-            .returning({ id: orders.id });
-          if (inserted.length === 0) {
-            throw new HttpError(409, 'conflict', `order ${p.order.id} already exists`);
-          }
-        }
-        await tx.insert(resourcePlans).values({
-          id: p.id,
-          accountId: p.accountId,
-          kind: p.kind,
-          totalUnits: p.totalUnits,
-          usedUnits: p.usedUnits,
-          startsAt: new Date(p.startsAt),
-          expiresAt: new Date(p.expiresAt),
-          purchasedAt: p.purchasedAt !== undefined ? new Date(p.purchasedAt) : now,
-          alertThresholds: p.alertThresholds ?? null,
-          sdkLicenseId: p.sdkLicenseId ?? null,
-          orderId: p.order?.id ?? null,
-        });
-        if (p.order !== undefined) {
-          await tx.execute(
-            sql`update orders set resource_plan_id = ${p.id} where id = ${p.order.id}`,
-          );
-        }
-        await appendEvent(tx, {
-          accountId: p.accountId,
-          kind: 'plan-purchased',
-          actor,
-          detail: { planId: p.id, kind: p.kind, orderId: p.order?.id ?? null },
-          idempotencyKey: `plan-purchased-v1-${p.id}`,
-        });
-        return { created: true };
-      });
-      await evaluate([p.accountId], actor);
-      const answer = { planId: p.id, orderId: p.order?.id ?? null, ...result };
-      return result.created ? answer : reply.code(200).send(answer);
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/ingest/services',
+    tag: 'ingest',
+    summary: 'Create or update services (versioned)',
+    description: `${VERSION_RULES} Sets a service's kind and plan type; its status and holds are the daemon's.`,
+    body: batch('services', serviceSchema),
+    responses: responses(),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.services as Out<typeof serviceSchema>[]).map((s) =>
+        rowItem(s, { kind: s.kind, plan_type: s.planType }),
+      );
+      return run(principal, reply, 'services', (o) => ingestRows(db, SERVICE_KIND, items, o));
+    },
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/ingest/studio-instances',
+    tag: 'ingest',
+    summary: 'Create or update production-studio instances (versioned)',
+    description: `${VERSION_RULES} Sets an instance's service (a studio service of the same account), name and whether it is streaming; its release columns are the daemon's.`,
+    body: batch('instances', studioInstanceSchema),
+    responses: responses({ 409: 'Version conflict, or a service of another account' }),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.instances as Out<typeof studioInstanceSchema>[]).map((i) =>
+        rowItem(i, { service_id: i.serviceId, name: i.name, streaming: i.streaming }),
+      );
+      return run(principal, reply, 'instances', (o) =>
+        ingestRows(db, STUDIO_INSTANCE_KIND, items, o),
+      );
+    },
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/ingest/sdk-licenses',
+    tag: 'ingest',
+    summary: 'Create or update SDK licenses (versioned)',
+    description: VERSION_RULES,
+    body: batch('licenses', sdkLicenseSchema),
+    responses: responses(),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.licenses as Out<typeof sdkLicenseSchema>[]).map((l) =>
+        rowItem(l, { kind: l.kind, activated_at: l.activatedAt }),
+      );
+      return run(principal, reply, 'licenses', (o) => ingestRows(db, SDK_LICENSE_KIND, items, o));
+    },
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/ingest/orders',
+    tag: 'ingest',
+    summary: 'Create or update orders (versioned)',
+    description: VERSION_RULES,
+    body: batch('orders', orderSchema),
+    responses: responses({ 409: 'Version conflict, or a plan or license of another account' }),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.orders as Out<typeof orderSchema>[]).map((o) =>
+        rowItem(o, {
+          product_type: o.productType,
+          cash_paid_minor: o.cashPaidMinor,
+          voucher_paid_minor: o.voucherPaidMinor,
+          coupon_paid_minor: o.couponPaidMinor,
+          promotion_id: o.promotionId,
+          promotion_rules: o.promotionRules,
+          gifts: o.gifts,
+          resource_plan_id: o.resourcePlanId,
+          sdk_license_id: o.sdkLicenseId,
+          created_at: o.createdAt ?? new Date().toISOString(),
+          refunded_at: o.refundedAt,
+        }),
+      );
+      return run(principal, reply, 'orders', (o) => ingestRows(db, ORDER_KIND, items, o));
     },
   });
 
@@ -435,34 +644,172 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
     method: 'POST',
     url: '/v1/ingest/usage',
     tag: 'ingest',
-    summary: 'Record raw usage (reference only; idempotent by account and source id)',
-    body: usageBody,
-    responses: { 200: 'Recorded', 422: 'Unknown account' },
-    handler: async ({ body, principal }) => {
-      const items = body.records as z.output<typeof usageSchema>[];
-      const inserted = await db.transaction(async (tx) => {
-        await requireAccounts(tx, 'records', items);
-        const rows = await tx
-          .insert(usageRecords)
-          .values(
-            items.map((u) => ({
-              accountId: u.accountId,
-              sourceId: u.sourceId,
-              product: u.product,
-              metric: u.metric,
-              quantity: u.quantity,
-              recordedAt: new Date(u.recordedAt),
-            })),
-          )
-          .onConflictDoNothing({ target: [usageRecords.accountId, usageRecords.sourceId] })
-          .returning({ id: usageRecords.id });
-        return rows.length;
-      });
-      await evaluate(
-        items.map((u) => u.accountId),
-        actorName(principal),
+    summary: 'Record raw usage (reference only; versioned by account and source id)',
+    description: `${VERSION_RULES} A usage record is identified by its sourceId within the account.`,
+    body: batch('records', usageSchema),
+    responses: responses(),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body.records as Out<typeof usageSchema>[]).map((u) =>
+        rowItem(
+          { ...u, id: `${u.accountId}/${u.sourceId}` },
+          {
+            source_id: u.sourceId,
+            product: u.product,
+            metric: u.metric,
+            quantity: u.quantity,
+            recorded_at: u.recordedAt,
+          },
+        ),
       );
-      return { inserted, duplicates: items.length - inserted };
+      return run(principal, reply, 'records', (o) => ingestRows(db, USAGE_KIND, items, o));
     },
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/ingest/plans',
+    tag: 'ingest',
+    summary: 'Record a resource plan purchase (R8 guard; versioned)',
+    description:
+      'A new plan is refused with 409 `purchase-refused` while the account has any overdue bill (R8), with the reason and the amount to pay. A newer version of a stored plan updates its quota, validity and thresholds without the guard (it is no purchase); its order is changed through /v1/ingest/orders. The same version and body again answers 200 created: false, duplicate: true.',
+    body: planSchema,
+    status: 201,
+    responses: {
+      200: 'Updated, or a duplicate (created: false)',
+      201: 'Created',
+      409: 'R8: overdue bills (purchase-refused), a version conflict or an id of another account',
+      422: 'Unknown account',
+    },
+    handler: async ({ body: p, principal }, reply) => {
+      const actor = actorName(principal);
+      const now = daemon.ctx.clock.now();
+      const item = versioned(p);
+      const result = await db
+        .transaction(async (tx) => {
+          await begin(tx, { statementTimeoutMs: config.ingestStatementTimeoutMs, actor }, '');
+          if (!(await lockAccounts(tx, [p.accountId])).has(p.accountId)) {
+            throw new IngestRejected(422, 'unknown-account', [
+              { index: 0, id: p.id, field: 'accountId', message: 'unknown account' },
+            ]);
+          }
+          const stored = await loadStored(tx, 'resource_plans', 'order_id', [p.id]);
+          const { writes } = classify([item], stored, 'plan');
+          const write = writes.get(p.id);
+          if (write === undefined) return { created: false, duplicate: true };
+          const columns = {
+            kind: p.kind,
+            totalUnits: p.totalUnits,
+            usedUnits: p.usedUnits,
+            startsAt: new Date(p.startsAt),
+            expiresAt: new Date(p.expiresAt),
+            alertThresholds: p.alertThresholds ?? null,
+            sdkLicenseId: p.sdkLicenseId ?? null,
+            sourceVersion: p.version,
+            sourceHash: item.hash,
+          };
+          if (!write.created) {
+            const storedOrder = (stored.get(p.id)?.order_id as string | null | undefined) ?? null;
+            if (p.order !== undefined && p.order.id !== storedOrder) {
+              throw new IngestRejected(409, 'version-conflict', [
+                {
+                  index: 0,
+                  id: p.id,
+                  field: 'order.id',
+                  message: `plan ${p.id} was bought with order ${storedOrder ?? '(none)'}; change orders through /v1/ingest/orders`,
+                },
+              ]);
+            }
+            await tx.execute(sql`
+              update resource_plans set kind = ${columns.kind}, total_units = ${columns.totalUnits},
+                     used_units = ${columns.usedUnits}, starts_at = ${p.startsAt}::timestamptz,
+                     expires_at = ${p.expiresAt}::timestamptz,
+                     purchased_at = coalesce(${p.purchasedAt ?? null}::timestamptz, purchased_at),
+                     alert_thresholds = ${columns.alertThresholds === null ? null : JSON.stringify(columns.alertThresholds)}::jsonb,
+                     sdk_license_id = ${columns.sdkLicenseId},
+                     source_version = ${p.version}, source_hash = ${item.hash}, updated_at = now()
+               where id = ${p.id}`);
+            return { created: false, duplicate: false };
+          }
+          const [account] = await queryRows<{ currency: string }>(
+            tx,
+            sql`select currency from accounts where id = ${p.accountId}`,
+          );
+          const verdict = purchaseGuard(
+            await unpaidBills(tx, p.accountId),
+            (account?.currency ?? '').trim(),
+            now,
+          );
+          if (!verdict.allowed) {
+            throw new HttpError(409, 'purchase-refused', verdict.message, {
+              reason: verdict.reason,
+              amountToPayMinor: verdict.amountToPayMinor,
+              currency: verdict.currency,
+              overdueBillIds: verdict.overdueBillIds,
+            });
+          }
+          if (p.order !== undefined) {
+            const inserted = await tx
+              .insert(orders)
+              .values({
+                id: p.order.id,
+                accountId: p.accountId,
+                productType: 'resource-plan',
+                cashPaidMinor: p.order.cashPaidMinor,
+                voucherPaidMinor: p.order.voucherPaidMinor,
+                couponPaidMinor: p.order.couponPaidMinor,
+                promotionId: p.order.promotionId ?? null,
+                promotionRules: p.order.promotionRules ?? null,
+                gifts: p.order.gifts,
+                sourceVersion: p.version,
+              })
+              .onConflictDoNothing()
+              .returning({ id: orders.id });
+            if (inserted.length === 0) {
+              throw new HttpError(409, 'conflict', `order ${p.order.id} already exists`);
+            }
+          }
+          await tx.insert(resourcePlans).values({
+            id: p.id,
+            accountId: p.accountId,
+            ...columns,
+            purchasedAt: p.purchasedAt !== undefined ? new Date(p.purchasedAt) : now,
+            orderId: p.order?.id ?? null,
+          });
+          if (p.order !== undefined) {
+            await tx.execute(
+              sql`update orders set resource_plan_id = ${p.id} where id = ${p.order.id}`,
+            );
+          }
+          await appendEvent(tx, {
+            accountId: p.accountId,
+            kind: 'plan-purchased',
+            actor,
+            detail: { planId: p.id, kind: p.kind, orderId: p.order?.id ?? null },
+            idempotencyKey: `plan-purchased-v1-${p.id}`,
+          });
+          return { created: true, duplicate: false };
+        })
+        .catch((error: unknown) => {
+          throw asHttpError(error, 'plans');
+        });
+      const evaluationQueued = result.duplicate
+        ? true
+        : await daemon.evaluateAccounts([p.accountId], 'ingest');
+      const answer = { planId: p.id, orderId: p.order?.id ?? null, ...result, evaluationQueued };
+      return result.created ? answer : reply.code(200).send(answer);
+    },
+  });
+}
+
+/** The store's refusal as the API's error, with each item's path in the request body. */
+function asHttpError(error: unknown, key: string): unknown {
+  if (!(error instanceof IngestRejected)) return error;
+  return new HttpError(error.status, error.code, error.message, {
+    issues: error.issues.map((i) => ({
+      path: key === 'plans' ? `body.${i.field}` : `body.${key}.${i.index}.${i.field}`,
+      id: i.id,
+      message: i.message,
+      ...(i.storedVersion === undefined ? {} : { storedVersion: i.storedVersion }),
+    })),
   });
 }

@@ -30,10 +30,13 @@ const ALL_TABLES = [
   'notifications',
   'orders',
   'outbox',
+  'payment_reversals',
+  'payments',
   'resource_plans',
   'sdk_licenses',
   'services',
   'studio_instances',
+  'topups',
   'usage_records',
 ];
 

@@ -367,6 +367,7 @@ describe('bad input', () => {
             id: 'b',
             accountId: 'acct-paid',
             product: 'live',
+            version: 1,
             amountMinor: 1,
             issuedAt: '2026-01-02T00:00:00Z',
             dueAt: '2026-01-01T00:00:00Z',
@@ -374,6 +375,42 @@ describe('bad input', () => {
         ],
       },
       field: 'body.bills.0.dueAt',
+    },
+    {
+      name: 'a bill carrying a paid amount (paid amounts come only from payments)',
+      url: '/v1/ingest/bills',
+      body: {
+        bills: [
+          {
+            id: 'b',
+            accountId: 'acct-paid',
+            product: 'live',
+            version: 1,
+            amountMinor: 1,
+            paidMinor: 1,
+            issuedAt: '2026-01-01T00:00:00Z',
+            dueAt: '2026-01-02T00:00:00Z',
+          },
+        ],
+      },
+      field: 'body.bills.0.paidMinor',
+    },
+    {
+      name: 'a bill without its version',
+      url: '/v1/ingest/bills',
+      body: {
+        bills: [
+          {
+            id: 'b',
+            accountId: 'acct-paid',
+            product: 'live',
+            amountMinor: 1,
+            issuedAt: '2026-01-01T00:00:00Z',
+            dueAt: '2026-01-02T00:00:00Z',
+          },
+        ],
+      },
+      field: 'body.bills.0.version',
     },
     {
       name: 'negative payment',
@@ -804,22 +841,28 @@ describe('operator actions and ingest', () => {
       id: 'nb-1',
       accountId: 'acct-new',
       product: 'live',
+      version: 1,
       amountMinor: 5_000,
       issuedAt: iso(Date.now() - 5 * 24 * HOUR),
       dueAt: iso(Date.now() - 24 * HOUR),
     };
-    for (let i = 0; i < 2; i++) {
+    for (const [status, result] of [
+      [202, 'created'],
+      [200, 'duplicate'],
+    ] as const) {
       const res = await call({
         method: 'POST',
         url: '/v1/ingest/bills',
         headers: asBilling,
         payload: { bills: [bill] },
       });
-      expect(res.status).toBe(200);
+      expect(res.status).toBe(status);
+      expect(res.body.bills[0]).toEqual({ id: 'nb-1', result });
     }
     const plan = {
       id: 'np-1',
       accountId: 'acct-new',
+      version: 1,
       kind: 'minutes',
       totalUnits: 100,
       startsAt: iso(Date.now()),
@@ -839,19 +882,21 @@ describe('operator actions and ingest', () => {
       amountToPayMinor: 5_000,
     });
 
-    const payment = { payments: [{ id: 'pay-1', accountId: 'acct-new', amountMinor: 6_000 }] };
+    const payment = {
+      payments: [{ id: 'pay-1', accountId: 'acct-new', version: 1, amountMinor: 6_000 }],
+    };
     const first = await call({
       method: 'POST',
       url: '/v1/ingest/payments',
       headers: asBilling,
       payload: payment,
     });
-    expect(first.body.payments[0]).toMatchObject({
-      duplicate: false,
-      allocations: [
-        { billId: 'nb-1', amountMinor: 5_000 },
-        { billId: null, amountMinor: 1_000 },
-      ],
+    expect(first.status).toBe(202);
+    expect(first.body.payments[0]).toEqual({
+      id: 'pay-1',
+      result: 'created',
+      allocations: [{ billId: 'nb-1', amountMinor: 5_000 }],
+      balanceCreditMinor: 1_000,
     });
     const replay = await call({
       method: 'POST',
@@ -859,9 +904,12 @@ describe('operator actions and ingest', () => {
       headers: asBilling,
       payload: payment,
     });
-    expect(replay.body.payments[0]).toEqual({ id: 'pay-1', duplicate: true });
+    expect(replay.status).toBe(200);
+    expect(replay.body.payments[0]).toEqual({ id: 'pay-1', result: 'duplicate' });
 
-    const topup = { topups: [{ id: 'top-1', accountId: 'acct-new', amountMinor: 500 }] };
+    const topup = {
+      topups: [{ id: 'top-1', accountId: 'acct-new', version: 1, amountMinor: 500 }],
+    };
     await call({ method: 'POST', url: '/v1/ingest/topups', headers: asBilling, payload: topup });
     await call({ method: 'POST', url: '/v1/ingest/topups', headers: asBilling, payload: topup });
     const [acct] = await h.t
@@ -889,6 +937,7 @@ describe('operator actions and ingest', () => {
         {
           accountId: 'acct-new',
           sourceId: 'us-1',
+          version: 1,
           product: 'live',
           metric: 'minutes',
           quantity: 3,
@@ -908,7 +957,7 @@ describe('operator actions and ingest', () => {
       headers: asBilling,
       payload: usage,
     });
-    expect([u1.body.inserted, u2.body.inserted, u2.body.duplicates]).toEqual([1, 0, 1]);
+    expect([u1.status, u1.body.stored, u2.status, u2.body.duplicates]).toEqual([202, 1, 200, 1]);
 
     const unknown = await call({
       method: 'POST',

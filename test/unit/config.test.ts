@@ -55,6 +55,7 @@ describe('defaults', () => {
       demo: false,
       logLevel: 'info',
       shutdownTimeoutMs: 30_000,
+      ingestStatementTimeoutMs: 30_000,
       scanIntervalMs: 60_000,
       planScanIntervalMs: 15 * 60_000,
       scanPageSize: 2_000,

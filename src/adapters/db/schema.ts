@@ -109,6 +109,21 @@ const updatedAt = () =>
 const instant = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 const minor = (name: string) => bigint(name, { mode: 'number' });
 
+/**
+ * The billing system's version of a record (grows with each change of that record) and the hash
+ * of the body it was ingested with. Ingest applies a record only when its version is newer than
+ * the stored one; a trigger (migration 0006) refuses any update that lowers the version, whoever
+ * writes. `source_hash` is null for rows written straight into the table.
+ */
+const sourceColumns = () => ({
+  sourceVersion: bigint('source_version', { mode: 'number' }).notNull().default(0),
+  sourceHash: text('source_hash'),
+});
+
+function sourceVersionCheck(table: string, column: AnyPgColumn): ReturnType<typeof check> {
+  return check(`${table}_source_version_safe`, nonNegativeSafe(column));
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -185,10 +200,12 @@ export const accounts = pgTable(
     evaluatedAt: instant('evaluated_at'),
     /** Bumped on every write (daemon and upsert helpers) for optimistic checks. */
     version: integer('version').notNull().default(0),
+    ...sourceColumns(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    sourceVersionCheck('accounts', t.sourceVersion),
     idCheck('accounts_id_format', t.id),
     check('accounts_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
     check('accounts_balance_safe', safe(t.availableBalanceMinor)),
@@ -245,10 +262,12 @@ export const bills = pgTable(
     issuedAt: instant('issued_at').notNull(),
     dueAt: instant('due_at').notNull(),
     status: text('status', { enum: BILL_STATUSES }).notNull().default('unpaid'),
+    ...sourceColumns(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    sourceVersionCheck('bills', t.sourceVersion),
     idCheck('bills_id_format', t.id),
     codeCheck('bills_product_format', t.product),
     check('bills_amount_non_negative', nonNegativeSafe(t.amountMinor)),
@@ -292,10 +311,12 @@ export const services = pgTable(
     suspendedAt: instant('suspended_at'),
     resumedAt: instant('resumed_at'),
     releasedAt: instant('released_at'),
+    ...sourceColumns(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    sourceVersionCheck('services', t.sourceVersion),
     idCheck('services_id_format', t.id),
     check('services_kind', oneOf(t.kind, SERVICE_KINDS)),
     check('services_plan_type', oneOf(t.planType, PLAN_TYPES)),
@@ -342,10 +363,12 @@ export const studioInstances = pgTable(
     releaseEpisodeSeq: integer('release_episode_seq'),
     /** Release is final. */
     releasedAt: instant('released_at'),
+    ...sourceColumns(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    sourceVersionCheck('studio_instances', t.sourceVersion),
     idCheck('studio_instances_id_format', t.id),
     check('studio_instances_name_not_blank', sql`length(btrim(${t.name})) between 1 and 200`),
     check(
@@ -382,10 +405,12 @@ export const sdkLicenses = pgTable(
       .references(() => accounts.id),
     kind: text('kind', { enum: SDK_LICENSE_KINDS }).notNull(),
     activatedAt: instant('activated_at'),
+    ...sourceColumns(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   (t) => [
+    sourceVersionCheck('sdk_licenses', t.sourceVersion),
     idCheck('sdk_licenses_id_format', t.id),
     check('sdk_licenses_kind', oneOf(t.kind, SDK_LICENSE_KINDS)),
     unique('sdk_licenses_id_account_unique').on(t.id, t.accountId),
@@ -417,11 +442,13 @@ export const orders = pgTable(
       .default(sql`'[]'::jsonb`),
     resourcePlanId: text('resource_plan_id'),
     sdkLicenseId: text('sdk_license_id'),
+    ...sourceColumns(),
     createdAt: createdAt(),
     refundedAt: instant('refunded_at'),
   },
   // Annotated: orders and resource_plans reference each other.
   (t): PgTableExtraConfigValue[] => [
+    sourceVersionCheck('orders', t.sourceVersion),
     idCheck('orders_id_format', t.id),
     check('orders_product_type', oneOf(t.productType, ORDER_PRODUCT_TYPES)),
     check('orders_cash_paid_non_negative', nonNegativeSafe(t.cashPaidMinor)),
@@ -476,11 +503,13 @@ export const resourcePlans = pgTable(
     /** Bundled SDK license: once activated the plan counts as fully used for refunds (R11). */
     sdkLicenseId: text('sdk_license_id'),
     orderId: text('order_id'),
+    ...sourceColumns(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
   // Annotated: orders and resource_plans reference each other.
   (t): PgTableExtraConfigValue[] => [
+    sourceVersionCheck('resource_plans', t.sourceVersion),
     idCheck('resource_plans_id_format', t.id),
     codeCheck('resource_plans_kind_format', t.kind),
     check('resource_plans_total_non_negative', nonNegativeSafe(t.totalUnits)),
@@ -524,15 +553,102 @@ export const usageRecords = pgTable(
     quantity: bigint('quantity', { mode: 'number' }).notNull(),
     recordedAt: instant('recorded_at').notNull(),
     sourceId: text('source_id').notNull(),
+    ...sourceColumns(),
     createdAt: createdAt(),
   },
   (t) => [
+    sourceVersionCheck('usage_records', t.sourceVersion),
     codeCheck('usage_records_product_format', t.product),
     codeCheck('usage_records_metric_format', t.metric),
     check('usage_records_quantity_non_negative', nonNegativeSafe(t.quantity)),
     idCheck('usage_records_source_id_format', t.sourceId),
     unique('usage_records_account_source_unique').on(t.accountId, t.sourceId),
     index('usage_records_account_recorded_idx').on(t.accountId, t.recordedAt),
+  ],
+);
+
+/**
+ * A payment received by the billing system (R7: the only source of paid amounts), ingested through
+ * `/v1/ingest/payments`. `allocations` is what the pure allocator (src/domain/payments.ts) did with
+ * it: `[{billId, amountMinor}]` paid on bills, plus `balance_credit_minor` credited to the
+ * available balance; a reversal undoes exactly that. Null `allocations`: recorded before
+ * allocations were kept (migration 0006 backfilled those from the events). Written by the daemon.
+ */
+export const payments = pgTable(
+  'payments',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    amountMinor: minor('amount_minor').notNull(),
+    /** The bill the payer named; null: oldest due unpaid bills first. */
+    billId: text('bill_id'),
+    allocations: jsonb('allocations').$type<{ billId: string; amountMinor: number }[]>(),
+    balanceCreditMinor: minor('balance_credit_minor').notNull().default(0),
+    /** The reversal (chargeback, bounced transfer) that undid this payment. */
+    reversedBy: text('reversed_by'),
+    ...sourceColumns(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    sourceVersionCheck('payments', t.sourceVersion),
+    idCheck('payments_id_format', t.id),
+    check('payments_amount_positive', sql`${t.amountMinor} between 1 and ${sql.raw(MAX_SAFE)}`),
+    check('payments_balance_credit_safe', nonNegativeSafe(t.balanceCreditMinor)),
+    check(
+      'payments_allocations_array',
+      sql`${t.allocations} is null or jsonb_typeof(${t.allocations}) = 'array'`,
+    ),
+    index('payments_account_idx').on(t.accountId),
+  ],
+);
+
+/** A top-up of the available balance, ingested through `/v1/ingest/topups`. Written by the daemon. */
+export const topups = pgTable(
+  'topups',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    amountMinor: minor('amount_minor').notNull(),
+    ...sourceColumns(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    sourceVersionCheck('topups', t.sourceVersion),
+    idCheck('topups_id_format', t.id),
+    check('topups_amount_positive', sql`${t.amountMinor} between 1 and ${sql.raw(MAX_SAFE)}`),
+    index('topups_account_idx').on(t.accountId),
+  ],
+);
+
+/**
+ * A payment reversal (chargeback, bounced transfer), ingested through
+ * `/v1/ingest/payment-reversals`: undoes exactly its payment's allocation. At most one per payment.
+ */
+export const paymentReversals = pgTable(
+  'payment_reversals',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    paymentId: text('payment_id')
+      .notNull()
+      .unique('payment_reversals_payment_unique')
+      .references(() => payments.id),
+    reason: text('reason'),
+    ...sourceColumns(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    sourceVersionCheck('payment_reversals', t.sourceVersion),
+    idCheck('payment_reversals_id_format', t.id),
   ],
 );
 

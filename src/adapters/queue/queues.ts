@@ -12,7 +12,14 @@ export class QueueSet {
   readonly byName: Readonly<Record<QueueName, Queue>>;
 
   constructor(connection: Redis, prefix: string) {
-    const make = (name: QueueName) => new Queue(name, { connection, prefix });
+    const make = (name: QueueName) => {
+      const queue = new Queue(name, { connection, prefix });
+      // A queue re-emits its connection's errors; without a listener BullMQ writes each one to
+      // stderr (one per reconnect attempt while Redis is away). The connection's own listener
+      // (createRedis) already logs them, throttled.
+      queue.on('error', () => undefined);
+      return queue;
+    };
     this.byName = {
       scan: make(QUEUES.scan),
       evaluate: make(QUEUES.evaluate),

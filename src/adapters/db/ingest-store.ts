@@ -1,0 +1,945 @@
+import { createHash } from 'node:crypto';
+import { sql, type SQL } from 'drizzle-orm';
+import { canonicalJson, classifyVersion, type StoredVersion } from '../../domain/ingest';
+import {
+  allocatePayment,
+  reversePayment,
+  reviseBill,
+  type Allocation,
+  type LedgerBill,
+  type PaymentEffect,
+} from '../../domain/payments';
+import { queryRows, type Db, type Tx } from './client';
+
+/**
+ * The billing system's boundary, set-based. One batch is one transaction:
+ *
+ * 1. `set_config`: a statement timeout (and, when money moves back, the paid-adjustment flag the
+ *    `bills_paid_guard` trigger asks for);
+ * 2. lock the batch's accounts in sorted id order (`FOR UPDATE`): two batches over the same
+ *    accounts, in any order, queue behind each other instead of deadlocking;
+ * 3. load the stored rows of the batch's ids (`FOR UPDATE`);
+ * 4. classify every item by the version rules (src/domain/ingest.ts), in request order;
+ * 5. write what is new or newer with one fixed-shape statement per table (`jsonb_to_recordset`:
+ *    the SQL text does not change with the number of rows), then the balance changes and the
+ *    audit events with one statement each.
+ *
+ * A batch with any conflict (409) or any invalid item (422) writes nothing and names every such
+ * item. Money is allocated by src/domain/payments.ts.
+ */
+
+/** An item the batch refuses; the batch then stores nothing. */
+export interface IngestIssue {
+  readonly index: number;
+  readonly id: string;
+  readonly field: string;
+  readonly message: string;
+  readonly storedVersion?: number;
+}
+
+/** The batch was refused: 409 (version or ownership conflict) or 422 (unknown or invalid reference). */
+export class IngestRejected extends Error {
+  constructor(
+    readonly status: 409 | 422,
+    readonly code: string,
+    readonly issues: readonly IngestIssue[],
+  ) {
+    super(
+      issues
+        .slice(0, 5)
+        .map((i) => `${i.id}: ${i.message}`)
+        .join('; '),
+    );
+  }
+}
+
+export type ItemResult = 'created' | 'updated' | 'duplicate';
+
+export interface IngestItemResult {
+  readonly id: string;
+  readonly result: ItemResult;
+  readonly [extra: string]: unknown;
+}
+
+export interface BatchResult {
+  readonly results: readonly IngestItemResult[];
+  /** Accounts whose state changed (to be evaluated). */
+  readonly changedAccounts: readonly string[];
+}
+
+export interface IngestOptions {
+  /** The transaction's statement_timeout, ms. */
+  readonly statementTimeoutMs: number;
+  /** Who posted the batch, for the audit events. */
+  readonly actor: string;
+}
+
+/** Hash of a body without its version: what "the same record" means for duplicates. */
+export function bodyHash(body: Record<string, unknown>): string {
+  const rest = Object.fromEntries(Object.entries(body).filter(([key]) => key !== 'version'));
+  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items as the store takes them: validated bodies with their version and hash.
+
+export interface Versioned {
+  readonly id: string;
+  readonly accountId: string;
+  readonly version: number;
+  readonly hash: string;
+}
+
+export interface BillItem extends Versioned {
+  readonly product: string;
+  readonly amountMinor: number;
+  readonly issuedAt: Date;
+  readonly dueAt: Date;
+  readonly void: boolean;
+}
+
+export interface PaymentItem extends Versioned {
+  readonly amountMinor: number;
+  readonly billId: string | null;
+}
+
+export interface TopupItem extends Versioned {
+  readonly amountMinor: number;
+}
+
+export interface ReversalItem extends Versioned {
+  readonly paymentId: string;
+  readonly reason: string | null;
+}
+
+/** Items written as a plain upsert of their row (accounts, services, instances, licenses, orders,
+ * plans, usage): `row` holds the table's columns by SQL name. */
+export interface RowItem extends Versioned {
+  readonly row: Readonly<Record<string, unknown>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared steps.
+
+export async function begin(tx: Tx, options: IngestOptions, paidAdjustment: string): Promise<void> {
+  await tx.execute(
+    sql`select set_config('statement_timeout', ${String(options.statementTimeoutMs)}, true),
+               set_config('overdue_worker.paid_adjustment', ${paidAdjustment}, true)`,
+  );
+}
+
+/** Locks the accounts in id order; returns the ids that exist. */
+export async function lockAccounts(tx: Tx, accountIds: Iterable<string>): Promise<Set<string>> {
+  const ids = [...new Set(accountIds)].sort();
+  const rows = await queryRows<{ id: string }>(
+    tx,
+    sql`select id from accounts where id in (select ${textArray(ids)}) order by id for update`,
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+/** A set of strings as SQL rows, with a statement text that does not depend on their number. */
+function textArray(values: readonly string[]): SQL {
+  return sql`jsonb_array_elements_text(${JSON.stringify(values)}::jsonb)`;
+}
+
+function requireAccounts(items: readonly Versioned[], existing: Set<string>): void {
+  const issues = items.flatMap((item, index) =>
+    existing.has(item.accountId)
+      ? []
+      : [{ index, id: item.id, field: 'accountId', message: 'unknown account' }],
+  );
+  if (issues.length > 0) throw new IngestRejected(422, 'unknown-account', issues);
+}
+
+export type StoredRow = Record<string, unknown> & {
+  id: string;
+  account_id: string;
+  source_version: string | number;
+  source_hash: string | null;
+};
+
+/**
+ * How a kind's rows are found by the caller's id. Most tables are keyed by `id`; usage records
+ * by the writer's `source_id` within the account (item id `<account>/<source>`).
+ */
+interface RowKey {
+  /** SQL giving the caller's id of a stored row. */
+  readonly select: string;
+  /** The column naming the row's account (`id` for accounts themselves). */
+  readonly account?: string;
+  /** SQL matching the rows of a set of ids given as `ids(k)`. */
+  readonly match: string;
+  /** The unique constraint's columns, for ON CONFLICT. */
+  readonly conflict: string;
+}
+
+const ID_KEY: RowKey = { select: 'id', match: 'id in (select k from ids)', conflict: 'id' };
+
+/** Accounts: keyed by id, and each is its own account. */
+export const ACCOUNT_KEY: RowKey = { ...ID_KEY, account: 'id' };
+
+/** The stored rows of `ids` in `table`, locked. */
+export async function loadStored(
+  tx: Tx,
+  table: string,
+  columns: string,
+  ids: readonly string[],
+  key: RowKey = ID_KEY,
+): Promise<Map<string, StoredRow>> {
+  const rows = await queryRows<StoredRow>(
+    tx,
+    sql`with ids(k) as (select ${textArray(ids)})
+        select ${sql.raw(key.select)} as id, ${sql.raw(key.account ?? 'account_id')} as account_id,
+               source_version, source_hash, ${sql.raw(columns)}
+          from ${sql.identifier(table)}
+         where ${sql.raw(key.match)}
+         order by 1 for update`,
+  );
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+function storedVersion(row: StoredRow | undefined): StoredVersion | null {
+  if (row === undefined) return null;
+  return {
+    accountId: row.account_id,
+    version: Number(row.source_version),
+    hash: row.source_hash,
+  };
+}
+
+interface Classified<T extends Versioned> {
+  readonly results: IngestItemResult[];
+  /** The last new-or-newer item of each id, in first-seen order. */
+  readonly writes: Map<string, { item: T; created: boolean }>;
+}
+
+/**
+ * Step 4: the version rules, in request order (an id sent twice in a batch is compared with its
+ * earlier copy). Throws 409 naming every conflicting item.
+ */
+export function classify<T extends Versioned>(
+  items: readonly T[],
+  stored: Map<string, StoredRow>,
+  kind: string,
+): Classified<T> {
+  const current = new Map<string, StoredVersion | null>();
+  const writes = new Map<string, { item: T; created: boolean }>();
+  const results: IngestItemResult[] = [];
+  const issues: IngestIssue[] = [];
+  for (const [index, item] of items.entries()) {
+    const before = current.has(item.id)
+      ? (current.get(item.id) ?? null)
+      : storedVersion(stored.get(item.id));
+    const outcome = classifyVersion(before, item);
+    if (outcome.kind === 'conflict') {
+      issues.push({
+        index,
+        id: item.id,
+        field: outcome.reason === 'other-account' ? 'accountId' : 'version',
+        storedVersion: outcome.storedVersion,
+        message:
+          outcome.reason === 'other-account'
+            ? `${kind} ${item.id} belongs to another account`
+            : `${kind} ${item.id} is stored at version ${outcome.storedVersion} with another body; send a newer version`,
+      });
+      continue;
+    }
+    if (outcome.kind === 'duplicate') {
+      results.push({ id: item.id, result: 'duplicate' });
+      continue;
+    }
+    const created = outcome.kind === 'create' && !writes.has(item.id);
+    const wasCreated = writes.get(item.id)?.created ?? false;
+    writes.set(item.id, { item, created: created || wasCreated });
+    current.set(item.id, { accountId: item.accountId, version: item.version, hash: item.hash });
+    results.push({ id: item.id, result: outcome.kind === 'create' ? 'created' : 'updated' });
+  }
+  if (issues.length > 0) throw new IngestRejected(409, 'version-conflict', issues);
+  return { results, writes };
+}
+
+/** The guard every upsert repeats in SQL: only a newer version (or a table-written row at the same
+ * version) of the same account is overwritten. A row it skips was changed by a concurrent batch. */
+function newerGuard(table: string, accountColumn = 'account_id'): SQL {
+  const t = sql.identifier(table);
+  const account = sql.raw(accountColumn);
+  return sql`where ${t}.${account} = excluded.${account}
+               and (${t}.source_version < excluded.source_version
+                    or (${t}.source_version = excluded.source_version and ${t}.source_hash is null))`;
+}
+
+function checkWritten(
+  kind: string,
+  expected: readonly string[],
+  written: readonly { id: string }[],
+) {
+  if (written.length === expected.length) return;
+  const got = new Set(written.map((r) => r.id));
+  const issues = expected
+    .filter((id) => !got.has(id))
+    .map((id, index) => ({
+      index,
+      id,
+      field: 'version',
+      message: `${kind} ${id} was changed by a concurrent request; send it again`,
+    }));
+  throw new IngestRejected(409, 'version-conflict', issues);
+}
+
+interface BalanceChange {
+  readonly accountId: string;
+  readonly deltaMinor: number;
+}
+
+/** Adds each delta to its account's available balance (one statement). */
+async function applyBalanceChanges(tx: Tx, changes: readonly BalanceChange[]): Promise<void> {
+  const byAccount = new Map<string, number>();
+  for (const c of changes) {
+    if (c.deltaMinor !== 0) {
+      byAccount.set(c.accountId, (byAccount.get(c.accountId) ?? 0) + c.deltaMinor);
+    }
+  }
+  if (byAccount.size === 0) return;
+  const rows = [...byAccount].map(([id, delta]) => ({ id, delta }));
+  await tx.execute(sql`
+    update accounts a
+       set available_balance_minor = a.available_balance_minor + x.delta,
+           version = a.version + 1, updated_at = now()
+      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(id text, delta bigint)
+     where a.id = x.id`);
+}
+
+interface EventRow {
+  readonly accountId: string;
+  readonly kind: string;
+  readonly detail: Record<string, unknown>;
+  readonly idempotencyKey: string;
+}
+
+/** Appends audit events (one statement; an idempotency key already used is skipped). */
+async function appendEventRows(tx: Tx, actor: string, events: readonly EventRow[]): Promise<void> {
+  if (events.length === 0) return;
+  const rows = events.map((e) => ({
+    account_id: e.accountId,
+    kind: e.kind,
+    detail: e.detail,
+    key: e.idempotencyKey,
+  }));
+  await tx.execute(sql`
+    insert into enforcement_events (account_id, kind, detail, actor, idempotency_key)
+    select x.account_id, x.kind, x.detail, ${actor}, x.key
+      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+           as x(account_id text, kind text, detail jsonb, key text)
+    on conflict (idempotency_key) do nothing`);
+}
+
+function changedAccounts<T extends Versioned>(writes: Map<string, { item: T }>): string[] {
+  return [...new Set([...writes.values()].map((w) => w.item.accountId))];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bills.
+
+function ledgerBill(row: Record<string, unknown>): LedgerBill {
+  return {
+    id: String(row.id),
+    amountMinor: Number(row.amount_minor),
+    paidMinor: Number(row.paid_minor),
+    status: row.status as LedgerBill['status'],
+    dueAt: new Date(row.due_at as string | Date),
+  };
+}
+
+const BILL_COLUMNS = 'amount_minor, paid_minor, status, due_at';
+
+export async function ingestBills(
+  db: Db,
+  items: readonly BillItem[],
+  options: IngestOptions,
+): Promise<BatchResult> {
+  return db.transaction(async (tx) => {
+    await begin(tx, options, 'bill-revision');
+    requireAccounts(
+      items,
+      await lockAccounts(
+        tx,
+        items.map((b) => b.accountId),
+      ),
+    );
+    const stored = await loadStored(
+      tx,
+      'bills',
+      BILL_COLUMNS,
+      items.map((b) => b.id),
+    );
+    const { results, writes } = classify(items, stored, 'bill');
+    if (writes.size === 0) return { results, changedAccounts: [] };
+
+    const rows: Record<string, unknown>[] = [];
+    const credits: BalanceChange[] = [];
+    const events: EventRow[] = [];
+    for (const { item } of writes.values()) {
+      const before = stored.get(item.id);
+      const revision = reviseBill(before === undefined ? null : ledgerBill(before), item);
+      rows.push({
+        id: item.id,
+        account_id: item.accountId,
+        product: item.product,
+        amount_minor: item.amountMinor,
+        paid_minor: revision.bill.paidMinor,
+        issued_at: item.issuedAt.toISOString(),
+        due_at: item.dueAt.toISOString(),
+        status: revision.bill.status,
+        source_version: item.version,
+        source_hash: item.hash,
+      });
+      if (revision.balanceCreditMinor > 0) {
+        credits.push({ accountId: item.accountId, deltaMinor: revision.balanceCreditMinor });
+        events.push({
+          accountId: item.accountId,
+          kind: 'bill-surplus-credited',
+          detail: {
+            billId: item.id,
+            version: item.version,
+            amountMinor: revision.balanceCreditMinor,
+          },
+          idempotencyKey: `bill-surplus-v1-${item.id}-${item.version}`,
+        });
+      }
+    }
+    const written = await queryRows<{ id: string }>(
+      tx,
+      sql`insert into bills (id, account_id, product, amount_minor, paid_minor, issued_at, due_at,
+                             status, source_version, source_hash)
+          select x.id, x.account_id, x.product, x.amount_minor, x.paid_minor, x.issued_at,
+                 x.due_at, x.status, x.source_version, x.source_hash
+            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
+                   id text, account_id text, product text, amount_minor bigint, paid_minor bigint,
+                   issued_at timestamptz, due_at timestamptz, status text, source_version bigint,
+                   source_hash text)
+          on conflict (id) do update set
+            product = excluded.product, amount_minor = excluded.amount_minor,
+            paid_minor = excluded.paid_minor, issued_at = excluded.issued_at,
+            due_at = excluded.due_at, status = excluded.status,
+            source_version = excluded.source_version, source_hash = excluded.source_hash,
+            updated_at = now()
+          ${newerGuard('bills')}
+          returning id`,
+    );
+    checkWritten('bill', [...writes.keys()], written);
+    await applyBalanceChanges(tx, credits);
+    await appendEventRows(tx, options.actor, events);
+    return { results, changedAccounts: changedAccounts(writes) };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payments, their reversals, top-ups: money moves through the ledger of each account's bills.
+
+/** The bills of `accountIds` that a payment may touch (all but the fully settled void ones), locked. */
+async function loadLedger(
+  tx: Tx,
+  accountIds: readonly string[],
+): Promise<Map<string, Map<string, LedgerBill>>> {
+  const rows = await queryRows<Record<string, unknown> & { account_id: string }>(
+    tx,
+    sql`select id, account_id, ${sql.raw(BILL_COLUMNS)} from bills
+         where account_id in (select ${textArray(accountIds)})
+           and (status = 'unpaid' or paid_minor > 0 or status = 'void')
+         order by id for update`,
+  );
+  const ledger = new Map<string, Map<string, LedgerBill>>();
+  for (const row of rows) billsOf(ledger, row.account_id).set(String(row.id), ledgerBill(row));
+  return ledger;
+}
+
+/** The account's bills in the batch's ledger (created empty on first use). */
+function billsOf(
+  ledger: Map<string, Map<string, LedgerBill>>,
+  accountId: string,
+): Map<string, LedgerBill> {
+  let bills = ledger.get(accountId);
+  if (bills === undefined) {
+    bills = new Map<string, LedgerBill>();
+    ledger.set(accountId, bills);
+  }
+  return bills;
+}
+
+/** Writes the bills whose paid amount changed (one statement). */
+async function writeLedger(tx: Tx, changed: Map<string, LedgerBill>): Promise<void> {
+  if (changed.size === 0) return;
+  const rows = [...changed.values()].map((b) => ({
+    id: b.id,
+    paid: b.paidMinor,
+    status: b.status,
+  }));
+  await tx.execute(sql`
+    update bills b set paid_minor = x.paid, status = x.status, updated_at = now()
+      from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(id text, paid bigint, status text)
+     where b.id = x.id`);
+}
+
+interface PaymentRow extends StoredRow {
+  amount_minor: string | number;
+  allocations: Allocation[] | null;
+  balance_credit_minor: string | number;
+  reversed_by: string | null;
+}
+
+function effectOf(row: PaymentRow): PaymentEffect | null {
+  if (row.allocations === null) return null;
+  return {
+    allocations: row.allocations.map((a) => ({
+      billId: a.billId,
+      amountMinor: Number(a.amountMinor),
+    })),
+    balanceCreditMinor: Number(row.balance_credit_minor),
+  };
+}
+
+export async function ingestPayments(
+  db: Db,
+  items: readonly PaymentItem[],
+  options: IngestOptions,
+): Promise<BatchResult> {
+  return db.transaction(async (tx) => {
+    // A newer version of a payment undoes the old allocation first: a reversal of sorts.
+    await begin(tx, options, 'reversal');
+    requireAccounts(
+      items,
+      await lockAccounts(
+        tx,
+        items.map((p) => p.accountId),
+      ),
+    );
+    const stored = (await loadStored(
+      tx,
+      'payments',
+      'amount_minor, allocations, balance_credit_minor, reversed_by',
+      items.map((p) => p.id),
+    )) as Map<string, PaymentRow>;
+    const { results, writes } = classify(items, stored, 'payment');
+    if (writes.size === 0) return { results, changedAccounts: [] };
+
+    const accountIds = changedAccounts(writes);
+    const ledger = await loadLedger(tx, accountIds);
+    const changedBills = new Map<string, LedgerBill>();
+    const balance: BalanceChange[] = [];
+    const rows: Record<string, unknown>[] = [];
+    const events: EventRow[] = [];
+    const effects = new Map<string, PaymentEffect>();
+    const issues: IngestIssue[] = [];
+    const indexOf = new Map(items.map((p, i) => [p.id, i]));
+
+    for (const { item } of writes.values()) {
+      const bills = billsOf(ledger, item.accountId);
+      const update = (changed: readonly LedgerBill[]) => {
+        for (const b of changed) {
+          bills.set(b.id, b);
+          changedBills.set(b.id, b);
+        }
+      };
+      const before = stored.get(item.id);
+      if (before !== undefined) {
+        const index = indexOf.get(item.id) ?? 0;
+        if (before.reversed_by !== null) {
+          issues.push({
+            index,
+            id: item.id,
+            field: 'version',
+            message: `payment ${item.id} was reversed by ${before.reversed_by}; it cannot change`,
+          });
+          continue;
+        }
+        const old = effectOf(before);
+        if (old === null) {
+          issues.push({
+            index,
+            id: item.id,
+            field: 'version',
+            message: `payment ${item.id} was recorded before allocations were kept; it cannot change`,
+          });
+          continue;
+        }
+        const undone = reversePayment(old, [...bills.values()]);
+        update(undone.bills);
+        balance.push({ accountId: item.accountId, deltaMinor: -undone.balanceDebitMinor });
+      }
+      const allocation = allocatePayment(item.amountMinor, item.billId, [...bills.values()]);
+      if (!allocation.ok) {
+        issues.push({
+          index: indexOf.get(item.id) ?? 0,
+          id: item.id,
+          field: 'billId',
+          message: allocation.message,
+        });
+        continue;
+      }
+      update(allocation.bills);
+      balance.push({ accountId: item.accountId, deltaMinor: allocation.effect.balanceCreditMinor });
+      effects.set(item.id, allocation.effect);
+      rows.push({
+        id: item.id,
+        account_id: item.accountId,
+        amount_minor: item.amountMinor,
+        bill_id: item.billId,
+        allocations: allocation.effect.allocations,
+        balance_credit_minor: allocation.effect.balanceCreditMinor,
+        source_version: item.version,
+        source_hash: item.hash,
+      });
+      events.push({
+        accountId: item.accountId,
+        kind: 'payment-received',
+        detail: {
+          paymentId: item.id,
+          version: item.version,
+          amountMinor: item.amountMinor,
+          billId: item.billId,
+          allocations: allocation.effect.allocations,
+          balanceCreditMinor: allocation.effect.balanceCreditMinor,
+        },
+        idempotencyKey:
+          item.version === 0 && before === undefined
+            ? `payment-v1-${item.id}`
+            : `payment-v1-${item.id}-${item.version}`,
+      });
+    }
+    if (issues.length > 0) {
+      const status = issues.every((i) => i.field === 'billId') ? 422 : 409;
+      throw new IngestRejected(
+        status,
+        status === 422 ? 'payment-refused' : 'version-conflict',
+        issues,
+      );
+    }
+
+    const written = await queryRows<{ id: string }>(
+      tx,
+      sql`insert into payments (id, account_id, amount_minor, bill_id, allocations,
+                                balance_credit_minor, source_version, source_hash)
+          select x.id, x.account_id, x.amount_minor, x.bill_id, x.allocations,
+                 x.balance_credit_minor, x.source_version, x.source_hash
+            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
+                   id text, account_id text, amount_minor bigint, bill_id text, allocations jsonb,
+                   balance_credit_minor bigint, source_version bigint, source_hash text)
+          on conflict (id) do update set
+            amount_minor = excluded.amount_minor, bill_id = excluded.bill_id,
+            allocations = excluded.allocations,
+            balance_credit_minor = excluded.balance_credit_minor,
+            source_version = excluded.source_version, source_hash = excluded.source_hash,
+            updated_at = now()
+          ${newerGuard('payments')}
+          returning id`,
+    );
+    checkWritten('payment', [...writes.keys()], written);
+    await writeLedger(tx, changedBills);
+    await applyBalanceChanges(tx, balance);
+    await appendEventRows(tx, options.actor, events);
+    const withEffects = results.map((r) => {
+      const effect = r.result === 'duplicate' ? undefined : effects.get(r.id);
+      return effect === undefined ? r : { ...r, ...effect };
+    });
+    return { results: withEffects, changedAccounts: accountIds };
+  });
+}
+
+export async function ingestPaymentReversals(
+  db: Db,
+  items: readonly ReversalItem[],
+  options: IngestOptions,
+): Promise<BatchResult> {
+  return db.transaction(async (tx) => {
+    await begin(tx, options, 'reversal');
+    requireAccounts(
+      items,
+      await lockAccounts(
+        tx,
+        items.map((r) => r.accountId),
+      ),
+    );
+    const stored = await loadStored(
+      tx,
+      'payment_reversals',
+      'payment_id',
+      items.map((r) => r.id),
+    );
+    const { results, writes } = classify(items, stored, 'payment reversal');
+    if (writes.size === 0) return { results, changedAccounts: [] };
+
+    const payments = (await loadStored(
+      tx,
+      'payments',
+      'amount_minor, allocations, balance_credit_minor, reversed_by',
+      [...writes.values()].map((w) => w.item.paymentId),
+    )) as Map<string, PaymentRow>;
+    const accountIds = changedAccounts(writes);
+    const ledger = await loadLedger(tx, accountIds);
+    const changedBills = new Map<string, LedgerBill>();
+    const balance: BalanceChange[] = [];
+    const rows: Record<string, unknown>[] = [];
+    const events: EventRow[] = [];
+    const issues: IngestIssue[] = [];
+    const indexOf = new Map(items.map((r, i) => [r.id, i]));
+
+    for (const { item, created } of writes.values()) {
+      const index = indexOf.get(item.id) ?? 0;
+      const previous = stored.get(item.id);
+      if (previous !== undefined && previous.payment_id !== item.paymentId) {
+        issues.push({
+          index,
+          id: item.id,
+          field: 'paymentId',
+          message: `payment reversal ${item.id} reverses ${String(previous.payment_id)}; it cannot move to another payment`,
+        });
+        continue;
+      }
+      rows.push({
+        id: item.id,
+        account_id: item.accountId,
+        payment_id: item.paymentId,
+        reason: item.reason,
+        source_version: item.version,
+        source_hash: item.hash,
+      });
+      if (!created && previous !== undefined) continue; // a newer version only changes the reason
+      const payment = payments.get(item.paymentId);
+      const refuse = (message: string) =>
+        issues.push({ index, id: item.id, field: 'paymentId', message });
+      if (payment === undefined || payment.account_id !== item.accountId) {
+        refuse(`payment ${item.paymentId} not found for the account`);
+        continue;
+      }
+      if (payment.reversed_by !== null && payment.reversed_by !== item.id) {
+        refuse(`payment ${item.paymentId} was already reversed by ${payment.reversed_by}`);
+        continue;
+      }
+      const effect = effectOf(payment);
+      if (effect === null) {
+        refuse(
+          `payment ${item.paymentId} was recorded before allocations were kept; reverse it by hand`,
+        );
+        continue;
+      }
+      const bills = billsOf(ledger, item.accountId);
+      const undone = reversePayment(effect, [...bills.values()]);
+      for (const b of undone.bills) {
+        bills.set(b.id, b);
+        changedBills.set(b.id, b);
+      }
+      balance.push({ accountId: item.accountId, deltaMinor: -undone.balanceDebitMinor });
+      payment.reversed_by = item.id;
+      events.push({
+        accountId: item.accountId,
+        kind: 'payment-reversed',
+        detail: {
+          reversalId: item.id,
+          paymentId: item.paymentId,
+          amountMinor: Number(payment.amount_minor),
+          restored: effect.allocations,
+          balanceDebitMinor: undone.balanceDebitMinor,
+          reason: item.reason,
+        },
+        idempotencyKey: `payment-reversal-v1-${item.id}`,
+      });
+    }
+    if (issues.length > 0) throw new IngestRejected(422, 'reversal-refused', issues);
+
+    const written = await queryRows<{ id: string }>(
+      tx,
+      sql`insert into payment_reversals (id, account_id, payment_id, reason, source_version, source_hash)
+          select x.id, x.account_id, x.payment_id, x.reason, x.source_version, x.source_hash
+            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
+                   id text, account_id text, payment_id text, reason text, source_version bigint,
+                   source_hash text)
+          on conflict (id) do update set
+            reason = excluded.reason, source_version = excluded.source_version,
+            source_hash = excluded.source_hash, updated_at = now()
+          ${newerGuard('payment_reversals')}
+          returning id`,
+    );
+    checkWritten('payment reversal', [...writes.keys()], written);
+    const reversed = events.map((e) => ({ id: e.detail.paymentId, by: e.detail.reversalId }));
+    if (reversed.length > 0) {
+      await tx.execute(sql`
+        update payments p set reversed_by = x.by, updated_at = now()
+          from jsonb_to_recordset(${JSON.stringify(reversed)}::jsonb) as x(id text, by text)
+         where p.id = x.id`);
+    }
+    await writeLedger(tx, changedBills);
+    await applyBalanceChanges(tx, balance);
+    await appendEventRows(tx, options.actor, events);
+    return { results, changedAccounts: accountIds };
+  });
+}
+
+export async function ingestTopups(
+  db: Db,
+  items: readonly TopupItem[],
+  options: IngestOptions,
+): Promise<BatchResult> {
+  return db.transaction(async (tx) => {
+    await begin(tx, options, '');
+    requireAccounts(
+      items,
+      await lockAccounts(
+        tx,
+        items.map((t) => t.accountId),
+      ),
+    );
+    const stored = await loadStored(
+      tx,
+      'topups',
+      'amount_minor',
+      items.map((t) => t.id),
+    );
+    const { results, writes } = classify(items, stored, 'top-up');
+    if (writes.size === 0) return { results, changedAccounts: [] };
+    const rows: Record<string, unknown>[] = [];
+    const balance: BalanceChange[] = [];
+    const events: EventRow[] = [];
+    for (const { item } of writes.values()) {
+      const before = stored.get(item.id);
+      const delta = item.amountMinor - (before === undefined ? 0 : Number(before.amount_minor));
+      balance.push({ accountId: item.accountId, deltaMinor: delta });
+      rows.push({
+        id: item.id,
+        account_id: item.accountId,
+        amount_minor: item.amountMinor,
+        source_version: item.version,
+        source_hash: item.hash,
+      });
+      events.push({
+        accountId: item.accountId,
+        kind: 'topup-received',
+        detail: {
+          topupId: item.id,
+          version: item.version,
+          amountMinor: item.amountMinor,
+          deltaMinor: delta,
+        },
+        idempotencyKey:
+          item.version === 0 && before === undefined
+            ? `topup-v1-${item.id}`
+            : `topup-v1-${item.id}-${item.version}`,
+      });
+    }
+    const written = await queryRows<{ id: string }>(
+      tx,
+      sql`insert into topups (id, account_id, amount_minor, source_version, source_hash)
+          select x.id, x.account_id, x.amount_minor, x.source_version, x.source_hash
+            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
+                   id text, account_id text, amount_minor bigint, source_version bigint,
+                   source_hash text)
+          on conflict (id) do update set
+            amount_minor = excluded.amount_minor, source_version = excluded.source_version,
+            source_hash = excluded.source_hash, updated_at = now()
+          ${newerGuard('topups')}
+          returning id`,
+    );
+    checkWritten('top-up', [...writes.keys()], written);
+    await applyBalanceChanges(tx, balance);
+    await appendEventRows(tx, options.actor, events);
+    return { results, changedAccounts: changedAccounts(writes) };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records written as plain rows.
+
+/** How one kind of row is upserted. Column names are this file's constants, never input. */
+export interface RowKind {
+  /** Singular noun for messages, e.g. "service". */
+  readonly noun: string;
+  readonly table: string;
+  /** `name type` pairs of the row as `jsonb_to_recordset` reads it (id and account_id first). */
+  readonly columns: readonly (readonly [string, string])[];
+  /** Columns an update leaves alone (besides id and account_id), e.g. an opening balance. */
+  readonly insertOnly?: readonly string[];
+  /** Extra assignments of an update, e.g. `version = accounts.version + 1`. */
+  readonly onUpdate?: string;
+  /** Rows whose account need not exist yet (accounts themselves). */
+  readonly createsAccount?: boolean;
+  /** How rows are found by the caller's id; default: the `id` column. */
+  readonly key?: RowKey;
+  /** The table has no `updated_at` column (usage records are reference data). */
+  readonly noUpdatedAt?: boolean;
+}
+
+/** Usage records: unique by the writer's source id within the account. */
+export const USAGE_KEY: RowKey = {
+  select: "account_id || '/' || source_id",
+  match:
+    "(account_id, source_id) in (select split_part(k, '/', 1), split_part(k, '/', 2) from ids)",
+  conflict: 'account_id, source_id',
+};
+
+export async function ingestRows(
+  db: Db,
+  kind: RowKind,
+  items: readonly RowItem[],
+  options: IngestOptions,
+  /** A check of each write against the stored row (e.g. a currency that may not change). */
+  validate?: (item: RowItem, stored: StoredRow | undefined) => string | null,
+): Promise<BatchResult> {
+  return db.transaction(async (tx) => {
+    await begin(tx, options, '');
+    const existing = await lockAccounts(
+      tx,
+      items.map((i) => i.accountId),
+    );
+    if (kind.createsAccount !== true) requireAccounts(items, existing);
+    const key = kind.key ?? ID_KEY;
+    const ownAccount = key.account === 'id';
+    const names = kind.columns.map(([name]) => name);
+    const stored = await loadStored(
+      tx,
+      kind.table,
+      names.filter((n) => n !== 'id' && n !== 'account_id').join(', ') || 'id',
+      items.map((i) => i.id),
+      key,
+    );
+    const { results, writes } = classify(items, stored, kind.noun);
+    if (writes.size === 0) return { results, changedAccounts: [] };
+    if (validate !== undefined) {
+      const issues = [...writes.values()].flatMap(({ item }) => {
+        const message = validate(item, stored.get(item.id));
+        return message === null
+          ? []
+          : [{ index: items.indexOf(item), id: item.id, field: 'body', message }];
+      });
+      if (issues.length > 0) throw new IngestRejected(422, 'invalid-change', issues);
+    }
+    const rows = [...writes.values()].map(({ item }) => ({
+      ...item.row,
+      ...(key.select === 'id' ? { id: item.id } : {}),
+      ...(ownAccount ? {} : { account_id: item.accountId }),
+      source_version: item.version,
+      source_hash: item.hash,
+    }));
+    const all = [...names, 'source_version', 'source_hash'];
+    const types = [...kind.columns, ['source_version', 'bigint'], ['source_hash', 'text']]
+      .map(([n, t]) => `${n} ${t}`)
+      .join(', ');
+    const fixed = new Set(['id', 'account_id', 'source_id', ...(kind.insertOnly ?? [])]);
+    const assignments = all
+      .filter((n) => !fixed.has(n))
+      .map((n) => `${n} = excluded.${n}`)
+      .concat(kind.onUpdate === undefined ? [] : [kind.onUpdate])
+      .concat(kind.noUpdatedAt === true ? [] : ['updated_at = now()'])
+      .join(', ');
+    const written = await queryRows<{ id: string }>(
+      tx,
+      sql`insert into ${sql.identifier(kind.table)} (${sql.raw(all.join(', '))})
+          select ${sql.raw(all.map((n) => `x.${n}`).join(', '))}
+            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.raw(types)})
+          on conflict (${sql.raw(key.conflict)}) do update set ${sql.raw(assignments)}
+          ${newerGuard(kind.table, key.account)}
+          returning ${sql.raw(key.select)} as id`,
+    );
+    checkWritten(kind.noun, [...writes.keys()], written);
+    return { results, changedAccounts: changedAccounts(writes) };
+  });
+}
