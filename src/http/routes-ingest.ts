@@ -340,6 +340,7 @@ const STUDIO_INSTANCE_KIND: RowKind = {
 };
 
 const SDK_LICENSE_KIND: RowKind = {
+  evaluates: false,
   noun: 'SDK license',
   table: 'sdk_licenses',
   columns: [
@@ -351,6 +352,7 @@ const SDK_LICENSE_KIND: RowKind = {
 };
 
 const ORDER_KIND: RowKind = {
+  evaluates: false,
   noun: 'order',
   table: 'orders',
   noUpdatedAt: true,
@@ -373,6 +375,7 @@ const ORDER_KIND: RowKind = {
 };
 
 const USAGE_KIND: RowKind = {
+  evaluates: false,
   noun: 'usage record',
   table: 'usage_records',
   key: USAGE_KEY,
@@ -417,6 +420,7 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
   ) => {
     const options = {
       statementTimeoutMs: config.ingestStatementTimeoutMs,
+      now: daemon.ctx.clock.now(),
       actor: actorName(principal),
     };
     let result: BatchResult;
@@ -686,7 +690,7 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
       const item = versioned(p);
       const result = await db
         .transaction(async (tx) => {
-          await begin(tx, { statementTimeoutMs: config.ingestStatementTimeoutMs, actor }, '');
+          await begin(tx, { statementTimeoutMs: config.ingestStatementTimeoutMs, now, actor }, '');
           if (!(await lockAccounts(tx, [p.accountId])).has(p.accountId)) {
             throw new IngestRejected(422, 'unknown-account', [
               { index: 0, id: p.id, field: 'accountId', message: 'unknown account' },

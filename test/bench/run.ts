@@ -13,8 +13,9 @@
  * (10/s), BENCH_BURST (payments fired at once, 1000), BENCH_EVAL_WINDOW_S (120),
  * BENCH_SCALE_WINDOW_S (longest evaluation window of a scaling run, 120), BENCH_RELEASES (200),
  * BENCH_RELEASE_RATE (overdue bills per second, 10), BENCH_NOTIFY_N (20000), BENCH_NOTIFY_RATE
- * (rate limit per channel, 200), BENCH_NOTIFY_SECONDS (10), BENCH_SKIP (comma list of scaling,
- * daemon, release, notify), BENCH_LOG_LEVEL (daemon log level, warn), BENCH_TIMEOUT_S (whole
+ * (rate limit per channel, 200), BENCH_NOTIFY_SECONDS (10), BENCH_INGEST_ITEMS (bills and
+ * payments each, 20000), BENCH_INGEST_ACCOUNTS (2000), BENCH_INGEST_BATCH (1000), BENCH_SKIP
+ * (comma list of scaling, daemon, release, ingest, notify), BENCH_LOG_LEVEL (daemon log level, warn), BENCH_TIMEOUT_S (whole
  * run, 3600), BENCH_KEEP_DB=1, BENCH_CPU_PROF=1, BENCH_DAEMON_NODE_FLAGS, TEST_DATABASE_URL,
  * TEST_REDIS_URL.
  *
@@ -42,7 +43,9 @@
  *    NOTIFY's arrival at a LISTEN in this process.
  * 5. Releases (phase-release.ts): overdue → suspended latency, Redis bytes per pending studio
  *    release, release lag behind the due instant.
- * 6. Notifications (notify-bench.ts as a child): messages/s against no-op jobs on the same
+ * 6. Ingest (phase-ingest.ts): bills and payments per second over HTTP, one client, batches of
+ *    1,000, against a bare multi-row INSERT of the same rows.
+ * 7. Notifications (notify-bench.ts as a child): messages/s against no-op jobs on the same
  *    queues, duplicates at the SMTP and SMS sinks, the rate limit held.
  *
  * report.ts turns the results into rows (value, baseline, ratio, goal, met) and prints a "why /
@@ -96,6 +99,7 @@ import {
 } from './common';
 import { generate } from './generate';
 import type { NotifyBenchResult } from './notify-bench';
+import { ingestPhase } from './phase-ingest';
 import { releasePhase } from './phase-release';
 import { scalingPhase } from './phase-scaling';
 import {
@@ -129,6 +133,9 @@ const NOTIFY_N = envNumber('BENCH_NOTIFY_N', 20_000);
 const NOTIFY_RATE = envNumber('BENCH_NOTIFY_RATE', 200);
 const NOTIFY_SECONDS = envNumber('BENCH_NOTIFY_SECONDS', 10);
 const TIMEOUT_MS = envNumber('BENCH_TIMEOUT_S', 3600) * 1000;
+const INGEST_ITEMS = envNumber('BENCH_INGEST_ITEMS', 20_000);
+const INGEST_ACCOUNTS = envNumber('BENCH_INGEST_ACCOUNTS', 2_000);
+const INGEST_BATCH = envNumber('BENCH_INGEST_BATCH', 1_000);
 const SKIP = new Set(
   (process.env.BENCH_SKIP ?? '')
     .split(',')
@@ -847,6 +854,9 @@ async function main(): Promise<void> {
       NOTIFY_N,
       NOTIFY_RATE,
       NOTIFY_SECONDS,
+      INGEST_ITEMS,
+      INGEST_ACCOUNTS,
+      INGEST_BATCH,
       TIMEOUT_S: TIMEOUT_MS / 1000,
       LOG_LEVEL,
       EVAL_CONCURRENCY,
@@ -885,6 +895,13 @@ async function main(): Promise<void> {
       results.release = await releasePhase(ctx, {
         releases: RELEASES,
         ratePerSecond: RELEASE_RATE,
+      });
+    }
+    if (!SKIP.has('ingest')) {
+      results.ingest = await ingestPhase(ctx, {
+        accounts: INGEST_ACCOUNTS,
+        items: INGEST_ITEMS,
+        batch: INGEST_BATCH,
       });
     }
     if (!SKIP.has('notify')) {

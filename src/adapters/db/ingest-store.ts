@@ -63,13 +63,18 @@ export interface IngestItemResult {
 
 export interface BatchResult {
   readonly results: readonly IngestItemResult[];
-  /** Accounts whose state changed (to be evaluated). */
+  /**
+   * Accounts to evaluate now: their money, bills due by now, services or quotas changed. (A bill
+   * due later changes nothing until it falls due; the scan finds it then.)
+   */
   readonly changedAccounts: readonly string[];
 }
 
 export interface IngestOptions {
   /** The transaction's statement_timeout, ms. */
   readonly statementTimeoutMs: number;
+  /** The clock's now: a bill due by then makes its account worth evaluating at once. */
+  readonly now: Date;
   /** Who posted the batch, for the audit events. */
   readonly actor: string;
 }
@@ -121,10 +126,16 @@ export interface RowItem extends Versioned {
 // ---------------------------------------------------------------------------------------------
 // Shared steps.
 
+/**
+ * Sets the batch's statement timeout and paid-adjustment flag. The write is marked as the
+ * daemon's own (`overdue_worker.origin`), so the triggers do not NOTIFY: the caller queues the
+ * evaluations that matter itself (BatchResult.changedAccounts), not one per touched account.
+ */
 export async function begin(tx: Tx, options: IngestOptions, paidAdjustment: string): Promise<void> {
   await tx.execute(
     sql`select set_config('statement_timeout', ${String(options.statementTimeoutMs)}, true),
-               set_config('overdue_worker.paid_adjustment', ${paidAdjustment}, true)`,
+               set_config('overdue_worker.paid_adjustment', ${paidAdjustment}, true),
+               set_config('overdue_worker.origin', 'daemon', true)`,
   );
 }
 
@@ -379,9 +390,14 @@ export async function ingestBills(
     const rows: Record<string, unknown>[] = [];
     const credits: BalanceChange[] = [];
     const events: EventRow[] = [];
+    const evaluate = new Set<string>();
     for (const { item } of writes.values()) {
       const before = stored.get(item.id);
       const revision = reviseBill(before === undefined ? null : ledgerBill(before), item);
+      const dueBefore = before !== undefined && ledgerBill(before).dueAt <= options.now;
+      if (dueBefore || item.dueAt <= options.now || revision.balanceCreditMinor > 0) {
+        evaluate.add(item.accountId);
+      }
       rows.push({
         id: item.id,
         account_id: item.accountId,
@@ -430,23 +446,28 @@ export async function ingestBills(
     checkWritten('bill', [...writes.keys()], written);
     await applyBalanceChanges(tx, credits);
     await appendEventRows(tx, options.actor, events);
-    return { results, changedAccounts: changedAccounts(writes) };
+    return { results, changedAccounts: [...evaluate] };
   });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Payments, their reversals, top-ups: money moves through the ledger of each account's bills.
 
-/** The bills of `accountIds` that a payment may touch (all but the fully settled void ones), locked. */
+/**
+ * The bills a batch of payments may touch, locked: the accounts' bills that still owe, plus the
+ * named ones (a bill a payment names, the bills an earlier allocation paid).
+ */
 async function loadLedger(
   tx: Tx,
   accountIds: readonly string[],
+  billIds: readonly string[],
 ): Promise<Map<string, Map<string, LedgerBill>>> {
   const rows = await queryRows<Record<string, unknown> & { account_id: string }>(
     tx,
     sql`select id, account_id, ${sql.raw(BILL_COLUMNS)} from bills
-         where account_id in (select ${textArray(accountIds)})
-           and (status = 'unpaid' or paid_minor > 0 or status = 'void')
+         where (account_id in (select ${textArray(accountIds)})
+                and status = 'unpaid' and paid_minor < amount_minor)
+            or id in (select ${textArray(billIds)})
          order by id for update`,
   );
   const ledger = new Map<string, Map<string, LedgerBill>>();
@@ -524,7 +545,11 @@ export async function ingestPayments(
     if (writes.size === 0) return { results, changedAccounts: [] };
 
     const accountIds = changedAccounts(writes);
-    const ledger = await loadLedger(tx, accountIds);
+    const named = [...writes.values()].flatMap(({ item }) => [
+      ...(item.billId === null ? [] : [item.billId]),
+      ...(stored.get(item.id)?.allocations ?? []).map((a) => a.billId),
+    ]);
+    const ledger = await loadLedger(tx, accountIds, named);
     const changedBills = new Map<string, LedgerBill>();
     const balance: BalanceChange[] = [];
     const rows: Record<string, unknown>[] = [];
@@ -676,7 +701,10 @@ export async function ingestPaymentReversals(
       [...writes.values()].map((w) => w.item.paymentId),
     )) as Map<string, PaymentRow>;
     const accountIds = changedAccounts(writes);
-    const ledger = await loadLedger(tx, accountIds);
+    const named = [...writes.values()].flatMap(
+      ({ item }) => payments.get(item.paymentId)?.allocations?.map((a) => a.billId) ?? [],
+    );
+    const ledger = await loadLedger(tx, accountIds, named);
     const changedBills = new Map<string, LedgerBill>();
     const balance: BalanceChange[] = [];
     const rows: Record<string, unknown>[] = [];
@@ -866,6 +894,8 @@ export interface RowKind {
   readonly key?: RowKey;
   /** The table has no `updated_at` column (usage records are reference data). */
   readonly noUpdatedAt?: boolean;
+  /** false: the rows play no part in enforcement (orders, licenses, usage): no evaluation. */
+  readonly evaluates?: boolean;
 }
 
 /** Usage records: unique by the writer's source id within the account. */
@@ -940,6 +970,9 @@ export async function ingestRows(
           returning ${sql.raw(key.select)} as id`,
     );
     checkWritten(kind.noun, [...writes.keys()], written);
-    return { results, changedAccounts: changedAccounts(writes) };
+    return {
+      results,
+      changedAccounts: kind.evaluates === false ? [] : changedAccounts(writes),
+    };
   });
 }
