@@ -1,10 +1,11 @@
-import type { Job } from 'bullmq';
+import { UnrecoverableError, type Job } from 'bullmq';
 import type { Clock } from '../src/adapters/clock/clock';
 import type { ControlPlane } from '../src/adapters/control-plane/control-plane';
 import type { Db } from '../src/adapters/db/client';
 import type { OutboxRelay } from '../src/adapters/queue/outbox-relay';
 import type { QueueSet } from '../src/adapters/queue/queues';
 import type { Config } from '../src/config';
+import { dbErrorInfo, describeError, safeStack } from '../src/describe-error';
 import type { Logger } from '../src/logger';
 
 /** What every job handler may use. Built once by the daemon (src/daemon.ts). */
@@ -27,4 +28,38 @@ export type JobHandler = (job: Job, ctx: JobContext, log: Logger) => Promise<unk
 /** Who an evaluation is attributed to in the event log: an operator by name, else the daemon. */
 export function actorOf(origin: string): string {
   return origin.startsWith('operator') ? origin : 'daemon';
+}
+
+/** BullMQ's own signals (move to delayed, wait for children, rate limited): not failures. */
+const BULLMQ_SIGNALS = new Set([
+  'DelayedError',
+  'WaitingError',
+  'WaitingChildrenError',
+  'RateLimitError',
+]);
+
+/**
+ * What a handler throws to BullMQ. BullMQ keeps the message as the job's `failedReason` and the
+ * stack in its `stacktrace`, and the dashboard shows both to every viewer, so they are the
+ * error's description without personal data (src/describe-error.ts: a failed query's SQL and
+ * parameters never). Whether a retry helps is kept: an UnrecoverableError stays one.
+ */
+export function toJobError(error: unknown): Error {
+  if (error instanceof Error && BULLMQ_SIGNALS.has(error.name)) return error;
+  const message = describeError(error);
+  const unrecoverable = error instanceof Error && error.name === 'UnrecoverableError';
+  const safe = unrecoverable ? new UnrecoverableError(message) : new Error(message);
+  if (error instanceof Error) safe.stack = safeStack(error, `${safe.name}: ${message}`);
+  // The database error's names stay readable to the log's serializer (BullMQ keeps only the
+  // message and the stack).
+  const db = dbErrorInfo(error);
+  if (db !== null) {
+    Object.assign(safe, {
+      code: db.code,
+      constraint_name: db.constraint,
+      table_name: db.table,
+      column_name: db.column,
+    });
+  }
+  return safe;
 }

@@ -7,8 +7,9 @@ import {
   type JobName,
 } from '../src/adapters/queue/catalog';
 import { finishOutbox } from '../src/adapters/db/effect-store';
+import { describeError } from '../src/describe-error';
 import { balanceScanJob } from './balance-scan';
-import type { JobContext, JobHandler } from './context';
+import { toJobError, type JobContext, type JobHandler } from './context';
 import { controlPlaneJob } from './control-plane';
 import { evaluateAccountJob } from './evaluate-account';
 import { outboxRelayJob } from './outbox-relay';
@@ -63,8 +64,11 @@ export function startWorkers(
     try {
       return await handler(job, ctx, log);
     } catch (error) {
-      if (error instanceof InvalidPayloadError) throw new UnrecoverableError(error.message);
-      throw error;
+      // Thrown errors become the job's failedReason: described, never a query's parameters.
+      if (error instanceof InvalidPayloadError) {
+        throw toJobError(new UnrecoverableError(error.message));
+      }
+      throw toJobError(error);
     }
   };
   return CORE_QUEUES.map((queue) => {
@@ -89,13 +93,13 @@ export function startWorkers(
           jobId: job.id,
           attempt: job.attemptsMade,
           final,
-          err: { message: err.message },
+          err,
         },
         final ? 'job failed for good' : 'job failed; will retry',
       );
       const outboxKey = (job.data as { outboxKey?: unknown }).outboxKey;
       if (final && queue === QUEUES.effects && typeof outboxKey === 'string') {
-        void finishOutbox(ctx.db, outboxKey, 'failed', err.message).catch(() => undefined);
+        void finishOutbox(ctx.db, outboxKey, 'failed', describeError(err)).catch(() => undefined);
       }
     });
     return worker;

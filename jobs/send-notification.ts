@@ -12,6 +12,7 @@ import { nextSmsSendInstant } from '../src/domain/quiet-hours';
 import type { QuietHours } from '../src/domain/rules';
 import type { Channel } from '../src/domain/snapshot';
 import { childLogger, type Logger } from '../src/logger';
+import { toJobError } from './context';
 import { renderMessage, TemplateError, type RenderedMessage } from '../src/notify/templates';
 
 /**
@@ -163,7 +164,17 @@ export function createSendNotificationHandler(
    */
   const leaseMs = config.notify.timeoutMs + 20_000;
 
+  // What is thrown becomes the job's failedReason and stacktrace: described without personal
+  // data (a failed insert of the fallback carries the recipient among its parameters).
   return async function sendNotification(job: Job, token?: string): Promise<void> {
+    try {
+      await attempt(job, token);
+    } catch (error) {
+      throw toJobError(error);
+    }
+  };
+
+  async function attempt(job: Job, token: string | undefined): Promise<void> {
     let outboxKey: string;
     try {
       ({ outboxKey } = parsePayload('send-notification', job.data));
@@ -341,7 +352,7 @@ export function createSendNotificationHandler(
       if (fallbackKey !== null) deps.requestRelay();
       throw new UnrecoverableError(`${error.code}: ${error.message}`);
     }
-  };
+  }
 
   /**
    * Takes the row for one attempt: sets it `sending` with this attempt's token and a lease on the

@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { REDACTED, redactUrl, type LogLevel } from './config';
+import { serializeError } from './describe-error';
 
 export type { Logger } from 'pino';
 
@@ -59,14 +60,17 @@ function censor(value: unknown, path: string[]): unknown {
 }
 
 /**
- * The root logger: JSON lines to `destination` (stdout by default), secrets masked by key.
- * Create it once in main.ts and hand children to the parts of the program.
+ * The root logger: JSON lines to `destination` (stdout by default), secrets masked by key, and
+ * errors (`err`, `error`) described without personal data: SQLSTATE, constraint, table and the
+ * stack's frames, never a failed query's SQL or parameters nor the row PostgreSQL quotes
+ * (src/describe-error.ts). Create it once in main.ts and hand children to the parts of the program.
  */
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   const options = {
     level,
     base: { service: 'overdue-worker', pid: process.pid },
     redact: { paths: [...REDACT_PATHS], censor },
+    serializers: { err: serializeError, error: serializeError },
   };
   return destination === undefined ? pino(options) : pino(options, destination);
 }

@@ -3,6 +3,7 @@ import { migrate } from './adapters/db/migrate';
 import { assertRedisAnswers } from './adapters/queue/connection';
 import { parseConfigOrExit, redactedConfig } from './config';
 import { startDaemon } from './daemon';
+import { describeError } from './describe-error';
 import { buildHttpServer } from './http/server';
 import { childLogger, createLogger, type Logger } from './logger';
 
@@ -124,6 +125,6 @@ async function closeAll(logger: Logger, resources: readonly Resource[]): Promise
 
 main().catch((err: unknown) => {
   // Reached only for a bug in start-up itself; configuration problems exit in parseConfigOrExit.
-  process.stderr.write(`overdue-worker failed to start: ${String(err)}\n`);
+  process.stderr.write(`overdue-worker failed to start: ${describeError(err)}\n`);
   process.exit(1);
 });

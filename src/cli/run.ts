@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { describeError } from '../describe-error';
 import { runCli, UsageError } from './index';
 
 /**
@@ -10,8 +11,8 @@ try {
   const code = await runCli(process.argv.slice(2));
   if (code >= 0) process.exit(code);
 } catch (error) {
-  process.stderr.write(
-    `overdue-worker: ${error instanceof Error ? error.message : String(error)}\n`,
-  );
+  // Usage errors are ours to word; anything else is described (never a query's parameters).
+  const text = error instanceof UsageError ? error.message : describeError(error);
+  process.stderr.write(`overdue-worker: ${text}\n`);
   process.exit(error instanceof UsageError ? 2 : 1);
 }

@@ -449,11 +449,14 @@ class Evaluation {
         threshold: crossed,
         remainingUnits: remaining,
         totalUnits: total,
+        // The key keeps its stored label ("p20", "u500"); the customer reads the threshold itself.
         notice: this.notice('plan-quota-low', {
           planKind: kind,
           remainingUnits: remaining,
           totalUnits: total,
-          threshold: thresholdLabel(crossed),
+          ...(crossed.kind === 'percent'
+            ? { thresholdPercent: crossed.percent }
+            : { thresholdUnits: crossed.units }),
         }),
       });
     }

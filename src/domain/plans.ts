@@ -67,7 +67,10 @@ export function thresholdLimitTimes100(threshold: PlanThreshold, totalUnits: num
   return threshold.kind === 'percent' ? threshold.percent * totalUnits : threshold.units * 100;
 }
 
-/** Short stable label used in idempotency keys: "p20" for 20 %, "u500" for 500 units. */
+/**
+ * Short stable label used in idempotency keys: "p20" for 20 %, "u500" for 500 units. Stored in
+ * keys, so it never changes; never shown to customers (a notice carries the threshold itself).
+ */
 export function thresholdLabel(threshold: PlanThreshold): string {
   const value = threshold.kind === 'percent' ? threshold.percent : threshold.units;
   return `${threshold.kind === 'percent' ? 'p' : 'u'}${String(value).replace('.', '_')}`;

@@ -54,7 +54,12 @@ export type RefundQuote =
       readonly keptMinor: { readonly voucher: Minor; readonly coupon: Minor; readonly cash: Minor };
       readonly voidedGiftIds: readonly string[];
       readonly promotionApplied: boolean;
-      /** Local dates (account zone) between which the refund arrives: 2–3 business days. */
+      /** When the refund is (or will be) requested: the arrival window counts from it. */
+      readonly requestedAt: string;
+      /**
+       * Local dates (account zone) between which the refund arrives: 2–3 business days after
+       * the local day of the request, not of the quote.
+       */
       readonly arrival: { readonly earliest: string; readonly latest: string };
     }
   | {
@@ -75,7 +80,14 @@ const MESSAGES: Record<RefundDenial, string> = {
 };
 
 export interface RefundContext {
+  /** When the quote is asked. */
   readonly now: Date;
+  /**
+   * When the refund is, was or will be requested; the arrival window counts from this day, not
+   * from the quote's (asked on Monday about Friday's request, the window is Tue–Wed, not Wed–Thu).
+   * Default: `now`, a refund requested as it is quoted.
+   */
+  readonly requestedAt?: Date;
   readonly timeZone: string;
   /** Local holidays (YYYY-MM-DD) skipped with weekends when counting business days. */
   readonly holidays: ReadonlySet<string>;
@@ -124,8 +136,9 @@ export function quoteRefund(order: RefundOrder, ctx: RefundContext): RefundQuote
   const capped =
     promo?.maxRefundMinor !== undefined ? Math.min(planCash, promo.maxRefundMinor) : planCash;
   const refundMinor = Math.max(0, capped);
-  const earliest = addBusinessDays(ctx.now, ctx.minBusinessDays, ctx.timeZone, ctx.holidays);
-  const latest = addBusinessDays(ctx.now, ctx.maxBusinessDays, ctx.timeZone, ctx.holidays);
+  const requestedAt = ctx.requestedAt ?? ctx.now;
+  const earliest = addBusinessDays(requestedAt, ctx.minBusinessDays, ctx.timeZone, ctx.holidays);
+  const latest = addBusinessDays(requestedAt, ctx.maxBusinessDays, ctx.timeZone, ctx.holidays);
   return {
     refundable: true,
     orderId: order.id,
@@ -139,6 +152,7 @@ export function quoteRefund(order: RefundOrder, ctx: RefundContext): RefundQuote
     voidedGiftIds: order.gifts.map((g) => g.id),
     promotionApplied:
       promo !== null && (promo.refundable !== undefined || promo.maxRefundMinor !== undefined),
+    requestedAt: requestedAt.toISOString(),
     arrival: { earliest: earliest.toISODate() ?? '', latest: latest.toISODate() ?? '' },
   };
 }

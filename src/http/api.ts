@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { dbErrorInfo } from '../describe-error';
 import type { Principal } from './auth';
 
 /**
@@ -80,25 +81,12 @@ export function badRequest(issues: FieldIssue[]): HttpError {
   return new HttpError(400, 'bad-request', summary, { issues });
 }
 
-/** SQLSTATE of a PostgreSQL error anywhere in the cause chain (drizzle wraps driver errors). */
-export function sqlState(error: unknown): { code: string; constraint?: string } | null {
-  let current: unknown = error;
-  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
-    const e = current as Error & { code?: unknown; constraint_name?: unknown };
-    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
-      const constraint = typeof e.constraint_name === 'string' ? e.constraint_name : undefined;
-      return constraint === undefined ? { code: e.code } : { code: e.code, constraint };
-    }
-    current = e.cause;
-  }
-  return null;
-}
-
 /**
  * Error handler of the API scope: HttpError as is; Fastify's own 4xx (bad JSON, too large,
  * unsupported media type) as is; database integrity errors caused by the input (check, foreign
  * key, unique) as 409 with the constraint; data exceptions as 400. Anything else is a bug or an
- * outage: 500/503, logged.
+ * outage: 500/503, logged. Answers and log lines name the SQLSTATE, constraint and table, never
+ * the database's message or the query's parameters (src/describe-error.ts).
  */
 export function apiErrorHandler(
   error: FastifyError | HttpError | Error,
@@ -114,7 +102,7 @@ export function apiErrorHandler(
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return reply.code(status).send({ error: 'bad-request', message: error.message });
   }
-  const pg = sqlState(error);
+  const pg = dbErrorInfo(error);
   if (pg?.code.startsWith('23')) {
     return reply.code(409).send({
       error: 'conflict',

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { queryRows } from '../adapters/db/client';
 import { SCHEDULER_IDS, type Daemon } from '../daemon';
+import { describeError } from '../describe-error';
 import type { Authenticator } from './auth';
 import { guard } from './auth';
 import { ScrapeMetrics } from './metrics';
@@ -30,8 +31,8 @@ export async function withTimeout<T>(work: Promise<T>, ms: number, what: string)
   }
 }
 
-const message = (error: unknown): string =>
-  error instanceof Error ? error.message : String(error);
+/** Readiness answers are public: the error's description, without a query's parameters. */
+const message = (error: unknown): string => describeError(error);
 
 export interface Check {
   readonly ok: boolean;

@@ -73,6 +73,8 @@ const giftsSchema = z.array(z.object({ id: z.string().min(1), kind: z.string().m
 export interface LoadedOrder {
   readonly order: RefundOrder;
   readonly account: AccountRow;
+  /** When the order was placed: no refund of it is requested before. */
+  readonly createdAt: Date;
 }
 
 export async function loadRefundOrder(db: Db, orderId: string): Promise<LoadedOrder> {
@@ -124,6 +126,7 @@ export async function loadRefundOrder(db: Db, orderId: string): Promise<LoadedOr
   const hasPromotion = row.promotionId !== null || row.promotionRules !== null;
   return {
     account,
+    createdAt: row.createdAt,
     order: {
       id: row.id,
       kind: row.productType,

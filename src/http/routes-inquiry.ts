@@ -57,6 +57,42 @@ const ordersQuery = z
   .strict()
   .refine(orderedPeriod, periodIssue);
 
+const refundQuoteQuery = z
+  .object({
+    requestedAt: z
+      .string()
+      .optional()
+      .describe(
+        'When the refund is (or will be) requested, ISO 8601 with offset; the arrival window counts from its local day. Default: now',
+      ),
+  })
+  .strict();
+
+/**
+ * `requestedAt` as an instant: ISO 8601 with an offset (the local day depends on it), years
+ * 1970-9999, not before the order was placed. Anything else is a 422 naming the field: the
+ * quote cannot be made from it.
+ */
+function parseRequestedAt(text: string, orderCreatedAt: Date): Date {
+  const bad = (message: string) =>
+    new HttpError(422, 'invalid-requested-at', `query.requestedAt: ${message}`, {
+      issues: [{ path: 'query.requestedAt', message }],
+    });
+  const parsed = instantSchema.safeParse(text);
+  if (!parsed.success) {
+    throw bad(
+      parsed.error.issues[0]?.code === 'custom'
+        ? 'must be between 1970 and 9999'
+        : 'must be an ISO 8601 instant with an offset, e.g. 2026-11-27T10:00:00Z',
+    );
+  }
+  const at = new Date(parsed.data);
+  if (at.getTime() < orderCreatedAt.getTime()) {
+    throw bad(`must not be before the order was placed (${orderCreatedAt.toISOString()})`);
+  }
+  return at;
+}
+
 function zoneOf(account: AccountRow): string {
   if (!IANAZone.isValidZone(account.timeZone)) {
     throw new HttpError(422, 'bad-row', `account ${account.id} has an unknown time zone`, {
@@ -94,16 +130,23 @@ export function registerInquiryRoutes(api: Api, daemon: Daemon): void {
     url: '/v1/orders/:id/refund-quote',
     tag: 'inquiry',
     summary: 'R11: what a refund of this order would be, and when it would arrive',
+    description:
+      'The arrival window counts from `requestedAt`, the instant the refund is (or will be) requested; default: now.',
     params: z.object({ id: idSchema }).strict(),
+    query: refundQuoteQuery,
     responses: {
       200: 'A quote (refundable) or the reason it is not refundable',
       404: 'No such order',
-      422: 'The order row breaks the contract',
+      422: 'The order row breaks the contract, or requestedAt is not a usable instant',
     },
-    handler: async ({ params }) => {
-      const { order, account } = await loadRefundOrder(db, params.id);
+    handler: async ({ params, query }) => {
+      const { order, account, createdAt } = await loadRefundOrder(db, params.id);
+      const now = clock.now();
+      const requestedAt =
+        query.requestedAt === undefined ? now : parseRequestedAt(query.requestedAt, createdAt);
       return quoteRefund(order, {
-        now: clock.now(),
+        now,
+        requestedAt,
         timeZone: zoneOf(account),
         holidays: new Set(config.holidays),
         minBusinessDays: REFUND_BUSINESS_DAYS.min,

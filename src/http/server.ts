@@ -41,6 +41,10 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     routerOptions: { maxParamLength: 200 },
   }) as unknown as FastifyInstance;
   const auth = createAuthenticator(config);
+  // Outside /v1 too (dashboard, SMS callback, health): a 500 answers "internal error" and logs
+  // the error described, not Fastify's default of echoing its message (a failed query's SQL and
+  // parameters) to the client and into the log line's text.
+  app.setErrorHandler(apiErrorHandler);
 
   registerHealth(app, { daemon, auth, metricsPublic: config.metricsPublic });
 

@@ -56,6 +56,12 @@ const currency = z.string().regex(/^[A-Z]{3}$/);
 const iso = z.string().refine((s) => DateTime.fromISO(s, { zone: 'utc' }).isValid, 'ISO instant');
 const names = z.array(z.string().min(1).max(200)).max(100);
 
+/** A stored key label ("p20", "p2_5", "u500"; see thresholdLabel) as the threshold it names. */
+function labelToLimit(label: string): { kind: 'percent' | 'units'; value: number } {
+  const value = Number(label.slice(1).replace('_', '.'));
+  return { kind: label.startsWith('p') ? 'percent' : 'units', value };
+}
+
 const schemas = {
   'low-balance': z.object({ currency, balanceMinor: minor, thresholdMinor: minor }),
   'overdue-reminder': z.object({
@@ -92,12 +98,36 @@ const schemas = {
     overdueMinor: minor.optional(),
     studio: z.string().min(1).max(200),
   }),
-  'plan-quota-low': z.object({
-    planKind: z.string().min(1).max(64),
-    remainingUnits: z.number().int().min(0),
-    totalUnits: z.number().int().min(0),
-    threshold: z.string().min(1).max(40),
-  }),
+  'plan-quota-low': z
+    .object({
+      planKind: z.string().min(1).max(64),
+      remainingUnits: z.number().int().min(0),
+      totalUnits: z.number().int().min(0),
+      /** The crossed threshold: a percentage of the plan set's total, or an amount of units. */
+      thresholdPercent: z.number().positive().max(100).optional(),
+      thresholdUnits: z.number().int().min(0).optional(),
+      /** Rows written before those two: the idempotency key's label, "p20" or "u500". */
+      threshold: z
+        .string()
+        .regex(/^[pu]\d{1,9}(?:_\d{1,9})?$/, 'a threshold label such as p20 or u500')
+        .optional(),
+    })
+    .transform((p, ctx) => {
+      const { threshold, thresholdPercent, thresholdUnits, ...rest } = p;
+      const limit =
+        thresholdPercent !== undefined
+          ? { kind: 'percent' as const, value: thresholdPercent }
+          : thresholdUnits !== undefined
+            ? { kind: 'units' as const, value: thresholdUnits }
+            : threshold !== undefined
+              ? labelToLimit(threshold)
+              : null;
+      if (limit === null) {
+        ctx.addIssue({ code: 'custom', message: 'thresholdPercent or thresholdUnits is required' });
+        return z.NEVER;
+      }
+      return { ...rest, limit };
+    }),
   'plan-expiring': z.object({
     planKind: z.string().min(1).max(64),
     planId: z.string().min(1).max(64),
@@ -182,6 +212,14 @@ class Fmt {
 
   integer(n: number): string {
     return new Intl.NumberFormat(this.intlLocale()).format(n);
+  }
+
+  /** `percent` (20 for 20 %) as the locale writes a percentage: "20%", "20 %", "2.5%". */
+  percent(percent: number): string {
+    return new Intl.NumberFormat(this.intlLocale(), {
+      style: 'percent',
+      maximumFractionDigits: 2,
+    }).format(percent / 100);
   }
 
   private intlLocale(): string {
@@ -447,28 +485,30 @@ const builders: { readonly [N in TemplateName]: Builder<N> } = {
   'plan-quota-low': (p, f) => {
     const remaining = f.integer(p.remainingUnits);
     const total = f.integer(p.totalUnits);
+    // A percentage of the total, or an amount in the plan's own unit (that of remaining/total).
+    const limit = p.limit.kind === 'percent' ? f.percent(p.limit.value) : f.integer(p.limit.value);
     if (f.lang === 'zh') {
       return {
         subject: `资源包余量不足：${p.planKind}`,
         blocks: [
-          `您的 ${p.planKind} 资源包剩余 ${remaining} / ${total}，已低于 ${p.threshold}。`,
+          `您的 ${p.planKind} 资源包剩余 ${remaining} / ${total}，已低于 ${limit}。`,
           '资源包用完后将按量计费。如需继续使用资源包，请购买新的资源包。',
         ],
         sms: [
-          `您的 ${p.planKind} 资源包剩余 ${remaining}/${total}（低于 ${p.threshold}），用完后按量计费。`,
-          `您的资源包余量低于 ${p.threshold}，用完后按量计费。`,
+          `您的 ${p.planKind} 资源包剩余 ${remaining}/${total}（低于 ${limit}），用完后按量计费。`,
+          `您的资源包余量低于 ${limit}，用完后按量计费。`,
         ],
       };
     }
     return {
       subject: `Resource plan running low: ${p.planKind}`,
       blocks: [
-        `Your ${p.planKind} resource plans have ${remaining} of ${total} left, below ${p.threshold}.`,
+        `Your ${p.planKind} resource plans have ${remaining} of ${total} left, below ${limit}.`,
         'Once they are used up, usage is billed pay-as-you-go. Buy a new plan to keep plan pricing.',
       ],
       sms: [
-        `Your ${p.planKind} plan has ${remaining} of ${total} left (below ${p.threshold}); then usage is pay-as-you-go.`,
-        `Your resource plan is below ${p.threshold}; then usage is pay-as-you-go.`,
+        `Your ${p.planKind} plan has ${remaining} of ${total} left (below ${limit}); then usage is pay-as-you-go.`,
+        `Your resource plan is below ${limit}; then usage is pay-as-you-go.`,
       ],
     };
   },

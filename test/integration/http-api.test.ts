@@ -630,6 +630,51 @@ describe('inquiries', () => {
     expect(missing.status).toBe(404);
   });
 
+  it('refund window counts from the refund request (requestedAt), and a bad requestedAt is a 422', async () => {
+    // An order placed on 2026-11-20; its refund requested on Friday 2026-11-27, 10:00 in
+    // Shanghai (the account's zone). Whenever the quote is asked, the window is Tue–Wed.
+    await upsertAccount(h.t.db, { id: 'acct-refund', currency: 'USD', timeZone: 'Asia/Shanghai' });
+    await h.t.db.insert(orders).values({
+      id: 'o-friday',
+      accountId: 'acct-refund',
+      productType: 'sdk-license',
+      cashPaidMinor: 3_000,
+      createdAt: new Date('2026-11-20T00:00:00Z'),
+    });
+    const quote = (query: string) =>
+      call({ method: 'GET', url: `/v1/orders/o-friday/refund-quote${query}`, headers: asOps });
+    const friday = await quote('?requestedAt=2026-11-27T10:00:00%2B08:00');
+    expect(friday.status).toBe(200);
+    expect(friday.body).toMatchObject({
+      refundable: true,
+      refundMinor: 3_000,
+      requestedAt: '2026-11-27T02:00:00.000Z',
+      arrival: { earliest: '2026-12-01', latest: '2026-12-02' },
+    });
+    // Default: requested now.
+    const before = Date.now();
+    const now = await quote('');
+    expect(now.status).toBe(200);
+    expect(new Date(String(now.body.requestedAt)).getTime()).toBeGreaterThanOrEqual(before - 1_000);
+
+    for (const [value, says] of [
+      ['not-a-date', 'ISO 8601'],
+      ['2026-11-27T10:00:00', 'ISO 8601'], // no offset: which local day?
+      ['2026-02-30T10:00:00Z', 'ISO 8601'],
+      ['2026-11-19T23:59:59Z', 'before the order was placed'],
+    ] as const) {
+      const bad = await quote(`?requestedAt=${encodeURIComponent(value)}`);
+      expect(bad.status, value).toBe(422);
+      expect(bad.body).toMatchObject({
+        error: 'invalid-requested-at',
+        issues: [{ path: 'query.requestedAt' }],
+      });
+      expect(bad.body.message).toContain(says);
+    }
+    const unknown = await quote('?requestedOn=2026-11-27');
+    expect(unknown.status).toBe(400);
+  });
+
   it('billing details grouped by local month and product (R12)', async () => {
     const res = await call({
       method: 'GET',

@@ -45,7 +45,7 @@ const PARAMS: Record<TemplateName, Record<string, unknown>> = {
     planKind: 'transcoding-minutes',
     remainingUnits: 1800,
     totalUnits: 10000,
-    threshold: '20%',
+    thresholdPercent: 20,
   },
   'plan-expiring': {
     currency: 'USD',

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { describeError, scrubPersonalData } from '../../describe-error';
 
 /**
  * The control-plane port: how suspensions, resumptions and studio releases reach the cloud.
@@ -76,7 +77,7 @@ export function httpControlPlane(options: HttpControlPlaneOptions): ControlPlane
       } catch (error) {
         // Connection refused, reset or timed out: the call may or may not have landed; the
         // idempotency key makes the retry safe.
-        return { ok: false, permanent: false, error: describe(error) };
+        return { ok: false, permanent: false, error: describeError(error) };
       }
       const text = await response.text().catch(() => '');
       if (response.ok) return { ok: true, status: response.status };
@@ -90,7 +91,7 @@ export function httpControlPlane(options: HttpControlPlaneOptions): ControlPlane
         ok: false,
         permanent,
         status: response.status,
-        error: `control plane answered ${response.status}${text ? `: ${text.slice(0, 200)}` : ''}`,
+        error: `control plane answered ${response.status}${text ? `: ${scrubPersonalData(text).slice(0, 200)}` : ''}`,
       };
     },
   };
@@ -104,12 +105,4 @@ export function databaseControlPlane(): ControlPlane {
       return Promise.resolve({ ok: true, status: 204 });
     },
   };
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = (error as Error & { cause?: unknown }).cause;
-    return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message;
-  }
-  return String(error);
 }

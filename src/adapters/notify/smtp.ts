@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import nodemailer from 'nodemailer';
+import { scrubPersonalData } from '../../describe-error';
 import type { Logger } from '../../logger';
 import type { MailMessage, MailPort, SendOutcome } from './ports';
 
@@ -88,12 +89,18 @@ export function smtpMailPort(options: SmtpOptions, logger: Logger): MailPort {
 }
 
 function describe(err: SmtpError): string {
-  return [err.code, err.command, err.responseCode, err.message].filter((x) => x).join(' ');
+  return scrubPersonalData(
+    [err.code, err.command, err.responseCode, err.message].filter((x) => x).join(' '),
+  );
 }
 
 export function classifySmtpError(err: SmtpError): SendOutcome {
   const code = err.responseCode;
-  const reason = `${err.command ?? 'SMTP'}: ${err.response ?? err.message}`.slice(0, 500);
+  // A rejection often quotes the recipient ("550 <a@b>: unknown user"): masked, since the
+  // reason is stored as last_error and becomes the job's failedReason.
+  const reason = scrubPersonalData(
+    `${err.command ?? 'SMTP'}: ${err.response ?? err.message}`,
+  ).slice(0, 500);
   if (typeof code === 'number' && code >= 500) {
     const badAddress = err.command === 'RCPT TO' || /\b5\.1\.\d+\b/.test(err.response ?? '');
     return {

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import twilio from 'twilio';
 import type { SmsConfig } from '../../config';
+import { scrubPersonalData } from '../../describe-error';
 import type { SendOutcome, SmsLookup, SmsMessage, SmsPort } from './ports';
 
 /**
@@ -114,7 +115,9 @@ export function twilioSmsPort(options: TwilioOptions): SmsPort {
 
 export function classifyTwilioError(err: RestError): SendOutcome {
   const numeric = typeof err.code === 'number' ? err.code : undefined;
-  const reason = (err.message ?? 'twilio error').slice(0, 500);
+  // Twilio's messages may quote the number (21211 "The 'To' number +1… is not a valid phone
+  // number"): masked, since the reason is stored as last_error and becomes the failedReason.
+  const reason = scrubPersonalData(err.message ?? 'twilio error').slice(0, 500);
   if (numeric !== undefined && typeof err.status === 'number') {
     const code = `twilio-${numeric}`;
     if (numeric === 20429 || err.status === 429 || err.status >= 500) {

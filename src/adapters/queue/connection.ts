@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { describeError } from '../../describe-error';
 import type { Logger } from '../../logger';
 
 /**
@@ -25,7 +26,7 @@ export function createRedis(url: string, role: RedisRole, logger: Logger): Redis
     const now = Date.now();
     if (now - lastLogged > 10_000) {
       lastLogged = now;
-      logger.error({ err: { message: err.message }, role }, 'redis connection error');
+      logger.error({ err, role }, 'redis connection error');
     }
   });
   return redis;
@@ -51,7 +52,7 @@ export async function assertRedisAnswers(url: string, timeoutMs: number): Promis
     }
   } catch (error) {
     const where = redactUrl(url);
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = describeError(error);
     throw new Error(
       `Redis does not answer at ${where} (${detail}). Start one with 'docker compose up -d redis' ` +
         `or your distribution's package (apt-get install redis-server), or set REDIS_URL.`,

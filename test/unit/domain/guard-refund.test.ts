@@ -181,6 +181,30 @@ describe('R11 refunds', () => {
     expect(q).toMatchObject({ arrival: { earliest: '2026-12-01', latest: '2026-12-02' } });
   });
 
+  it('refund window counts from the refund request, not from when the quote is asked', () => {
+    // Requested on Friday 2026-11-27, asked about on Monday 2026-11-30: two to three business
+    // days after Friday are Tuesday and Wednesday, not Wednesday and Thursday.
+    const q = quoteRefund(
+      order(),
+      ctx({ now: at('2026-11-30T09:00:00Z'), requestedAt: at('2026-11-27T10:00:00Z') }),
+    );
+    expect(q).toMatchObject({
+      requestedAt: '2026-11-27T10:00:00.000Z',
+      arrival: { earliest: '2026-12-01', latest: '2026-12-02' },
+    });
+    // A refund to be requested later counts from that day too (Wednesday: Friday to Monday).
+    const later = quoteRefund(
+      order(),
+      ctx({ now: at('2026-11-30T09:00:00Z'), requestedAt: at('2026-12-02T10:00:00Z') }),
+    );
+    expect(later).toMatchObject({ arrival: { earliest: '2026-12-04', latest: '2026-12-07' } });
+    // Without a request instant, the refund is requested as it is quoted.
+    expect(quoteRefund(order(), ctx({ now: at('2026-11-30T09:00:00Z') }))).toMatchObject({
+      requestedAt: '2026-11-30T09:00:00.000Z',
+      arrival: { earliest: '2026-12-02', latest: '2026-12-03' },
+    });
+  });
+
   it('R11: business days skip configured holidays too', () => {
     const q = quoteRefund(order(), ctx({ holidays: new Set(['2026-11-30', '2026-12-02']) }));
     expect(q).toMatchObject({ arrival: { earliest: '2026-12-03', latest: '2026-12-04' } });
