@@ -217,6 +217,19 @@ export async function applyDecisions(
         }
         await notify(d.key, d.notice, d.episodeSeq);
         break;
+      case 'clear-released-holds':
+        await tx
+          .update(services)
+          .set({ overdueHold: false, overdueEpisodeSeq: null })
+          .where(
+            and(
+              inArray(services.id, [...d.serviceIds]),
+              eq(services.accountId, accountId),
+              eq(services.status, 'released'),
+            ),
+          );
+        event('released-holds-cleared', d.key, d.episodeSeq, { serviceIds: d.serviceIds });
+        break;
       case 'schedule-release':
         await tx
           .update(studioInstances)
