@@ -14,6 +14,7 @@ import { controlPlaneJob } from './control-plane';
 import { evaluateAccountJob } from './evaluate-account';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
+import { metrics } from '../src/http/metrics';
 
 /**
  * Every job of the scan, evaluate and effects queues, by catalog name. Notifications have their
@@ -82,10 +83,11 @@ export function startWorkers(
       maxStalledCount: MAX_STALLED_COUNT,
     });
     worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
+    worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
     worker.on('failed', (job, err) => {
       if (!job) return;
-      const final =
-        job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
+      const final = isFinalFailure(job, err);
+      if (final) metrics.jobFinished(queue, 'failed');
       ctx.logger.warn(
         {
           queue,
@@ -104,4 +106,9 @@ export function startWorkers(
     });
     return worker;
   });
+}
+
+/** True when a failed attempt was the job's last: no retry follows. */
+export function isFinalFailure(job: Job, err: Error): boolean {
+  return job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
 }

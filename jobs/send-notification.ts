@@ -4,10 +4,12 @@ import { DelayedError, UnrecoverableError, type BackoffStrategy, type Job } from
 import type { Clock } from '../src/adapters/clock/clock';
 import { queryRows, type Db } from '../src/adapters/db/client';
 import { appendEvent, insertNotification, insertOutbox } from '../src/adapters/db/daemon-writers';
+import { loadNoticeRecheck, supersedeNotices } from '../src/adapters/db/notice-recheck';
 import { accounts, notifications, outbox } from '../src/adapters/db/schema';
 import { messageIdFor, type NotifyPorts, type SendOutcome } from '../src/adapters/notify/index';
 import { catalog, InvalidPayloadError, parsePayload } from '../src/adapters/queue/catalog';
 import type { Config } from '../src/config';
+import { checkNotice } from '../src/domain/notice-check';
 import { nextSmsSendInstant } from '../src/domain/quiet-hours';
 import type { QuietHours } from '../src/domain/rules';
 import type { Channel } from '../src/domain/snapshot';
@@ -19,7 +21,10 @@ import { renderMessage, TemplateError, type RenderedMessage } from '../src/notif
  * send-notification: delivers one `notifications` row, once.
  *
  * The row's unique dedupe key is the authority, not Redis:
- * - final rows (sent, delivered, failed, undeliverable) are never sent again;
+ * - final rows (sent, delivered, failed, undeliverable, superseded) are never sent again;
+ * - a pending row is re-checked first: a notice no longer true (paid, topped up, release
+ *   cancelled) is settled `superseded` with the reason, and a notice waits while an earlier one
+ *   of its episode on its channel is unsettled (src/domain/notice-check.ts);
  * - the row is marked `sending` (and `sent_at` stamped with the first attempt's start) before the
  *   provider is called, and `sent` with the provider's id after, in one statement;
  * - that claim is a lease held by one attempt (a token and an expiry on the database's clock): a
@@ -56,7 +61,9 @@ export const NOTIFY_BACKOFF_TYPE = 'notify-jitter';
  */
 const MAX_BACKOFF_MS = 2 * 60_000;
 
-const FINAL_STATUSES = ['sent', 'delivered', 'failed', 'undeliverable'] as const;
+const FINAL_STATUSES = ['sent', 'delivered', 'failed', 'undeliverable', 'superseded'] as const;
+/** How long a notice waits for an earlier one of its episode on its channel to be settled, ms. */
+const ORDER_HOLD_MS = 1_000;
 
 // ---------------------------------------------------------------------------------------------
 // Queue wiring the composition root uses.
@@ -233,6 +240,18 @@ export function createSendNotificationHandler(
       throw new DelayedError();
     }
 
+    // Still true? Re-checked on every attempt that would claim a pending row (a row left
+    // `sending` may be at the provider already: it is reconciled, not superseded).
+    if (row.status === 'pending') {
+      const recheck = await recheckNotice(row, ctx);
+      if (recheck === 'superseded') return;
+      if (recheck !== 'send') {
+        if (token === undefined) throw new Error('held for an earlier notice');
+        await job.moveToDelayed(recheck.until, token);
+        throw new DelayedError();
+      }
+    }
+
     try {
       if (contact === undefined) throw new PermanentFailure('no-account', 'account not found');
       if (channel === 'sms' && contact.smsOptedOut) {
@@ -352,6 +371,41 @@ export function createSendNotificationHandler(
       if (fallbackKey !== null) deps.requestRelay();
       throw new UnrecoverableError(`${error.code}: ${error.message}`);
     }
+  }
+
+  /**
+   * The notice's condition at send time (src/domain/notice-check.ts), one read: settles it, and
+   * pending notices of its episode that are no longer true, as superseded; or holds it while an
+   * earlier notice of its episode on its channel is not settled yet.
+   */
+  async function recheckNotice(
+    row: NotificationRow,
+    ctx: Record<string, unknown>,
+  ): Promise<'send' | 'superseded' | { until: number }> {
+    const loaded = await loadNoticeRecheck(db, row.id, config.rules.lowBalanceThresholdMinor);
+    // No account: the send path below fails the message with that reason.
+    if (loaded === null || loaded.state === null) return 'send';
+    const { verdict, supersedeOthers } = checkNotice(loaded.notice, loaded.siblings, loaded.state);
+    const items = supersedeOthers.map((o) => ({ id: o.notice.id, reason: o.reason }));
+    if (verdict.kind === 'supersede') items.push({ id: row.id, reason: verdict.reason });
+    const done = await supersedeNotices(db, items);
+    for (const o of supersedeOthers) {
+      if (done.has(o.notice.id)) {
+        logger.info({ ...ctx, other: o.notice.dedupeKey, reason: o.reason }, 'superseded');
+      }
+    }
+    const hold = { until: Date.now() + ORDER_HOLD_MS };
+    // A row that left `pending` meanwhile (claimed by its own job) changes the picture: look again.
+    if (items.some((i) => !done.has(i.id))) return hold;
+    if (verdict.kind === 'supersede') {
+      logger.info({ ...ctx, template: row.template, reason: verdict.reason }, 'superseded');
+      return 'superseded';
+    }
+    if (verdict.kind === 'hold') {
+      logger.debug({ ...ctx, reason: verdict.reason }, 'held for an earlier notice');
+      return hold;
+    }
+    return 'send';
   }
 
   /**

@@ -1,7 +1,13 @@
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobContext } from '../jobs/context';
-import { MAX_STALLED_COUNT, STALL_CHECK_MS, STALL_LOCK_MS, startWorkers } from '../jobs/registry';
+import {
+  isFinalFailure,
+  MAX_STALLED_COUNT,
+  STALL_CHECK_MS,
+  STALL_LOCK_MS,
+  startWorkers,
+} from '../jobs/registry';
 import {
   createSendNotificationHandler,
   notifyBackoffStrategy,
@@ -24,6 +30,7 @@ import { OutboxRelay } from './adapters/queue/outbox-relay';
 import { evaluationOptions, QueueSet } from './adapters/queue/queues';
 import type { Config } from './config';
 import type { Logger } from './logger';
+import { metrics } from './http/metrics';
 
 /** NOTIFY channel of migration 0002: payload is an account id. */
 export const ACCOUNT_CHANNEL = 'overdue_worker_account';
@@ -249,6 +256,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             settings: { backoffStrategy: notifyBackoffStrategy },
           });
           worker.on('error', (err) => logger.error({ err, queue }, 'worker error'));
+          worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
+          worker.on('failed', (job, err) => {
+            if (job && isFinalFailure(job, err)) metrics.jobFinished(queue, 'failed');
+          });
           workers.push(worker);
         }
       }

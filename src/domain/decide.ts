@@ -345,6 +345,17 @@ class Evaluation {
         });
       }
     }
+    // A released service stays released (R9: final), but the hold that led to its release ends
+    // with the episode: a hold left on it would contradict the account's state for every reader.
+    const releasedHeld = s.services.filter((svc) => svc.overdueHold && svc.status === 'released');
+    if (releasedHeld.length > 0) {
+      this.out.push({
+        kind: 'clear-released-holds',
+        key: keys.clearReleasedHolds(s.accountId, seq),
+        episodeSeq: seq,
+        serviceIds: releasedHeld.map((svc) => svc.id),
+      });
+    }
     // Holds are lifted from the services themselves, not from the episode record, so holds that
     // outlived their episode (an interrupted resume) are lifted too. Operator holds stay.
     const held = s.services.filter((svc) => svc.overdueHold && svc.status !== 'released');

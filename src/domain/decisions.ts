@@ -97,6 +97,16 @@ export type Decision =
       readonly notice: Notice;
     }
   | {
+      /**
+       * The episode is over: released services (R9, final) drop the overdue hold that led to
+       * their release. Their status stays `released`; nothing is called at the control plane.
+       */
+      readonly kind: 'clear-released-holds';
+      readonly key: string;
+      readonly episodeSeq: number;
+      readonly serviceIds: readonly string[];
+    }
+  | {
       readonly kind: 'suspend-studio';
       readonly key: string;
       readonly episodeSeq: number;

@@ -3,6 +3,7 @@ export * from './decide';
 export * from './decisions';
 export * from './keys';
 export * from './money';
+export * from './notice-check';
 export * from './plans';
 export * from './purchase-guard';
 export * from './quiet-hours';

@@ -39,6 +39,8 @@ export const keys = {
   releaseTimer: (instance: string, seq: number) => key('release-timer', instance, ep(seq)),
   releaseCancel: (instance: string, seq: number) => key('release-cancel', instance, ep(seq)),
   releaseWarning: (instance: string, seq: number) => key('release-warning', instance, ep(seq)),
+  clearReleasedHolds: (account: string, seq: number) =>
+    key('released-holds-clear', account, ep(seq)),
   planQuota: (account: string, planKind: string, latestPlan: string, threshold: string) =>
     key('plan-quota', account, planKind, latestPlan, threshold),
   planExpiry: (plan: string, offsetMs: number) => key('plan-expiry', plan, offsetMs),

@@ -119,6 +119,15 @@ export function applyToSnapshot(s: AccountSnapshot, d: Decision, now: Date): Acc
         ),
       };
     }
+    case 'clear-released-holds': {
+      const ids = new Set(d.serviceIds);
+      return {
+        ...s,
+        services: s.services.map((svc) =>
+          ids.has(svc.id) && svc.status === 'released' ? { ...svc, overdueHold: false } : svc,
+        ),
+      };
+    }
     case 'schedule-release':
       return {
         ...s,
@@ -162,6 +171,8 @@ export function describeDecision(d: Decision): string {
       return `suspend studio ${d.services.map((a) => a.serviceId).join(', ')} at once`;
     case 'resume-services':
       return `resume ${d.services.map((a) => a.serviceId).join(', ') || '(nothing held)'}`;
+    case 'clear-released-holds':
+      return `overdue hold cleared from released ${d.serviceIds.join(', ')}`;
     case 'schedule-release':
       return `release of ${d.instanceId} scheduled for ${d.dueAt.toISOString()}`;
     case 'cancel-release':

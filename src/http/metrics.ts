@@ -48,6 +48,13 @@ const effects = new Counter({
   registers: [jobRegistry],
 });
 
+const jobsFinished = new Counter({
+  name: 'overdue_jobs_finished_total',
+  help: "Jobs this process finished, by queue and state (completed, or failed for good). Effect, timer and notification jobs leave Redis when they complete, so the queues' completed counts do not count them",
+  labelNames: ['queue', 'state'] as const,
+  registers: [jobRegistry],
+});
+
 /** What the jobs call. Each helper is cheap and never throws. */
 export const metrics = {
   /** After a balance or plan scan: its duration (ms) and how many accounts it enqueued. */
@@ -59,6 +66,10 @@ export const metrics = {
   evaluated(status: string, decisionKinds: readonly string[] = []): void {
     evaluations.inc({ status });
     for (const kind of decisionKinds) decisions.inc({ kind });
+  },
+  /** A worker finished a job: completed, or failed for good (no retry left). */
+  jobFinished(queue: string, state: 'completed' | 'failed'): void {
+    jobsFinished.inc({ queue, state });
   },
   /** After a control-plane effect job ran. */
   effect(op: string, outcome: string): void {

@@ -25,7 +25,7 @@ import { loadAccount } from './queries';
  * - control-plane: run one effect again (e.g. a failed suspension): destructive, so the body
  *   repeats the effect's account in `confirmAccountId`. The job re-checks the state first.
  * - send-notification: resend one message by its dedupe key; a message already final (sent,
- *   delivered, failed, undeliverable) is never sent twice: 409.
+ *   delivered, failed, undeliverable, superseded) is never sent twice: 409.
  */
 
 export interface PreparedJob {
@@ -48,7 +48,7 @@ export function manualSchema(name: JobName): z.ZodObject {
   });
 }
 
-const FINAL = new Set(['sent', 'delivered', 'failed', 'undeliverable']);
+const FINAL = new Set(['sent', 'delivered', 'failed', 'undeliverable', 'superseded']);
 
 /** A job id for an operator's re-run that cannot collide with the automatic job's id. */
 const manualJobId = (key: string): string => `${key}-manual-${Date.now().toString(36)}`;

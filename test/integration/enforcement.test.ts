@@ -318,6 +318,52 @@ describe('enforcement daemon', () => {
     expect(callsFor(id).filter((c) => c.op === 'release')).toHaveLength(1);
   });
 
+  it("R9: a released studio's service drops its overdue hold once the account has paid, and stays released", async () => {
+    const id = await account({ studio: true });
+    await addBill(id, 10);
+    await waitFor(() => callsFor(id).find((c) => c.op === 'release'), 8_000, 'release');
+    const released = await waitFor(
+      async () =>
+        (await serviceRows(id)).find((s) => s.kind === 'studio' && s.status === 'released'),
+      3_000,
+      'studio service released',
+    );
+    // During the episode the hold that led to the release is kept.
+    expect(released.overdue_hold).toBe(true);
+    await payAll(id);
+    await waitFor(
+      async () => (await state(id))?.enforcement_state === 'active',
+      5_000,
+      'account active',
+    );
+    const studio = await waitFor(
+      async () => {
+        const [row] = await h.t.raw<
+          {
+            status: string;
+            overdue_hold: boolean;
+            overdue_episode_seq: number | null;
+            released_at: Date | null;
+          }[]
+        >`select status, overdue_hold, overdue_episode_seq, released_at from services
+           where id = ${`${id}-studio`}`;
+        return row?.overdue_hold === false ? row : undefined;
+      },
+      5_000,
+      'overdue hold cleared from the released studio',
+    );
+    expect(studio).toMatchObject({ status: 'released', overdue_episode_seq: null });
+    expect(studio.released_at).not.toBeNull();
+    expect(callsFor(id).filter((c) => c.op === 'release')).toHaveLength(1);
+    expect(callsFor(id).some((c) => c.op === 'resume' && c.serviceId === `${id}-studio`)).toBe(
+      false,
+    );
+    const [event] = await h.t.raw<{ detail: Record<string, unknown> }[]>`
+      select detail from enforcement_events
+       where account_id = ${id} and kind = 'released-holds-cleared'`;
+    expect(event?.detail).toEqual({ serviceIds: [`${id}-studio`] });
+  });
+
   it('R9: a payment a moment before the due instant cancels the release; it never happens', async () => {
     const id = await account({ studio: true });
     await addBill(id, 10);

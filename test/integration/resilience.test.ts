@@ -1,7 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCHEDULER_IDS } from '../../src/daemon';
-import { deleteKeys, startHarness, waitFor, type Harness } from '../support/daemon';
+import { jobRegistry } from '../../src/http/metrics';
+import { createTestDatabase } from '../support/db';
+import { deleteKeys, startHarness, TEST_REDIS_URL, waitFor, type Harness } from '../support/daemon';
 
 /**
  * What production does to a daemon: Redis losing its data, a second daemon on the same stores,
@@ -72,6 +76,157 @@ describe('Redis data loss', () => {
     expect(
       h.cp.calls.filter((c) => c.op === 'release' && c.instanceId === `${id}-inst`),
     ).toHaveLength(1);
+  });
+});
+
+describe('a database recreated under the same QUEUE_PREFIX, Redis kept', () => {
+  it("delays no effect: the old database's finished jobs under the same keys are replaced at dispatch", async () => {
+    const id = 'reborn-1';
+    const serviceIds = [`${id}-streaming`, `${id}-recording`];
+    const overdue = async (sql: typeof h.t.raw) => {
+      await sql`insert into accounts (id, currency) values (${id}, 'USD')`;
+      for (const serviceId of serviceIds) {
+        const kind = serviceId.slice(id.length + 1);
+        await sql`insert into services (id, account_id, kind) values (${serviceId}, ${id}, ${kind})`;
+      }
+      await sql`insert into bills (id, account_id, product, amount_minor, issued_at, due_at)
+                values (${`${id}-b`}, ${id}, 'live', 999999, now() - interval '2 days',
+                        now() - interval '1 hour')`;
+    };
+    const effects = (sql: typeof h.t.raw) =>
+      sql<{ idempotency_key: string; status: string }[]>`
+        select idempotency_key, status from outbox
+         where account_id = ${id} and kind = 'control-plane' order by idempotency_key`;
+
+    // Effect jobs leave Redis when they complete; the metrics still count them.
+    const finished = async (state: string) =>
+      (await jobRegistry.getSingleMetric('overdue_jobs_finished_total')?.get())?.values.find(
+        (v) => v.labels.queue === 'effects' && v.labels.state === state,
+      )?.value ?? 0;
+    const completedBefore = await finished('completed');
+    const failedBefore = await finished('failed');
+
+    // The first database: one suspension applied (its job completed), the other refused by the
+    // control plane (its job failed for good, and failed jobs stay in Redis for operators).
+    h.cp.script = [400];
+    await overdue(h.t.raw);
+    const first = await waitFor(
+      async () => {
+        const rows = await effects(h.t.raw);
+        return rows.length === 2 && rows.every((r) => r.status === 'done' || r.status === 'failed')
+          ? rows
+          : null;
+      },
+      5_000,
+      'both suspensions settled in the first database',
+    );
+    expect(first.map((r) => r.status).sort()).toEqual(['done', 'failed']);
+    await h.daemon.close();
+
+    // A new database under the same prefix (a restored backup, a reset test database); the
+    // scans run hourly here, so only the event path can act within the test's seconds.
+    const t2 = await createTestDatabase();
+    const second = await h.start({
+      config: { ...h.config, databaseUrl: t2.url },
+      database: t2.handle,
+    });
+    try {
+      const since = Date.now();
+      await overdue(t2.raw);
+      const rows = await waitFor(
+        async () => {
+          const rows = await effects(t2.raw);
+          return rows.length === 2 && rows.every((r) => r.status === 'done') ? rows : null;
+        },
+        5_000,
+        'both suspensions done in the new database',
+      );
+      expect(rows.map((r) => r.idempotency_key)).toEqual(first.map((r) => r.idempotency_key));
+      const calls = h.cp.requests.filter((c) => c.accountId === id && c.at >= since);
+      expect(calls.map((c) => c.serviceId).sort()).toEqual([...serviceIds].sort());
+      expect(calls.every((c) => c.op === 'suspend')).toBe(true);
+      const [account] = await t2.raw<{ enforcement_state: string }[]>`
+        select enforcement_state from accounts where id = ${id}`;
+      expect(account?.enforcement_state).toBe('suspended');
+      expect(await finished('completed')).toBeGreaterThanOrEqual(completedBefore + 3);
+      expect(await finished('failed')).toBeGreaterThanOrEqual(failedBefore + 1);
+      expect(await second.ctx.queues.byName.effects.getJob(rows[0]?.idempotency_key ?? '')).toBe(
+        undefined,
+      );
+    } finally {
+      await second.close();
+      await t2.drop();
+      h.daemon = await h.start();
+    }
+  });
+});
+
+describe('reconcile: a dispatched row whose job failed for good', () => {
+  it('an effect is settled failed with the reason; a timer is run again', async () => {
+    await h.daemon.close();
+    // No workers: the jobs below are failed by this test's own worker, as a handler whose
+    // settle never landed (the database away at that moment) would leave them.
+    const producer = await h.start({ workers: false });
+    const id = 'failed-job-1';
+    const effectKey = `suspend-svc-v1-${id}-s-e1`;
+    const timerKey = `wake-v1-${id}-1`;
+    const connection = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const workers: Worker[] = [];
+    try {
+      await h.t.raw`insert into accounts (id, currency) values (${id}, 'USD')`;
+      await h.t.raw`
+        insert into outbox (idempotency_key, kind, account_id, payload, status, attempts)
+        values (${effectKey}, 'control-plane', ${id},
+                ${h.t.raw.json({ op: 'suspend', serviceId: `${id}-s`, episodeSeq: 1 })},
+                'dispatched', 1),
+               (${timerKey}, 'wake', ${id}, ${h.t.raw.json({ at: 1 })}, 'dispatched', 1)`;
+      const queues = producer.ctx.queues;
+      await queues.add(
+        'control-plane',
+        { outboxKey: effectKey },
+        { jobId: effectKey, attempts: 1 },
+      );
+      await queues.add(
+        'evaluate-account',
+        { accountId: id, origin: 'timer', outboxKey: timerKey },
+        { jobId: timerKey, attempts: 1 },
+      );
+      for (const name of ['effects', 'evaluate']) {
+        const worker = new Worker(
+          name,
+          (): Promise<unknown> => Promise.reject(new UnrecoverableError('database unreachable')),
+          { connection, prefix: h.prefix },
+        );
+        workers.push(worker);
+      }
+      await waitFor(
+        async () =>
+          (await queues.byName.effects.getJobState(effectKey)) === 'failed' &&
+          (await queues.byName.evaluate.getJobState(timerKey)) === 'failed',
+        5_000,
+        'both jobs failed',
+      );
+      await Promise.all(workers.map((w) => w.close()));
+
+      expect(await producer.ctx.relay.reconcile()).toBe(1);
+      const rows = await h.t.raw<{ idempotency_key: string; status: string; last_error: string }[]>`
+        select idempotency_key, status, last_error from outbox where account_id = ${id}
+         order by idempotency_key`;
+      expect(rows).toEqual([
+        {
+          idempotency_key: effectKey,
+          status: 'failed',
+          last_error: 'job failed: database unreachable',
+        },
+        { idempotency_key: timerKey, status: 'dispatched', last_error: null },
+      ]);
+      expect(await queues.byName.evaluate.getJobState(timerKey)).toBe('waiting');
+    } finally {
+      await Promise.all(workers.map((w) => w.close()));
+      connection.disconnect();
+      await producer.close();
+      h.daemon = await h.start();
+    }
   });
 });
 

@@ -34,6 +34,7 @@ const ALL_DECISION_KINDS: Record<DecisionKind, true> = {
   'overdue-reminder': true,
   'suspend-services': true,
   'resume-services': true,
+  'clear-released-holds': true,
   'suspend-studio': true,
   'schedule-release': true,
   'cancel-release': true,

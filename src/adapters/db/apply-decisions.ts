@@ -98,7 +98,16 @@ export async function applyDecisions(
     });
   };
 
-  const notify = async (key: string, notice: Notice, episodeSeq: number | null) => {
+  /**
+   * Params carry the notice's episode (and a release warning's instance): the sender re-checks
+   * at send time that the notice is still true (src/domain/notice-check.ts).
+   */
+  const notify = async (
+    key: string,
+    notice: Notice,
+    episodeSeq: number | null,
+    instanceId?: string,
+  ) => {
     if (notice.channels.length === 0) {
       event('notice-unreachable', `${key}-unreachable`, episodeSeq, {
         template: notice.template,
@@ -120,7 +129,11 @@ export async function applyDecisions(
         template: notice.template,
         locale: snapshot.locale,
         recipient,
-        params: { ...notice.params },
+        params: {
+          ...notice.params,
+          ...(episodeSeq !== null ? { episodeSeq } : {}),
+          ...(instanceId !== undefined ? { instanceId } : {}),
+        },
         notBefore,
       });
     }
@@ -217,6 +230,19 @@ export async function applyDecisions(
         }
         await notify(d.key, d.notice, d.episodeSeq);
         break;
+      case 'clear-released-holds':
+        await tx
+          .update(services)
+          .set({ overdueHold: false, overdueEpisodeSeq: null })
+          .where(
+            and(
+              inArray(services.id, [...d.serviceIds]),
+              eq(services.accountId, accountId),
+              eq(services.status, 'released'),
+            ),
+          );
+        event('released-holds-cleared', d.key, d.episodeSeq, { serviceIds: d.serviceIds });
+        break;
       case 'schedule-release':
         await tx
           .update(studioInstances)
@@ -281,7 +307,7 @@ export async function applyDecisions(
         break;
       }
       case 'release-warning':
-        await notify(d.key, d.notice, d.episodeSeq);
+        await notify(d.key, d.notice, d.episodeSeq, d.instanceId);
         break;
       case 'low-balance-reminder':
         patchAccount({ lowBalanceQuietUntil: d.until });

@@ -58,6 +58,8 @@ export const NOTIFICATION_STATUSES = [
   'delivered',
   'failed',
   'undeliverable',
+  /** No longer true when its turn came (paid, topped up, release cancelled): never sent. */
+  'superseded',
 ] as const;
 
 /** Pattern of every id written by the billing system (no ':' — used inside job ids). */
@@ -775,6 +777,11 @@ export const notifications = pgTable(
     index('notifications_pending_not_before_idx')
       .on(t.notBefore)
       .where(sql`${t.status} = 'pending'`),
+    /**
+     * The sender's re-check at send time reads the account's notices of one episode (ordering,
+     * superseded suspension notices); also the account timeline's lookup.
+     */
+    index('notifications_account_episode_idx').on(t.accountId, sql`(${t.params} ->> 'episodeSeq')`),
     /** Delivery callbacks look messages up by provider message id. */
     index('notifications_provider_message_idx')
       .on(t.providerId, t.messageId)

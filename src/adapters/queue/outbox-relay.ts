@@ -5,7 +5,7 @@ import type { Logger } from '../../logger';
 import type { Clock } from '../clock/clock';
 import { queryRows, type Db } from '../db/client';
 import { outbox } from '../db/schema';
-import { QUEUES, type JobName, type QueueName } from './catalog';
+import { catalog, QUEUES, type JobName, type QueueName } from './catalog';
 import type { QueueSet } from './queues';
 
 /**
@@ -19,6 +19,12 @@ import type { QueueSet } from './queues';
  *
  * `reconcile` covers Redis data loss: a dispatched row whose job is gone is enqueued again, so
  * no effect, timer or message is lost (their handlers are idempotent on the same key).
+ *
+ * The database, not Redis, says what is done. These jobs are removed when they complete (the
+ * history is in the outbox, notifications and events tables, and in the metrics), and a
+ * finished job still found under a row's key at dispatch (failed jobs are kept for operators;
+ * a database restored or recreated under the same QUEUE_PREFIX meets the old database's jobs)
+ * is removed first: BullMQ would otherwise keep it and silently drop the new job.
  */
 
 interface OutboxRow {
@@ -162,18 +168,25 @@ export class OutboxRelay {
       batch.jobs.push({ data, opts });
       batches.set(id, batch);
     };
+    // A completed job under an idempotency key would make BullMQ ignore the next job with that
+    // key: the row's outcome is the record, so the job goes once it has completed.
+    const keyed = (key: string, opts: JobsOptions = {}): JobsOptions => ({
+      ...opts,
+      jobId: key,
+      removeOnComplete: true,
+    });
     for (const row of rows) {
       const key = row.idempotency_key;
       const delay = Math.max(0, new Date(row.available_at).getTime() - now);
       switch (row.kind) {
         case 'control-plane':
-          push('control-plane', { outboxKey: key }, { jobId: key });
+          push('control-plane', { outboxKey: key }, keyed(key));
           break;
         case 'notify':
           push(
             'send-notification',
             { outboxKey: key },
-            { ...this.notifyOptions, jobId: key, delay },
+            keyed(key, { ...this.notifyOptions, delay }),
             notifyQueueOf(row.payload),
           );
           break;
@@ -182,7 +195,7 @@ export class OutboxRelay {
           push(
             'evaluate-account',
             { accountId: row.account_id, origin: 'timer', outboxKey: key, at },
-            { jobId: key, delay },
+            keyed(key, { delay }),
           );
           break;
         }
@@ -208,6 +221,15 @@ export class OutboxRelay {
       }
     }
     for (const batch of batches.values()) {
+      const queueName = batch.queue ?? catalog[batch.name].queue;
+      const ids = batch.jobs.map((j) => String(j.opts.jobId));
+      const removed = await this.queues.removeFinished(queueName, ids);
+      if (removed.length > 0) {
+        this.logger.warn(
+          { queue: queueName, removed: removed.length, keys: removed.slice(0, 5) },
+          'finished jobs of an earlier dispatch found under outbox keys; removed and queued again',
+        );
+      }
       await this.queues.addBulk(batch.name, batch.jobs, batch.queue);
     }
   }
@@ -215,7 +237,8 @@ export class OutboxRelay {
   /**
    * Re-enqueues dispatched rows whose job Redis no longer has (data loss, FLUSHALL, a trimmed
    * job whose handler died before recording the outcome), or has only as a completed job the
-   * row does not reflect. Returns how many were re-enqueued.
+   * row does not reflect; settles rows whose job failed for good without its handler recording
+   * it. Returns how many were re-enqueued.
    */
   async reconcile(): Promise<number> {
     let cursor = 0;
@@ -232,8 +255,7 @@ export class OutboxRelay {
       );
       if (rows.length === 0) return restored;
       cursor = rows[rows.length - 1]?.id ?? cursor;
-      const missing: OutboxRow[] = [];
-      const stale: { row: OutboxRow; remove: () => Promise<void> }[] = [];
+      const candidates: { row: OutboxRow; remove: (() => Promise<void>) | null }[] = [];
       await Promise.all(
         rows.map(async (row) => {
           const name = jobNameOf(row.kind);
@@ -241,19 +263,23 @@ export class OutboxRelay {
           const queue = row.kind === 'notify' ? notifyQueueOf(row.payload) : undefined;
           const job = await this.queues.queueOf(name, queue).getJob(row.idempotency_key);
           if (job === undefined) {
-            missing.push(row);
+            candidates.push({ row, remove: null });
             return;
           }
           const state = await job.getState();
-          if (state === 'completed') stale.push({ row, remove: () => job.remove() });
-          // Failed by BullMQ itself for stalling too often (its workers kept dying while they
-          // ran it): the handler never decided, so the effect is still owed. Run it again a
-          // few times; after that it is left failed for an operator, with the reason.
-          else if (state === 'failed' && STALLED_OUT.test(job.failedReason ?? '')) {
-            if (Number(row.attempts ?? 0) >= STALL_RERUNS) {
+          if (state === 'completed') candidates.push({ row, remove: () => job.remove() });
+          else if (state === 'failed') {
+            // Failed for good while the row is still dispatched: the handler's own settle did
+            // not land. A timer is an evaluation, always safe to run again; an effect or a
+            // message whose job failed for BullMQ's own reason (stalled too often: its workers
+            // kept dying mid-job, the handler never decided) is still owed. Both run again a
+            // few times; anything else, or after that, the row is failed with the reason, so
+            // an operator sees it and the job no longer stands for the row.
+            const rerun = row.kind === 'wake' || STALLED_OUT.test(job.failedReason ?? '');
+            if (!rerun || Number(row.attempts ?? 0) >= STALL_RERUNS) {
               await markOutboxFailed(this.db, row.idempotency_key, job.failedReason);
             } else {
-              stale.push({ row, remove: () => job.remove() });
+              candidates.push({ row, remove: () => job.remove() });
               await this.db.execute(
                 sql`update outbox set attempts = attempts + 1 where id = ${row.id}`,
               );
@@ -261,24 +287,26 @@ export class OutboxRelay {
           }
         }),
       );
-      // A completed job under this id while the row is still dispatched: either its handler is
-      // just recording the outcome (re-read the row to tell), or Redis remembers a job the
-      // database does not (a restored database, a reused prefix). The database wins.
-      if (stale.length > 0) {
+      // Re-read the rows before acting: a job that completed since the page was read (completed
+      // jobs are removed at once) recorded its outcome first. A completed job under this id
+      // while the row is still dispatched means Redis remembers a job the database does not (a
+      // restored database, a reused prefix). The database wins.
+      const missing: OutboxRow[] = [];
+      if (candidates.length > 0) {
         const still = new Set(
           (
             await queryRows<{ id: string | number }>(
               this.db,
               sql`select id from outbox where status = 'dispatched' and id in (${sql.join(
-                stale.map((x) => sql`${x.row.id}`),
+                candidates.map((x) => sql`${x.row.id}`),
                 sql`, `,
               )})`,
             )
           ).map((r) => String(r.id)),
         );
-        for (const { row, remove } of stale) {
+        for (const { row, remove } of candidates) {
           if (!still.has(String(row.id))) continue;
-          await remove().catch(() => undefined);
+          if (remove !== null) await remove().catch(() => undefined);
           missing.push(row);
         }
       }
@@ -310,7 +338,10 @@ function jobNameOf(kind: string): JobName | null {
 
 /** BullMQ's reason for a job failed because it stalled more than `maxStalledCount` times. */
 const STALLED_OUT = /stalled more than allowable limit/;
-/** Times the relay re-runs an effect whose job BullMQ failed for stalling (outbox attempts). */
+/**
+ * Times the relay re-runs a timer whose job failed, or an effect whose job BullMQ failed for
+ * stalling (counted in outbox attempts).
+ */
 const STALL_RERUNS = 5;
 
 async function markOutboxFailed(db: Db, key: string, reason: string): Promise<void> {

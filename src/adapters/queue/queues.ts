@@ -11,7 +11,10 @@ import { catalog, QUEUES, type JobInput, type JobName, type QueueName } from './
 export class QueueSet {
   readonly byName: Readonly<Record<QueueName, Queue>>;
 
-  constructor(connection: Redis, prefix: string) {
+  constructor(
+    private readonly connection: Redis,
+    prefix: string,
+  ) {
     const make = (name: QueueName) => {
       const queue = new Queue(name, { connection, prefix });
       // A queue re-emits its connection's errors; without a listener BullMQ writes each one to
@@ -64,6 +67,31 @@ export class QueueSet {
         opts: QueueSet.optionsFor(name, j.opts),
       })),
     );
+  }
+
+  /**
+   * Removes finished jobs (completed or failed) left under these ids, so that adding jobs with
+   * the same ids is not silently ignored: BullMQ keeps the existing job and drops the new one.
+   * Such a job belongs to an earlier dispatch the database no longer reflects (a database
+   * restored or recreated under the same QUEUE_PREFIX, a relay that crashed before its commit).
+   * One round trip for the batch; returns the ids removed.
+   */
+  async removeFinished(queueName: QueueName, ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const queue = this.byName[queueName];
+    const pipeline = this.connection.pipeline();
+    for (const id of ids) pipeline.hget(queue.toKey(id), 'finishedOn');
+    const answers = (await pipeline.exec()) ?? [];
+    const removed: string[] = [];
+    for (const [i, id] of ids.entries()) {
+      const [err, finishedOn] = answers[i] ?? [null, null];
+      if (err !== null || finishedOn === null) continue;
+      // finishedOn is cleared when a finished job is retried: confirm before removing.
+      const state = await queue.getJobState(id);
+      if (state !== 'completed' && state !== 'failed') continue;
+      if ((await queue.remove(id)) === 1) removed.push(id);
+    }
+    return removed;
   }
 
   async close(): Promise<void> {

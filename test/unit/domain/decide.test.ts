@@ -590,6 +590,41 @@ describe('R7 resume', () => {
     expect(only(ds, 'resume-services').services).toEqual([]);
     expect(kinds(ds)).not.toContain('cancel-release');
   });
+
+  it("R9: a released studio's service drops its overdue hold when the episode ends, and stays released", () => {
+    const released = studio({ status: 'released', overdueHold: true });
+    const ds = decide(
+      inEpisode({
+        bills: paid,
+        services: [released],
+        studioInstances: [
+          instance({ releaseDueAt: plusMs(T0, -HOUR), releasedAt: plusMs(T0, -HOUR) }),
+        ],
+      }),
+      T0,
+      rules(),
+    );
+    expect(only(ds, 'clear-released-holds')).toEqual({
+      kind: 'clear-released-holds',
+      key: 'released-holds-clear-v1-acct-1-e1',
+      episodeSeq: 1,
+      serviceIds: [released.id],
+    });
+    expect(kinds(ds)).not.toContain('resume-services');
+    // Still overdue: the hold that led to the release stays.
+    const still = decide(
+      inEpisode({
+        bills: [bill({ dueAt: plusMs(T0, -1) })],
+        services: [released],
+        studioInstances: [
+          instance({ releaseDueAt: plusMs(T0, -HOUR), releasedAt: plusMs(T0, -HOUR) }),
+        ],
+      }),
+      T0,
+      rules(),
+    );
+    expect(kinds(still)).not.toContain('clear-released-holds');
+  });
 });
 
 describe('R9 production studio on a duration plan', () => {

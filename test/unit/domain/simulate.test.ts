@@ -37,6 +37,23 @@ describe('simulate (the replay behind `overdue-worker simulate`)', () => {
     expect(result.truncated).toBe(false);
   });
 
+  it('R9: paying after the release keeps the studio released and drops its overdue hold', () => {
+    const paidAt = plusMs(T0, DAY + HOUR);
+    const result = simulate(studioAccount(), rules(), {
+      from: T0,
+      to: plusMs(T0, 2 * DAY),
+      stepMs: HOUR,
+      events: [{ at: paidAt, label: 'payment', apply: payEverything }],
+    });
+    const cleared = result.timeline.find((e) => e.decision.kind === 'clear-released-holds');
+    expect(cleared?.at).toEqual(paidAt);
+    expect(cleared && describeDecision(cleared.decision)).toBe(
+      'overdue hold cleared from released svc-studio',
+    );
+    const finalStudio = result.final.services.find((s) => s.kind === 'studio');
+    expect(finalStudio).toMatchObject({ status: 'released', overdueHold: false });
+  });
+
   it('R9: a payment before the release cancels it and resumes everything', () => {
     const paidAt = plusMs(T0, 10 * HOUR);
     const result = simulate(studioAccount(), rules(), {
