@@ -10,11 +10,17 @@
  *   fresh ids, an account set of their own) into the same tables from this process (postgres.js,
  *   one statement per batch, with the tables' triggers), the NOTIFY muted as ingest mutes it.
  *
- * Items per second = items / wall time of all batches; the ratio is HTTP / bare.
+ * - the ingest store alone, same run: the route's statements called from this process (no HTTP,
+ *   no evaluations queued), on a third account set.
+ *
+ * Items per second = items / wall time of all batches; the ratio is HTTP / bare. A payment batch
+ * queues the evaluation of its accounts, so over HTTP the payment rate also carries the daemon's
+ * evaluation work for them (the store figure does not).
  */
 import { createServer } from 'node:net';
 import postgres from 'postgres';
 import { createDb } from '../../src/adapters/db/client';
+import { bodyHash, ingestBills, ingestPayments } from '../../src/adapters/db/ingest-store';
 import { migrate } from '../../src/adapters/db/migrate';
 import { startFakeControlPlane } from '../support/control-plane-server';
 import { deleteKeys } from '../support/daemon';
@@ -48,12 +54,12 @@ export async function ingestPhase(
   const port = await freePort();
   let daemon: DaemonHandle | undefined;
   try {
-    // ia-*: the accounts of the HTTP run; ib-*: the bare INSERTs' own (same count).
+    // ia-*: the accounts of the HTTP run; ib-*: the bare INSERTs' own; ic-*: the store's own.
     // A healthy balance: the daemon's start-up scan finds nothing to do (no low-balance storm).
     await sql`
       insert into accounts (id, currency, email, available_balance_minor)
       select p || lpad(i::text, 6, '0'), 'USD', p || i || '@example.com', 100000000
-        from generate_series(1, ${o.accounts}) as i, (values ('ia-'), ('ib-')) as v(p)`;
+        from generate_series(1, ${o.accounts}) as i, (values ('ia-'), ('ib-'), ('ic-')) as v(p)`;
     daemon = ctx.startDaemon({
       url: db.url,
       prefix,
@@ -94,18 +100,10 @@ export async function ingestPhase(
         rows.slice(k * o.batch, (k + 1) * o.batch),
       );
 
-    const overHttp = async (url: string, key: string, rows: object[]) => {
+    /** Runs `each` over the batches of `rows`; items per second over the whole run. */
+    const timed = async <T>(rows: T[], each: (part: T[]) => Promise<unknown>) => {
       const started = performance.now();
-      for (const part of chunks(rows)) {
-        const res = await fetch(`${base}${url}`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ [key]: part }),
-        });
-        if (res.status !== 202) {
-          throw new Error(`${url} answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
-        }
-      }
+      for (const part of chunks(rows)) await each(part);
       const seconds = (performance.now() - started) / 1000;
       return {
         items: rows.length,
@@ -114,21 +112,25 @@ export async function ingestPhase(
       };
     };
 
-    const bare = async (table: 'bills' | 'payments', rows: Record<string, unknown>[]) => {
-      const started = performance.now();
-      for (const part of chunks(rows)) {
-        await sql.begin(async (tx) => {
+    const overHttp = (url: string, key: string, rows: object[]) =>
+      timed(rows, async (part) => {
+        const res = await fetch(`${base}${url}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ [key]: part }),
+        });
+        if (res.status !== 202) {
+          throw new Error(`${url} answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+        }
+      });
+
+    const bare = (table: 'bills' | 'payments', rows: Record<string, unknown>[]) =>
+      timed(rows, (part) =>
+        sql.begin(async (tx) => {
           await tx`select set_config('overdue_worker.origin', 'daemon', true)`;
           await tx`insert into ${tx(table)} ${tx(part)}`;
-        });
-      }
-      const seconds = (performance.now() - started) / 1000;
-      return {
-        items: rows.length,
-        seconds: round(seconds, 2),
-        perSecond: round(rows.length / seconds, 0),
-      };
-    };
+        }),
+      );
     const billRows = (tag: string) =>
       billsOf(tag).map((b) => ({
         id: b.id,
@@ -148,19 +150,51 @@ export async function ingestPhase(
         source_version: 1,
       }));
 
+    // The ingest store called in this process (same statements as the route, no HTTP, no
+    // evaluations queued): what the ingest itself costs, apart from the daemon's other work.
+    const store = await createDb(db.url, '/unused', { poolSize: 2 });
+    const options = { statementTimeoutMs: 60_000, now: new Date(), actor: 'bench' };
+    const own = (accountId: string) => accountId.replace('ia-', 'ic-');
+    const storeBillsOf = (tag: string) =>
+      timed(billsOf(tag), (part) =>
+        ingestBills(
+          store.db,
+          part.map((b) => ({
+            ...b,
+            accountId: own(b.accountId),
+            hash: bodyHash(b),
+            issuedAt: new Date(b.issuedAt),
+            dueAt: new Date(b.dueAt),
+            void: false,
+          })),
+          options,
+        ),
+      );
+    const storePaymentsOf = (tag: string) =>
+      timed(paymentsOf(tag), (part) =>
+        ingestPayments(
+          store.db,
+          part.map((p) => ({ ...p, accountId: own(p.accountId), billId: null, hash: bodyHash(p) })),
+          options,
+        ),
+      );
+
     log(`ingest: ${o.items} bills and ${o.items} payments over HTTP in batches of ${o.batch}`);
     const bareBills = await bare('bills', billRows('bare-b'));
+    const storeBills = await storeBillsOf('store-b');
     const httpBills = await overHttp('/v1/ingest/bills', 'bills', billsOf('http-b'));
     const barePayments = await bare('payments', paymentRows('bare-p'));
+    const storePayments = await storePaymentsOf('store-p');
     const httpPayments = await overHttp('/v1/ingest/payments', 'payments', paymentsOf('http-p'));
+    await store.close();
     // The HTTP payments paid the HTTP bills: each account's bills, oldest first.
     const [paid] = await sql<{ n: number }[]>`
       select count(*)::int as n from bills where id like 'http-b-%' and status = 'paid'`;
     const result: IngestResult = {
       accounts: o.accounts,
       batch: o.batch,
-      bills: { http: httpBills, bare: bareBills },
-      payments: { http: httpPayments, bare: barePayments },
+      bills: { http: httpBills, store: storeBills, bare: bareBills },
+      payments: { http: httpPayments, store: storePayments, bare: barePayments },
       httpBillsPaid: paid?.n ?? 0,
     };
     log(`ingest: ${JSON.stringify(result)}`);
