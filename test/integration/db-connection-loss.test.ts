@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
+import { sql as dsql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, queryRows, type DbHandle } from '../../src/adapters/db/client';
 import { createTestDatabase } from '../support/db';
 import { PG_BIN, startPrivatePostgres, type OwnPostgres } from '../support/private-postgres';
 
@@ -20,7 +23,10 @@ import { PG_BIN, startPrivatePostgres, type OwnPostgres } from '../support/priva
  * uncaught TypeError from a deferred write to the dropped socket; the callback's next statement
  * hangs, or runs in autocommit on the reconnected connection and its result reaches an unrelated
  * query; queries queued inside the transaction never settle. patches/postgres+3.4.9.patch fixes
- * them. `npm run test:pg-loss` runs this file 20 times in a row.
+ * them. The last cases check the limits createDb puts on its connections: statement_timeout,
+ * idle_in_transaction_session_timeout, and the client-side response timeout (through a proxy
+ * that stops forwarding, as a half-open connection does). `npm run test:pg-loss` runs this file
+ * 20 times in a row.
  *
  * The server is a private one (initdb in a temp directory, test/support/private-postgres.ts):
  * terminating backends and its settings then touch nobody else. Where the PostgreSQL binaries
@@ -419,5 +425,129 @@ describe('connection lost mid-transaction, repeatedly', () => {
         await expectOwnResults(sql, 2);
       }
     });
+  });
+});
+
+/**
+ * A TCP proxy to the server that can freeze: while frozen it forwards nothing either way but
+ * keeps every socket open, as a network partition or a dead NAT entry does (no FIN, no RST).
+ * A connection closed on one side is closed on the other.
+ */
+async function freezingProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  let frozen = false;
+  const server: Server = createServer((client) => {
+    const upstream = createConnection(Number(target.port || 5432), target.hostname);
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      sockets.add(from);
+      from.on('data', (chunk) => frozen || to.write(chunk));
+      from.on('error', () => undefined);
+      from.on('close', () => (sockets.delete(from), to.destroy()));
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  const proxied = new URL(target);
+  proxied.port = String(port);
+  return {
+    url: proxied.toString(),
+    freeze: (on: boolean) => (frozen = on),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('limits createDb sets on its connections', () => {
+  async function withHandle(
+    target: string,
+    options: Parameters<typeof createDb>[2],
+    fn: (handle: DbHandle) => Promise<void>,
+  ) {
+    const watch = watchEscapes();
+    const handle = await createDb(target, '/nonexistent-unused', options);
+    try {
+      await fn(handle);
+      await sleep(50);
+      expect(watch.escaped).toEqual([]);
+    } finally {
+      watch.stop();
+      await handle.close();
+    }
+  }
+
+  const ownResults = async (handle: DbHandle) => {
+    const ns = [7, 8, 9, 10];
+    const got = await Promise.all(
+      ns.map((n) => queryRows<{ n: number }>(handle.db, dsql`select ${n}::int as n`)),
+    );
+    expect(got.map((rows) => rows[0]?.n)).toEqual(ns);
+  };
+
+  it('statement_timeout and idle_in_transaction_session_timeout hold from the first statement', async () => {
+    await withHandle(url, { poolSize: 1 }, async (handle) => {
+      const [row] = await queryRows<{ statement: string; idle: string }>(
+        handle.db,
+        dsql`select current_setting('statement_timeout') as statement,
+                    current_setting('idle_in_transaction_session_timeout') as idle`,
+      );
+      expect(row).toEqual({ statement: '1min', idle: '1min' });
+    });
+    await withHandle(url, { poolSize: 1, statementTimeoutMs: 300 }, async (handle) => {
+      const started = Date.now();
+      const outcome = await settle(handle.db.execute(dsql`select pg_sleep(3)`));
+      expect(outcome).toEqual({ status: 'error', code: '57014' }); // canceled by the server
+      expect(Date.now() - started).toBeLessThan(2_500);
+      await ownResults(handle);
+    });
+  });
+
+  it('a transaction left idle is ended by the server; its next statement fails, none of it stays', async () => {
+    await withHandle(url, { poolSize: 1, idleInTransactionTimeoutMs: 300 }, async (handle) => {
+      const tag = newTag('idle-timeout');
+      let late: Outcome<unknown> | undefined;
+      const tx = handle.db.transaction(async (t) => {
+        await t.execute(dsql`insert into writes (tx, n) values (${tag}, 1)`);
+        await sleep(1_500);
+        late = await settle(t.execute(dsql`insert into writes (tx, n) values (${tag}, 2)`));
+      });
+      const outcome = await settle(tx);
+      expectLost(outcome, '25P03');
+      await until(() => late !== undefined, 'late statement settled');
+      expect(late).toEqual({ status: 'error', code: 'CONNECTION_CLOSED' });
+      await expectAtomic(tag, outcome, [1, 2]);
+      await ownResults(handle);
+    });
+  });
+
+  it('a connection that stops answering (half-open) fails its queries after the response timeout', async () => {
+    const proxy = await freezingProxy(new URL(url));
+    try {
+      await withHandle(proxy.url, { poolSize: 1, responseTimeoutMs: 1_000 }, async (handle) => {
+        const tag = newTag('half-open');
+        await ownResults(handle);
+        const frozenAt = { ms: 0 };
+        const tx = handle.db.transaction(async (t) => {
+          await t.execute(dsql`insert into writes (tx, n) values (${tag}, 1)`);
+          proxy.freeze(true);
+          frozenAt.ms = Date.now();
+          await t.execute(dsql`insert into writes (tx, n) values (${tag}, 2)`);
+        });
+        const outcome = await settle(tx);
+        expect(outcome).toEqual({ status: 'error', code: 'RESPONSE_TIMEOUT' });
+        expect(Date.now() - frozenAt.ms).toBeGreaterThanOrEqual(900);
+        proxy.freeze(false);
+        // The client dropped the connection, the proxy closed the server side: rolled back.
+        await until(async () => (await rowsOf(tag)).length === 0, 'transaction rolled back');
+        await expectAtomic(tag, outcome, [1, 2]);
+        await ownResults(handle);
+      });
+    } finally {
+      await proxy.close();
+    }
   });
 });
