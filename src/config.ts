@@ -88,6 +88,14 @@ function positiveDurationOrNone(raw: string): Parsed<number | null> {
   return raw === 'none' ? null : positiveDuration(raw);
 }
 
+/** A PostgreSQL timeout setting: 'none', or a duration up to 24h (the server takes ms in an int). */
+function dbTimeout(raw: string): Parsed<number | null> {
+  const ms = positiveDurationOrNone(raw);
+  if (ms instanceof Invalid) return new Invalid(`must be 'none' or ${DURATION_HINT}`);
+  if (ms !== null && ms > 86_400_000) return new Invalid('must be at most 24h');
+  return ms;
+}
+
 function port(raw: string): Parsed<number> {
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n > 65_535) return new Invalid('must be an integer from 0 to 65535');
@@ -382,6 +390,8 @@ const fields = {
   PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
   SCAN_PAGE_SIZE: setting(intInRange(10, 50_000), '2000'),
   DB_POOL_SIZE: setting(intInRange(2, 500), '32'),
+  DB_STATEMENT_TIMEOUT: setting(dbTimeout, '60s'),
+  DB_IDLE_IN_TRANSACTION_TIMEOUT: setting(dbTimeout, '60s'),
   EVALUATE_CONCURRENCY: setting(intInRange(1, 256), '16'),
   EFFECTS_CONCURRENCY: setting(intInRange(1, 256), '16'),
   OUTBOX_POLL_INTERVAL: setting(positiveDuration, '1s'),
@@ -596,6 +606,13 @@ export interface Config {
   readonly scanPageSize: number;
   /** PostgreSQL connections of one daemon (evaluations, effects and senders share them). */
   readonly dbPoolSize: number;
+  /**
+   * statement_timeout of the daemon's connections, ms; null: none. A connection silent this
+   * long plus 30 s while it owes answers is taken for dead on the client side.
+   */
+  readonly dbStatementTimeoutMs: number | null;
+  /** idle_in_transaction_session_timeout of the daemon's connections, ms; null: none. */
+  readonly dbIdleInTransactionTimeoutMs: number | null;
   /** Evaluations one daemon runs at once. */
   readonly evaluateConcurrency: number;
   /** Control-plane effects one daemon runs at once. */
@@ -660,6 +677,8 @@ function toConfig(env: Env): Config {
     planScanIntervalMs: env.PLAN_SCAN_INTERVAL,
     scanPageSize: env.SCAN_PAGE_SIZE,
     dbPoolSize: env.DB_POOL_SIZE,
+    dbStatementTimeoutMs: env.DB_STATEMENT_TIMEOUT,
+    dbIdleInTransactionTimeoutMs: env.DB_IDLE_IN_TRANSACTION_TIMEOUT,
     evaluateConcurrency: env.EVALUATE_CONCURRENCY,
     effectsConcurrency: env.EFFECTS_CONCURRENCY,
     outboxPollIntervalMs: env.OUTBOX_POLL_INTERVAL,

@@ -22,8 +22,8 @@ import {
   httpControlPlane,
   type ControlPlane,
 } from './adapters/control-plane/control-plane';
-import { createDb, type DbHandle, type Unlisten } from './adapters/db/client';
-import { migrate } from './adapters/db/migrate';
+import { createDb, dbOptions, type DbHandle, type Unlisten } from './adapters/db/client';
+import { migrateDatabase } from './adapters/db/migrate';
 import { QUEUES } from './adapters/queue/catalog';
 import { createRedis } from './adapters/queue/connection';
 import { OutboxRelay } from './adapters/queue/outbox-relay';
@@ -86,10 +86,9 @@ export interface Daemon {
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
+  if (!options.database) await migrateDatabase(config.databaseUrl, config.dataDir);
   const database =
-    options.database ??
-    (await createDb(config.databaseUrl, config.dataDir, { poolSize: config.dbPoolSize }));
-  if (!options.database) await migrate(database.db);
+    options.database ?? (await createDb(config.databaseUrl, config.dataDir, dbOptions(config)));
 
   const producerRedis = createRedis(config.redisUrl, 'producer', logger);
   const workerRedis = createRedis(config.redisUrl, 'worker', logger);

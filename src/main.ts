@@ -1,5 +1,5 @@
-import { createDb, type DbHandle } from './adapters/db/client';
-import { migrate } from './adapters/db/migrate';
+import { createDb, dbOptions, type DbHandle } from './adapters/db/client';
+import { migrateDatabase } from './adapters/db/migrate';
 import { assertRedisAnswers } from './adapters/queue/connection';
 import { parseConfigOrExit, redactedConfig } from './config';
 import { startDaemon } from './daemon';
@@ -46,9 +46,9 @@ async function main(): Promise<void> {
   const dbLogger = childLogger(logger, 'db');
   let database: DbHandle;
   try {
-    database = await createDb(config.databaseUrl, config.dataDir, { poolSize: config.dbPoolSize });
+    await migrateDatabase(config.databaseUrl, config.dataDir);
+    database = await createDb(config.databaseUrl, config.dataDir, dbOptions(config));
     resources.push({ name: 'database', close: () => database.close() });
-    await migrate(database.db);
     dbLogger.info({ driver: database.driver }, 'database ready, migrations applied');
   } catch (err) {
     // The message names the host or folder, never the password (postgres.js does not echo it).

@@ -3,9 +3,9 @@ import { SingleBar } from 'cli-progress';
 import pino from 'pino';
 import { systemClock } from '../adapters/clock/clock';
 import { loadAccountSnapshot } from '../adapters/db/account-snapshot';
-import { createDb, type DbHandle } from '../adapters/db/client';
+import { createDb, dbOptions, type DbHandle } from '../adapters/db/client';
 import { evaluateAccount } from '../adapters/db/evaluation';
-import { migrate } from '../adapters/db/migrate';
+import { migrateDatabase } from '../adapters/db/migrate';
 import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
 import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
 import { OutboxRelay } from '../adapters/queue/outbox-relay';
@@ -42,12 +42,12 @@ commands:
 class UsageError extends Error {}
 
 async function openDb(config: Config): Promise<DbHandle> {
-  const handle = await createDb(config.databaseUrl, config.dataDir, {
+  await migrateDatabase(config.databaseUrl, config.dataDir);
+  return createDb(config.databaseUrl, config.dataDir, {
+    ...dbOptions(config),
     poolSize: 2,
     applicationName: 'overdue-worker-cli',
   });
-  await migrate(handle.db);
-  return handle;
 }
 
 const quietLogger = pino({ level: 'silent' });
@@ -223,9 +223,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let output: string;
   switch (command) {
     case 'migrate': {
-      const database = await openDb(config);
-      await database.close();
-      output = `migrations applied (${database.driver})`;
+      await migrateDatabase(config.databaseUrl, config.dataDir);
+      output = `migrations applied (${config.databaseUrl === null ? 'pglite' : 'postgres'})`;
       break;
     }
     case 'scan':

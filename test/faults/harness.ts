@@ -1,17 +1,15 @@
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import postgres from 'postgres';
-import { createDb } from '../../src/adapters/db/client';
-import { migrate } from '../../src/adapters/db/migrate';
+import type postgres from 'postgres';
 import { startFakeControlPlane, type FakeControlPlane } from '../support/control-plane-server';
 import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
+import { freePort, PrivatePostgres } from '../support/private-postgres';
 import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
 
 /**
@@ -24,17 +22,6 @@ import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
 
 const exec = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
-export const PG_BIN = process.env.FAULTS_PG_BIN ?? '/usr/lib/postgresql/15/bin';
-/** PostgreSQL refuses to run as root: as root, its tools run as this user (FAULTS_PG_USER). */
-const PG_USER = process.env.FAULTS_PG_USER ?? 'postgres';
-
-/** Runs a PostgreSQL tool, as PG_USER when this process is root. */
-function pgTool(tool: string, args: readonly string[]) {
-  const file = path.join(PG_BIN, tool);
-  return process.getuid?.() === 0
-    ? exec('runuser', ['-u', PG_USER, '--', file, ...args])
-    : exec(file, [...args]);
-}
 
 /** An integer from the environment (scenario sizes), or the default. */
 export function envInt(name: string, fallback: number): number {
@@ -49,17 +36,6 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 export function randomInt(min: number, max: number): number {
   return min + Math.floor(Math.random() * (max - min + 1));
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Polls `check` until truthy or the deadline (then throws naming `what`). */
@@ -79,90 +55,6 @@ export async function until<T>(
 }
 
 // ---------------------------------------------------------------------------------------------
-
-export class PrivatePostgres {
-  private constructor(
-    readonly dir: string,
-    readonly port: number,
-  ) {}
-
-  static async start(root: string): Promise<PrivatePostgres> {
-    const dir = path.join(root, 'pg');
-    const port = await freePort();
-    if (process.getuid?.() === 0) {
-      mkdirSync(dir, { mode: 0o700 });
-      await exec('chown', ['-R', PG_USER, root]);
-    }
-    await pgTool('initdb', ['-A', 'trust', '-U', 'postgres', '--no-sync', '-D', dir]);
-    const pg = new PrivatePostgres(dir, port);
-    await pg.startServer();
-    return pg;
-  }
-
-  url(database = 'postgres'): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
-  }
-
-  private async startServer(): Promise<void> {
-    const options = [
-      `-p ${this.port}`,
-      `-k ${path.dirname(this.dir)}`,
-      '-c listen_addresses=127.0.0.1',
-      '-c max_connections=300',
-      // A test instance: durability against OS crashes is not what is being tested, so no
-      // fsync. Commits stay synchronous: the restart scenario stops the server like a crash of
-      // PostgreSQL alone, and with synchronous_commit=off that loses acknowledged commits (WAL
-      // still in the server's buffers), which a production server does not.
-      '-c fsync=off',
-      '-c full_page_writes=off',
-    ].join(' ');
-    await pgTool('pg_ctl', [
-      '-D',
-      this.dir,
-      '-o',
-      options,
-      '-l',
-      path.join(path.dirname(this.dir), 'pg.log'),
-      '-w',
-      '-t',
-      '60',
-      'start',
-    ]);
-  }
-
-  /** Stops (immediate: like a crash, every connection cut) and starts again on the same port. */
-  async restart(downMs = 0): Promise<void> {
-    await this.stop();
-    if (downMs > 0) await sleep(downMs);
-    await this.startServer();
-  }
-
-  async stop(): Promise<void> {
-    await pgTool('pg_ctl', ['-D', this.dir, '-m', 'immediate', '-w', 'stop']).catch(
-      () => undefined,
-    );
-  }
-
-  /** A fresh migrated database; returns its URL and a raw client on it. */
-  async createDatabase(): Promise<{ url: string; name: string; raw: postgres.Sql }> {
-    const name = `faults_${randomBytes(5).toString('hex')}`;
-    const admin = postgres(this.url(), { max: 1, onnotice: () => undefined });
-    try {
-      await admin.unsafe(`create database "${name}"`);
-    } finally {
-      await admin.end({ timeout: 5 });
-    }
-    const url = this.url(name);
-    const handle = await createDb(url, '/nonexistent-unused', { poolSize: 2 });
-    try {
-      await migrate(handle.db);
-    } finally {
-      await handle.close();
-    }
-    const raw = postgres(url, { max: 8, onnotice: () => undefined, connect_timeout: 5 });
-    return { url, name, raw };
-  }
-}
 
 export class PrivateRedis {
   private constructor(
@@ -282,14 +174,7 @@ export async function startInfra(): Promise<Infra> {
     } catch {
       // not running
     }
-    try {
-      const ctl = path.join(PG_BIN, 'pg_ctl');
-      const args = ['-D', pg.dir, '-m', 'immediate', 'stop'];
-      if (process.getuid?.() === 0) execFileSync('runuser', ['-u', PG_USER, '--', ctl, ...args]);
-      else execFileSync(ctl, args);
-    } catch {
-      // not running
-    }
+    pg.stopNow();
   };
   process.once('exit', emergency);
   return {

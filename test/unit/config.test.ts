@@ -61,6 +61,8 @@ describe('defaults', () => {
       scanPageSize: 2_000,
       scanRecheckIntervalMs: 600_000,
       dbPoolSize: 32,
+      dbStatementTimeoutMs: 60_000,
+      dbIdleInTransactionTimeoutMs: 60_000,
       evaluateConcurrency: 16,
       effectsConcurrency: 16,
       outboxPollIntervalMs: 1_000,
@@ -554,6 +556,18 @@ describe('durations', () => {
       ];
     for (const c of cases) expect(ok(c.env).rules.defaultProtection).toEqual(c.quota);
     expect(names({ PROTECTION_DURATION: '3 days' })).toEqual(['PROTECTION_DURATION']);
+  });
+
+  it('database timeouts: a duration up to 24h, or none', () => {
+    const config = ok({ DB_STATEMENT_TIMEOUT: '5m', DB_IDLE_IN_TRANSACTION_TIMEOUT: 'none' });
+    expect(config.dbStatementTimeoutMs).toBe(300_000);
+    expect(config.dbIdleInTransactionTimeoutMs).toBeNull();
+    expect(ok({ DB_STATEMENT_TIMEOUT: '24h' }).dbStatementTimeoutMs).toBe(86_400_000);
+    expect(names({ DB_STATEMENT_TIMEOUT: '25h', DB_IDLE_IN_TRANSACTION_TIMEOUT: '0s' })).toEqual([
+      'DB_STATEMENT_TIMEOUT',
+      'DB_IDLE_IN_TRANSACTION_TIMEOUT',
+    ]);
+    expect(names({ DB_STATEMENT_TIMEOUT: '60' })).toEqual(['DB_STATEMENT_TIMEOUT']);
   });
 
   it('plan expiry reminders: sorted longest first, deduped, or none', () => {

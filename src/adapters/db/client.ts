@@ -6,6 +6,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
+import type { Config } from '../../config';
 
 /**
  * The database handle repositories take. Both drivers' databases (and their transactions) are
@@ -43,6 +44,45 @@ export interface DbOptions {
   readonly poolSize?: number;
   /** Sent as application_name, visible in pg_stat_activity. */
   readonly applicationName?: string;
+  /**
+   * statement_timeout of every connection, ms: the server cancels a statement (lock waits
+   * included) running longer. 0: none set here (the server's own setting). Default 60 s.
+   */
+  readonly statementTimeoutMs?: number;
+  /**
+   * idle_in_transaction_session_timeout, ms: the server ends a session whose transaction waits
+   * this long for its next statement (its locks are released, its writes rolled back). 0: none
+   * set here (the server's own setting). Default 60 s.
+   */
+  readonly idleInTransactionTimeoutMs?: number;
+  /**
+   * Client side, ms: a connection that owes answers and has received nothing for this long is
+   * taken for dead (a half-open TCP connection, where the server's limits cannot reach us): its
+   * queries fail with RESPONSE_TIMEOUT and it reconnects. null: no limit. Default: the statement
+   * timeout plus 30 s, so the server's own cancel (57014) normally comes first; no limit when
+   * statements have none.
+   */
+  readonly responseTimeoutMs?: number | null;
+}
+
+/**
+ * Limits of a handle opened without settings (tests, benchmarks); the daemon and the command take
+ * theirs from DB_STATEMENT_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT (same defaults).
+ */
+const DEFAULT_STATEMENT_TIMEOUT_MS = 60_000;
+const DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
+/** Headroom of the client-side response timeout over statement_timeout. */
+const RESPONSE_TIMEOUT_MARGIN_MS = 30_000;
+
+/** The pool the settings describe (DB_POOL_SIZE, DB_STATEMENT_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT). */
+export function dbOptions(
+  config: Pick<Config, 'dbPoolSize' | 'dbStatementTimeoutMs' | 'dbIdleInTransactionTimeoutMs'>,
+): DbOptions {
+  return {
+    poolSize: config.dbPoolSize,
+    statementTimeoutMs: config.dbStatementTimeoutMs ?? 0,
+    idleInTransactionTimeoutMs: config.dbIdleInTransactionTimeoutMs ?? 0,
+  };
 }
 
 /**
@@ -73,13 +113,30 @@ export async function createDb(
       },
     };
   }
+  const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  const responseTimeoutMs =
+    options.responseTimeoutMs !== undefined
+      ? options.responseTimeoutMs
+      : statementTimeoutMs > 0
+        ? statementTimeoutMs + RESPONSE_TIMEOUT_MARGIN_MS
+        : null;
   const client = postgres(url, {
     max: options.poolSize ?? 10,
     /** Seconds before an idle connection is closed. */
     idle_timeout: 30,
     /** Seconds to wait for a connection before the query fails. */
     connect_timeout: 10,
-    connection: { application_name: options.applicationName ?? 'overdue-worker' },
+    /** Seconds; see DbOptions.responseTimeoutMs (a patched-in postgres.js option). */
+    response_timeout: responseTimeoutMs === null ? null : responseTimeoutMs / 1000,
+    // Startup parameters (milliseconds), so they hold for every connection of the pool and its
+    // LISTEN connection from the first statement on. postgres.js leaves out a 0: the server's
+    // own setting then applies (no limit unless the role or database sets one).
+    connection: {
+      application_name: options.applicationName ?? 'overdue-worker',
+      statement_timeout: statementTimeoutMs,
+      idle_in_transaction_session_timeout:
+        options.idleInTransactionTimeoutMs ?? DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    },
     // NOTICEs (e.g. "relation already exists, skipping" from the migrator) are not errors; by
     // default postgres.js prints them with console.log, bypassing the structured logger.
     onnotice: () => undefined,
