@@ -4,17 +4,14 @@ import { IANAZone } from 'luxon';
 import { z } from 'zod';
 import { queryRows } from '../adapters/db/client';
 import {
-  begin,
   bodyHash,
-  classify,
   ingestBills,
   ingestPaymentReversals,
   ingestPayments,
   ingestRows,
   ingestTopups,
   IngestRejected,
-  loadStored,
-  lockAccounts,
+  openBatch,
   ACCOUNT_KEY,
   USAGE_KEY,
   type BatchResult,
@@ -690,14 +687,12 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
       const item = versioned(p);
       const result = await db
         .transaction(async (tx) => {
-          await begin(tx, { statementTimeoutMs: config.ingestStatementTimeoutMs, now, actor }, '');
-          if (!(await lockAccounts(tx, [p.accountId])).has(p.accountId)) {
-            throw new IngestRejected(422, 'unknown-account', [
-              { index: 0, id: p.id, field: 'accountId', message: 'unknown account' },
-            ]);
-          }
-          const stored = await loadStored(tx, 'resource_plans', 'order_id', [p.id]);
-          const { writes } = classify([item], stored, 'plan');
+          const { stored, writes } = await openBatch(
+            tx,
+            { statementTimeoutMs: config.ingestStatementTimeoutMs, now, actor },
+            [item],
+            { paidAdjustment: '', table: 'resource_plans', columns: 'order_id', noun: 'plan' },
+          );
           const write = writes.get(p.id);
           if (write === undefined) return { created: false, duplicate: true };
           const columns = {

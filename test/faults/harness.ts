@@ -1,15 +1,14 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import type postgres from 'postgres';
 import { startFakeControlPlane, type FakeControlPlane } from '../support/control-plane-server';
 import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
-import { freePort, PrivatePostgres } from '../support/private-postgres';
+import { PrivatePostgres } from '../support/private-postgres';
+import { PrivateRedis } from '../support/private-redis';
 import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
 
 /**
@@ -20,7 +19,6 @@ import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
  * daemon runs in a child of the tsx process, and killing only that leaves the daemon running).
  */
 
-const exec = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** An integer from the environment (scenario sizes), or the default. */
@@ -55,104 +53,6 @@ export async function until<T>(
 }
 
 // ---------------------------------------------------------------------------------------------
-
-export class PrivateRedis {
-  private constructor(
-    readonly dir: string,
-    readonly port: number,
-  ) {}
-
-  static async start(root: string): Promise<PrivateRedis> {
-    const redis = new PrivateRedis(root, await freePort());
-    await redis.startServer();
-    return redis;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  private async startServer(): Promise<void> {
-    await exec('redis-server', [
-      '--port',
-      String(this.port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--daemonize',
-      'yes',
-      '--dir',
-      this.dir,
-      '--pidfile',
-      path.join(this.dir, 'redis.pid'),
-      '--logfile',
-      path.join(this.dir, 'redis.log'),
-      '--maxmemory-policy',
-      'noeviction',
-    ]);
-    await until(() => this.ping(), 10_000, 'private redis answers');
-  }
-
-  private async ping(): Promise<boolean> {
-    const probe = new Redis(this.url, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      return (await probe.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      probe.disconnect();
-    }
-  }
-
-  client(): Redis {
-    const c = new Redis(this.url, { maxRetriesPerRequest: null });
-    c.on('error', () => undefined);
-    return c;
-  }
-
-  async flushAll(): Promise<void> {
-    const c = this.client();
-    try {
-      await c.flushall();
-    } finally {
-      c.disconnect();
-    }
-  }
-
-  /** SHUTDOWN NOSAVE (everything in memory is lost), then start again on the same port. */
-  async restart(downMs = 0): Promise<void> {
-    await this.stop();
-    if (downMs > 0) await sleep(downMs);
-    await this.startServer();
-  }
-
-  async stop(): Promise<void> {
-    const c = new Redis(this.url, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    c.on('error', () => undefined);
-    try {
-      await c.connect();
-      await c.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
-    } catch {
-      // already down
-    } finally {
-      c.disconnect();
-    }
-    await until(async () => !(await this.ping()), 10_000, 'private redis stopped');
-  }
-}
 
 /** A temp directory with a private PostgreSQL and Redis; `close` removes both. */
 export interface Infra {

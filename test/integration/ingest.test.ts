@@ -1,8 +1,6 @@
 /* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
    Response bodies are parsed JSON, checked field by field with expect(). */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
@@ -12,6 +10,7 @@ import { migrate, MIGRATIONS_FOLDER } from '../../src/adapters/db/migrate';
 import { buildHttpServer } from '../../src/http/server';
 import { createTestDatabase, pgError } from '../support/db';
 import { startHarness, waitFor, type Harness } from '../support/daemon';
+import { PrivateRedis } from '../support/private-redis';
 
 /**
  * The billing system's boundary as a billing system uses it: the real HTTP server, the real
@@ -483,7 +482,8 @@ describe('concurrency and outages', () => {
   });
 
   it('Redis stopped → 202 and the account is evaluated after Redis is back', async () => {
-    const redis = await PrivateRedis.start();
+    const redisDir = mkdtempSync(path.join(tmpdir(), 'ow-redis-'));
+    const redis = await PrivateRedis.start(redisDir);
     const r = await startHarness({ API_TOKENS: `billing=${TOKEN}`, REDIS_URL: redis.url });
     const server = await buildHttpServer({ daemon: r.daemon, logger: pino({ level: 'silent' }) });
     await server.ready();
@@ -528,6 +528,7 @@ describe('concurrency and outages', () => {
       await server.close();
       await r.stop().catch(() => undefined);
       await redis.stop();
+      rmSync(redisDir, { recursive: true, force: true });
     }
   });
 });
@@ -585,79 +586,3 @@ describe('migration 0006', () => {
     }
   });
 });
-
-/** A redis-server of this test's own on a free loopback port, to stop and start at will. */
-class PrivateRedis {
-  private child: ChildProcess | null = null;
-  private constructor(
-    readonly port: number,
-    private readonly dir: string,
-  ) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  static async start(): Promise<PrivateRedis> {
-    const port = await new Promise<number>((resolve, reject) => {
-      const probe = createServer();
-      probe.once('error', reject);
-      probe.listen(0, '127.0.0.1', () => {
-        const address = probe.address();
-        probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-      });
-    });
-    const redis = new PrivateRedis(port, mkdtempSync(path.join(tmpdir(), 'ow-redis-')));
-    await redis.restart();
-    return redis;
-  }
-
-  async restart(): Promise<void> {
-    this.child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        this.dir,
-      ],
-      { stdio: 'ignore' },
-    );
-    const { Redis } = await import('ioredis');
-    await waitFor(
-      async () => {
-        const client = new Redis(this.url, {
-          lazyConnect: true,
-          maxRetriesPerRequest: 0,
-          retryStrategy: () => null,
-        });
-        client.on('error', () => undefined);
-        try {
-          await client.connect();
-          return (await client.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          client.disconnect();
-        }
-      },
-      10_000,
-      'private redis answers',
-    );
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (child === null) return;
-    this.child = null;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await exited;
-  }
-}

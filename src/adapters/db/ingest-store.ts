@@ -131,7 +131,7 @@ export interface RowItem extends Versioned {
  * daemon's own (`overdue_worker.origin`), so the triggers do not NOTIFY: the caller queues the
  * evaluations that matter itself (BatchResult.changedAccounts), not one per touched account.
  */
-export async function begin(tx: Tx, options: IngestOptions, paidAdjustment: string): Promise<void> {
+async function begin(tx: Tx, options: IngestOptions, paidAdjustment: string): Promise<void> {
   await tx.execute(
     sql`select set_config('statement_timeout', ${String(options.statementTimeoutMs)}, true),
                set_config('overdue_worker.paid_adjustment', ${paidAdjustment}, true),
@@ -140,7 +140,7 @@ export async function begin(tx: Tx, options: IngestOptions, paidAdjustment: stri
 }
 
 /** Locks the accounts in id order; returns the ids that exist. */
-export async function lockAccounts(tx: Tx, accountIds: Iterable<string>): Promise<Set<string>> {
+async function lockAccounts(tx: Tx, accountIds: Iterable<string>): Promise<Set<string>> {
   const ids = [...new Set(accountIds)].sort();
   const rows = await queryRows<{ id: string }>(
     tx,
@@ -191,7 +191,7 @@ const ID_KEY: RowKey = { select: 'id', match: 'id in (select k from ids)', confl
 export const ACCOUNT_KEY: RowKey = { ...ID_KEY, account: 'id' };
 
 /** The stored rows of `ids` in `table`, locked. */
-export async function loadStored(
+async function loadStored(
   tx: Tx,
   table: string,
   columns: string,
@@ -229,7 +229,7 @@ interface Classified<T extends Versioned> {
  * Step 4: the version rules, in request order (an id sent twice in a batch is compared with its
  * earlier copy). Throws 409 naming every conflicting item.
  */
-export function classify<T extends Versioned>(
+function classify<T extends Versioned>(
   items: readonly T[],
   stored: Map<string, StoredRow>,
   kind: string,
@@ -268,6 +268,39 @@ export function classify<T extends Versioned>(
   }
   if (issues.length > 0) throw new IngestRejected(409, 'version-conflict', issues);
   return { results, writes };
+}
+
+/**
+ * Steps 1 to 4 of every batch: its settings, its accounts locked in id order (all must exist,
+ * unless the batch creates them), its stored rows locked, and the version rules applied.
+ */
+export async function openBatch<T extends Versioned>(
+  tx: Tx,
+  options: IngestOptions,
+  items: readonly T[],
+  o: {
+    readonly paidAdjustment: '' | 'reversal' | 'bill-revision';
+    readonly table: string;
+    readonly columns: string;
+    readonly noun: string;
+    readonly key?: RowKey;
+    readonly createsAccount?: boolean;
+  },
+): Promise<Classified<T> & { stored: Map<string, StoredRow> }> {
+  await begin(tx, options, o.paidAdjustment);
+  const existing = await lockAccounts(
+    tx,
+    items.map((i) => i.accountId),
+  );
+  if (o.createsAccount !== true) requireAccounts(items, existing);
+  const stored = await loadStored(
+    tx,
+    o.table,
+    o.columns,
+    items.map((i) => i.id),
+    o.key,
+  );
+  return { stored, ...classify(items, stored, o.noun) };
 }
 
 /** The guard every upsert repeats in SQL: only a newer version (or a table-written row at the same
@@ -363,6 +396,7 @@ function ledgerBill(row: Record<string, unknown>): LedgerBill {
 }
 
 const BILL_COLUMNS = 'amount_minor, paid_minor, status, due_at';
+const PAYMENT_COLUMNS = 'amount_minor, allocations, balance_credit_minor, reversed_by';
 
 export async function ingestBills(
   db: Db,
@@ -370,21 +404,12 @@ export async function ingestBills(
   options: IngestOptions,
 ): Promise<BatchResult> {
   return db.transaction(async (tx) => {
-    await begin(tx, options, 'bill-revision');
-    requireAccounts(
-      items,
-      await lockAccounts(
-        tx,
-        items.map((b) => b.accountId),
-      ),
-    );
-    const stored = await loadStored(
-      tx,
-      'bills',
-      BILL_COLUMNS,
-      items.map((b) => b.id),
-    );
-    const { results, writes } = classify(items, stored, 'bill');
+    const { stored, results, writes } = await openBatch(tx, options, items, {
+      paidAdjustment: 'bill-revision',
+      table: 'bills',
+      columns: BILL_COLUMNS,
+      noun: 'bill',
+    });
     if (writes.size === 0) return { results, changedAccounts: [] };
 
     const rows: Record<string, unknown>[] = [];
@@ -527,21 +552,14 @@ export async function ingestPayments(
 ): Promise<BatchResult> {
   return db.transaction(async (tx) => {
     // A newer version of a payment undoes the old allocation first: a reversal of sorts.
-    await begin(tx, options, 'reversal');
-    requireAccounts(
-      items,
-      await lockAccounts(
-        tx,
-        items.map((p) => p.accountId),
-      ),
-    );
-    const stored = (await loadStored(
-      tx,
-      'payments',
-      'amount_minor, allocations, balance_credit_minor, reversed_by',
-      items.map((p) => p.id),
-    )) as Map<string, PaymentRow>;
-    const { results, writes } = classify(items, stored, 'payment');
+    const batch = await openBatch(tx, options, items, {
+      paidAdjustment: 'reversal',
+      table: 'payments',
+      columns: PAYMENT_COLUMNS,
+      noun: 'payment',
+    });
+    const { results, writes } = batch;
+    const stored = batch.stored as Map<string, PaymentRow>;
     if (writes.size === 0) return { results, changedAccounts: [] };
 
     const accountIds = changedAccounts(writes);
@@ -677,27 +695,18 @@ export async function ingestPaymentReversals(
   options: IngestOptions,
 ): Promise<BatchResult> {
   return db.transaction(async (tx) => {
-    await begin(tx, options, 'reversal');
-    requireAccounts(
-      items,
-      await lockAccounts(
-        tx,
-        items.map((r) => r.accountId),
-      ),
-    );
-    const stored = await loadStored(
-      tx,
-      'payment_reversals',
-      'payment_id',
-      items.map((r) => r.id),
-    );
-    const { results, writes } = classify(items, stored, 'payment reversal');
+    const { stored, results, writes } = await openBatch(tx, options, items, {
+      paidAdjustment: 'reversal',
+      table: 'payment_reversals',
+      columns: 'payment_id',
+      noun: 'payment reversal',
+    });
     if (writes.size === 0) return { results, changedAccounts: [] };
 
     const payments = (await loadStored(
       tx,
       'payments',
-      'amount_minor, allocations, balance_credit_minor, reversed_by',
+      PAYMENT_COLUMNS,
       [...writes.values()].map((w) => w.item.paymentId),
     )) as Map<string, PaymentRow>;
     const accountIds = changedAccounts(writes);
@@ -809,21 +818,12 @@ export async function ingestTopups(
   options: IngestOptions,
 ): Promise<BatchResult> {
   return db.transaction(async (tx) => {
-    await begin(tx, options, '');
-    requireAccounts(
-      items,
-      await lockAccounts(
-        tx,
-        items.map((t) => t.accountId),
-      ),
-    );
-    const stored = await loadStored(
-      tx,
-      'topups',
-      'amount_minor',
-      items.map((t) => t.id),
-    );
-    const { results, writes } = classify(items, stored, 'top-up');
+    const { stored, results, writes } = await openBatch(tx, options, items, {
+      paidAdjustment: '',
+      table: 'topups',
+      columns: 'amount_minor',
+      noun: 'top-up',
+    });
     if (writes.size === 0) return { results, changedAccounts: [] };
     const rows: Record<string, unknown>[] = [];
     const balance: BalanceChange[] = [];
@@ -915,23 +915,17 @@ export async function ingestRows(
   validate?: (item: RowItem, stored: StoredRow | undefined) => string | null,
 ): Promise<BatchResult> {
   return db.transaction(async (tx) => {
-    await begin(tx, options, '');
-    const existing = await lockAccounts(
-      tx,
-      items.map((i) => i.accountId),
-    );
-    if (kind.createsAccount !== true) requireAccounts(items, existing);
     const key = kind.key ?? ID_KEY;
     const ownAccount = key.account === 'id';
     const names = kind.columns.map(([name]) => name);
-    const stored = await loadStored(
-      tx,
-      kind.table,
-      names.filter((n) => n !== 'id' && n !== 'account_id').join(', ') || 'id',
-      items.map((i) => i.id),
+    const { stored, results, writes } = await openBatch(tx, options, items, {
+      paidAdjustment: '',
+      table: kind.table,
+      columns: names.filter((n) => n !== 'id' && n !== 'account_id').join(', ') || 'id',
+      noun: kind.noun,
       key,
-    );
-    const { results, writes } = classify(items, stored, kind.noun);
+      createsAccount: kind.createsAccount === true,
+    });
     if (writes.size === 0) return { results, changedAccounts: [] };
     if (validate !== undefined) {
       const issues = [...writes.values()].flatMap(({ item }) => {
