@@ -3,7 +3,7 @@
 # stage carries the bundle, the migrations and the production dependencies, and runs plain node
 # (no tsx, no TypeScript at run time).
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # patches/ holds fixes to dependencies that npm's postinstall (patch-package) applies.
@@ -16,7 +16,7 @@ COPY drizzle ./drizzle
 COPY esbuild.config.mjs ./
 RUN npx tsc --noEmit && npm run build
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
