@@ -315,15 +315,16 @@ function newerGuard(table: string, accountColumn = 'account_id'): SQL {
 
 function checkWritten(
   kind: string,
-  expected: readonly string[],
+  items: readonly Versioned[],
+  expected: ReadonlyMap<string, unknown>,
   written: readonly { id: string }[],
 ) {
-  if (written.length === expected.length) return;
+  if (written.length === expected.size) return;
   const got = new Set(written.map((r) => r.id));
-  const issues = expected
+  const issues = [...expected.keys()]
     .filter((id) => !got.has(id))
-    .map((id, index) => ({
-      index,
+    .map((id) => ({
+      index: items.findIndex((item) => item.id === id),
       id,
       field: 'version',
       message: `${kind} ${id} was changed by a concurrent request; send it again`,
@@ -468,7 +469,7 @@ export async function ingestBills(
           ${newerGuard('bills')}
           returning id`,
     );
-    checkWritten('bill', [...writes.keys()], written);
+    checkWritten('bill', items, writes, written);
     await applyBalanceChanges(tx, credits);
     await appendEventRows(tx, options.actor, events);
     return { results, changedAccounts: [...evaluate] };
@@ -677,7 +678,7 @@ export async function ingestPayments(
           ${newerGuard('payments')}
           returning id`,
     );
-    checkWritten('payment', [...writes.keys()], written);
+    checkWritten('payment', items, writes, written);
     await writeLedger(tx, changedBills);
     await applyBalanceChanges(tx, balance);
     await appendEventRows(tx, options.actor, events);
@@ -797,7 +798,7 @@ export async function ingestPaymentReversals(
           ${newerGuard('payment_reversals')}
           returning id`,
     );
-    checkWritten('payment reversal', [...writes.keys()], written);
+    checkWritten('payment reversal', items, writes, written);
     const reversed = events.map((e) => ({ id: e.detail.paymentId, by: e.detail.reversalId }));
     if (reversed.length > 0) {
       await tx.execute(sql`
@@ -867,7 +868,7 @@ export async function ingestTopups(
           ${newerGuard('topups')}
           returning id`,
     );
-    checkWritten('top-up', [...writes.keys()], written);
+    checkWritten('top-up', items, writes, written);
     await applyBalanceChanges(tx, balance);
     await appendEventRows(tx, options.actor, events);
     return { results, changedAccounts: changedAccounts(writes) };
@@ -963,7 +964,7 @@ export async function ingestRows(
           ${newerGuard(kind.table, key.account)}
           returning ${sql.raw(key.select)} as id`,
     );
-    checkWritten(kind.noun, [...writes.keys()], written);
+    checkWritten(kind.noun, items, writes, written);
     return {
       results,
       changedAccounts: kind.evaluates === false ? [] : changedAccounts(writes),
