@@ -8,8 +8,20 @@ export const MINUTE = 60 * SECOND;
 export const HOUR = 60 * MINUTE;
 export const DAY = 24 * HOUR;
 
+/**
+ * Zone names already checked. Luxon checks a zone by building an Intl.DateTimeFormat (about half a
+ * millisecond); every evaluation checks its account's zone, and accounts share a few hundred zones
+ * at most. Bounded so that a flood of made-up names cannot grow it without limit.
+ */
+const checkedZones = new Map<string, boolean>();
+const MAX_CHECKED_ZONES = 2_000;
+
 export function isValidZone(zone: string): boolean {
-  return IANAZone.isValidZone(zone);
+  const known = checkedZones.get(zone);
+  if (known !== undefined) return known;
+  const valid = IANAZone.isValidZone(zone);
+  if (checkedZones.size < MAX_CHECKED_ZONES) checkedZones.set(zone, valid);
+  return valid;
 }
 
 /** Calendar date (YYYY-MM-DD) of an instant in an IANA zone. */

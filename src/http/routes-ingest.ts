@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import type { FastifyReply } from 'fastify';
-import { IANAZone } from 'luxon';
 import { z } from 'zod';
 import { queryRows } from '../adapters/db/client';
 import {
@@ -41,6 +40,7 @@ import {
 } from './api';
 import { actorName } from './auth';
 import { unpaidBills } from './queries';
+import { isValidZone } from '../domain/time';
 
 /**
  * Ingest endpoints for the billing system of record: the facts it may also write into the tables
@@ -132,7 +132,7 @@ const accountSchema = z
     timeZone: z
       .string()
       .max(64)
-      .refine((zone) => IANAZone.isValidZone(zone), 'must be an IANA time zone')
+      .refine((zone) => isValidZone(zone), 'must be an IANA time zone')
       .default('UTC'),
     locale: z
       .string()

@@ -1,4 +1,3 @@
-import { IANAZone } from 'luxon';
 import { z } from 'zod';
 import type { Daemon } from '../daemon';
 import { overdueMinor } from '../domain/decide';
@@ -15,6 +14,7 @@ import {
   usageDetails,
   type AccountRow,
 } from './queries';
+import { isValidZone } from '../domain/time';
 
 /** Read-only inquiries: purchase eligibility (R8), refund quotes (R11), R12, the timeline. */
 
@@ -94,7 +94,7 @@ function parseRequestedAt(text: string, orderCreatedAt: Date): Date {
 }
 
 function zoneOf(account: AccountRow): string {
-  if (!IANAZone.isValidZone(account.timeZone)) {
+  if (!isValidZone(account.timeZone)) {
     throw new HttpError(422, 'bad-row', `account ${account.id} has an unknown time zone`, {
       column: 'time_zone',
     });

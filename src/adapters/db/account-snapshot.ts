@@ -1,5 +1,4 @@
 import { and, asc, eq, gt } from 'drizzle-orm';
-import { IANAZone } from 'luxon';
 import { z } from 'zod';
 import { isCurrencyCode } from '../../domain/money';
 import type { ProtectionQuota } from '../../domain/rules';
@@ -28,6 +27,7 @@ import {
   services,
   studioInstances,
 } from './schema';
+import { isValidZone } from '../../domain/time';
 
 // The schema's enumerations must be exactly the domain's unions (compile-time check).
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -104,7 +104,7 @@ const accountRow = z
       error: (issue) => `unknown ISO 4217 currency ${JSON.stringify(issue.input)}`,
     }),
     availableBalanceMinor: safeInt,
-    timeZone: z.string().refine((zone) => IANAZone.isValidZone(zone), {
+    timeZone: z.string().refine((zone) => isValidZone(zone), {
       error: (issue) => `unknown IANA time zone ${JSON.stringify(issue.input)}`,
     }),
     locale: z.string().refine(isLocale, {
