@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { DelayedError, UnrecoverableError, type BackoffStrategy, type Job } from 'bullmq';
 import type { Clock } from '../src/adapters/clock/clock';
-import { queryRows, type Db } from '../src/adapters/db/client';
+import { queryRows, type Db, type Tx } from '../src/adapters/db/client';
 import { appendEvent, insertNotification, insertOutbox } from '../src/adapters/db/daemon-writers';
 import { loadNoticeRecheck, supersedeNotices } from '../src/adapters/db/notice-recheck';
-import { accounts, notifications, outbox } from '../src/adapters/db/schema';
+import { settleOutbox } from '../src/adapters/db/outbox-store';
+import { accounts, notifications } from '../src/adapters/db/schema';
 import { messageIdFor, type NotifyPorts, type SendOutcome } from '../src/adapters/notify/index';
 import { catalog, InvalidPayloadError, parsePayload } from '../src/adapters/queue/catalog';
 import type { Config } from '../src/config';
@@ -213,7 +214,7 @@ export function createSendNotificationHandler(
     const { row } = loaded;
     if ((FINAL_STATUSES as readonly string[]).includes(row.status)) {
       // Done before (a duplicate job, or a retry after the row update): settle the outbox only.
-      await markOutbox(db, outboxKey, row.status === 'failed' ? 'failed' : 'done', null);
+      await markOutbox(db, outboxKey, outboxStatusOf(row.status), null);
       logger.debug({ ...ctx, status: row.status }, 'already final; nothing sent');
       return;
     }
@@ -282,7 +283,7 @@ export function createSendNotificationHandler(
       const claimedAt = Date.now();
       const claim = await claimRow(row.id, claimToken, now);
       if (claim.kind === 'final') {
-        await markOutbox(db, outboxKey, claim.status === 'failed' ? 'failed' : 'done', null);
+        await markOutbox(db, outboxKey, outboxStatusOf(claim.status), null);
         logger.debug(
           { ...ctx, status: claim.status },
           'finished elsewhere meanwhile; nothing sent',
@@ -615,14 +616,17 @@ export function createSendNotificationHandler(
   }
 }
 
+/** The outbox status that matches a final notification status. */
+function outboxStatusOf(status: string): 'done' | 'failed' | 'superseded' {
+  return status === 'failed' || status === 'superseded' ? status : 'done';
+}
+
+/** Settles the message's outbox row from pending / dispatched (src/adapters/db/outbox-store.ts). */
 async function markOutbox(
-  db: Db,
+  db: Db | Tx,
   key: string,
-  status: 'done' | 'failed',
+  status: 'done' | 'failed' | 'superseded',
   lastError: string | null,
 ): Promise<void> {
-  await db
-    .update(outbox)
-    .set({ status, lastError })
-    .where(and(eq(outbox.idempotencyKey, key), inArray(outbox.status, ['pending', 'dispatched'])));
+  await settleOutbox(db, key, { status, reason: lastError });
 }

@@ -2,7 +2,7 @@ import type { Job, JobsOptions } from 'bullmq';
 import { eq } from 'drizzle-orm';
 import type { z } from 'zod';
 import { appendEvent } from '../adapters/db/daemon-writers';
-import { loadOutbox } from '../adapters/db/effect-store';
+import { loadOutbox } from '../adapters/db/outbox-store';
 import { notifications } from '../adapters/db/schema';
 import { notifyJobOptions, notifyQueueNameFor } from '../../jobs/send-notification';
 import { catalog, type JobName, type QueueName } from '../adapters/queue/catalog';

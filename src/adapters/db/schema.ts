@@ -49,7 +49,11 @@ export const PLAN_TYPES = ['payg', 'duration'] as const;
 export const SERVICE_STATUSES = ['active', 'suspended', 'released'] as const;
 export const SDK_LICENSE_KINDS = ['license', 'yearly-subscription'] as const;
 export const ORDER_PRODUCT_TYPES = ['payg', 'resource-plan', 'sdk-license', 'yearly-sdk'] as const;
-export const OUTBOX_STATUSES = ['pending', 'dispatched', 'done', 'failed'] as const;
+/**
+ * pending → dispatched (relayed) → done | failed | superseded (no longer wanted, with the
+ * reason in last_error). Every move is made by src/adapters/db/outbox-store.ts.
+ */
+export const OUTBOX_STATUSES = ['pending', 'dispatched', 'done', 'failed', 'superseded'] as const;
 export const NOTIFICATION_CHANNELS = ['email', 'sms'] as const;
 export const NOTIFICATION_STATUSES = [
   'pending',
@@ -704,6 +708,12 @@ export const outbox = pgTable(
     /** Not relayed before this instant (delayed effects, relay backoff). */
     availableAt: instant('available_at').notNull().defaultNow(),
     lastError: text('last_error'),
+    /**
+     * Lease of an effect's holder (control-plane calls): a random token and an expiry on the
+     * database's clock. The outcome is recorded only under the holder's token.
+     */
+    claimToken: text('claim_token'),
+    claimExpiresAt: instant('claim_expires_at'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -719,6 +729,14 @@ export const outbox = pgTable(
     index('outbox_pending_available_idx')
       .on(t.availableAt)
       .where(sql`${t.status} = 'pending'`),
+    /** Reconcile walks the dispatched rows by id: its cost follows what is owed, not the table. */
+    index('outbox_dispatched_id_idx')
+      .on(t.id)
+      .where(sql`${t.status} = 'dispatched'`),
+    /** Per service, only the oldest unfinished control-plane effect may be claimed. */
+    index('outbox_unfinished_effect_service_idx')
+      .on(sql`(${t.payload} ->> 'serviceId')`, t.id)
+      .where(sql`${t.kind} = 'control-plane' and ${t.status} in ('pending', 'dispatched')`),
   ],
 );
 
