@@ -6,6 +6,7 @@ import { queryRows, type Db, type Tx } from '../src/adapters/db/client';
 import { appendEvent, insertNotification, insertOutbox } from '../src/adapters/db/daemon-writers';
 import { loadNoticeRecheck, supersedeNotices } from '../src/adapters/db/notice-recheck';
 import { settleOutbox } from '../src/adapters/db/outbox-store';
+import { applyEarlyCallbacks } from '../src/adapters/db/sms-callback-store';
 import { accounts, notifications } from '../src/adapters/db/schema';
 import { messageIdFor, type NotifyPorts, type SendOutcome } from '../src/adapters/notify/index';
 import { catalog, InvalidPayloadError, parsePayload } from '../src/adapters/queue/catalog';
@@ -328,6 +329,12 @@ export function createSendNotificationHandler(
             })
             .where(mine),
         );
+        // A delivery callback that came before this update was kept: apply it now.
+        if (channel === 'sms') {
+          const early = await applyEarlyCallbacks(db, outcome.provider, [outcome.messageId]);
+          if (early.length > 0)
+            logger.info({ ...ctx, status: early[0]?.status }, 'early callback applied');
+        }
         await markOutbox(db, outboxKey, 'done', null);
         logger.debug(
           { ...ctx, channel, provider: outcome.provider, template: row.template },

@@ -806,3 +806,29 @@ export const notifications = pgTable(
       .where(sql`${t.messageId} is not null`),
   ],
 );
+
+export const SMS_CALLBACK_TARGETS = ['sent', 'delivered', 'undeliverable'] as const;
+
+/**
+ * A delivery status callback that arrived before the sender recorded the provider's message id
+ * (the provider can answer a status faster than the sender's row update commits). Kept until the
+ * sender records that id, which applies it, or for a day (then dropped with a log line).
+ */
+export const smsEarlyCallbacks = pgTable(
+  'sms_early_callbacks',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    providerId: text('provider_id').notNull(),
+    messageId: text('message_id').notNull(),
+    status: text('status', { enum: SMS_CALLBACK_TARGETS }).notNull(),
+    errorCode: text('error_code'),
+    receivedAt: timestamp('received_at', { withTimezone: true, mode: 'date' })
+      .notNull()
+      .defaultNow(),
+  },
+  (t) => [
+    check('sms_early_callbacks_status', oneOf(t.status, SMS_CALLBACK_TARGETS)),
+    unique('sms_early_callbacks_message_status_unique').on(t.providerId, t.messageId, t.status),
+    index('sms_early_callbacks_received_idx').on(t.receivedAt),
+  ],
+);
