@@ -20,6 +20,7 @@ import { controlPlaneJob } from './control-plane';
 import { evaluateAccountJob } from './evaluate-account';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
+import { pruneJob } from './prune';
 import { metrics } from '../src/http/metrics';
 
 /**
@@ -29,6 +30,7 @@ import { metrics } from '../src/http/metrics';
 export const HANDLERS: Partial<Record<JobName, JobHandler>> = {
   'balance-scan': balanceScanJob,
   'plan-scan': planScanJob,
+  prune: pruneJob,
   'outbox-relay': outboxRelayJob,
   'evaluate-account': evaluateAccountJob,
   'control-plane': controlPlaneJob,

@@ -44,7 +44,13 @@ const EVALUATE_WAIT_MS = 2_000;
 /** Accounts kept for evaluation while Redis is away; past this a scan catches up instead. */
 const MAX_UNQUEUED = 100_000;
 
-export const SCHEDULER_IDS = { balance: 'balance-scan', plans: 'plan-scan' } as const;
+export const SCHEDULER_IDS = {
+  balance: 'balance-scan',
+  plans: 'plan-scan',
+  prune: 'prune',
+} as const;
+/** How often the prune job runs, ms (retention ages are RETENTION_*). */
+const PRUNE_INTERVAL_MS = 3_600_000;
 
 export interface DaemonOptions {
   readonly config: Config;
@@ -216,6 +222,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       SCHEDULER_IDS.plans,
       { every: config.planScanIntervalMs },
       { name: 'plan-scan', data: { origin: 'scheduler' }, opts: QueueSet.optionsFor('plan-scan') },
+    );
+    await scan.upsertJobScheduler(
+      SCHEDULER_IDS.prune,
+      { every: PRUNE_INTERVAL_MS },
+      { name: 'prune', data: { origin: 'scheduler' }, opts: QueueSet.optionsFor('prune') },
     );
   };
 

@@ -147,6 +147,81 @@ describe('timers', () => {
   });
 });
 
+describe('retention', () => {
+  it('pruning deletes only what is old and finished, in batches, while the daemon runs', async () => {
+    const id = await account();
+    const old = "now() - interval '8 days'";
+    const ancient = "now() - interval '401 days'";
+    // 1,200 finished outbox rows past RETENTION_OUTBOX (7d), in three statuses.
+    await h.t.raw.unsafe(`
+      insert into outbox (idempotency_key, kind, account_id, status, created_at, updated_at)
+      select 'old-' || g || '-${id}', 'wake', '${id}',
+             (array['done', 'failed', 'superseded'])[1 + g % 3], ${old}, ${old}
+        from generate_series(1, 1200) g`);
+    // Old but unfinished, and finished but recent: kept.
+    await h.t.raw.unsafe(`
+      insert into outbox (idempotency_key, kind, account_id, status, created_at, updated_at)
+      values ('keep-pending-${id}', 'wake', '${id}', 'pending', ${old}, ${old}),
+             ('keep-dispatched-${id}', 'wake', '${id}', 'dispatched', ${old}, ${old}),
+             ('keep-recent-${id}', 'wake', '${id}', 'done', now(), now())`);
+    const message = (key: string, status: string, age: string) => `
+      ('${key}-${id}', '${id}', 'email', 'suspended', 'en', 'x@example.com', '${status}', ${age}, ${age})`;
+    await h.t.raw.unsafe(`
+      insert into notifications (dedupe_key, account_id, channel, template, locale, recipient,
+                                 status, created_at, updated_at)
+      values ${message('n-old-delivered', 'delivered', "now() - interval '91 days'")},
+             ${message('n-old-superseded', 'superseded', "now() - interval '91 days'")},
+             ${message('n-old-pending', 'pending', "now() - interval '91 days'")},
+             ${message('n-recent-failed', 'failed', 'now()')}`);
+    await h.t.raw.unsafe(`
+      insert into enforcement_events (account_id, kind, created_at)
+      values ('${id}', 'old-event', ${ancient}), ('${id}', 'recent-event', now())`);
+    await h.t.raw.unsafe(`
+      insert into sms_early_callbacks (provider_id, message_id, status, received_at)
+      values ('twilio', 'SMold${id}', 'delivered', now() - interval '25 hours'),
+             ('twilio', 'SMnew${id}', 'delivered', now())`);
+
+    // The daemon keeps working meanwhile: an effect queued with the prune goes through.
+    const effect = await effectRow(await account({ hold: true }), 'suspend', 'during-prune');
+    const job = await h.daemon.ctx.queues.add('prune', { origin: 'test' });
+    await h.daemon.ctx.queues.add('control-plane', { outboxKey: effect }, { jobId: effect });
+    const result = await waitFor(
+      async () => {
+        const j = await h.daemon.ctx.queues.byName.scan.getJob(String(job.id));
+        return (await j?.getState()) === 'completed'
+          ? (j?.returnvalue as { outbox: number; batches: number })
+          : undefined;
+      },
+      30_000,
+      'prune finished',
+    );
+    expect(result.outbox).toBeGreaterThanOrEqual(1_200);
+    expect(result.batches).toBeGreaterThanOrEqual(3);
+
+    const outboxLeft = await h.t.raw<{ idempotency_key: string }[]>`
+      select idempotency_key from outbox where account_id = ${id} order by idempotency_key`;
+    expect(outboxLeft.map((r) => r.idempotency_key)).toEqual([
+      `keep-dispatched-${id}`,
+      `keep-pending-${id}`,
+      `keep-recent-${id}`,
+    ]);
+    const messagesLeft = await h.t.raw<{ dedupe_key: string }[]>`
+      select dedupe_key from notifications where account_id = ${id} order by dedupe_key`;
+    expect(messagesLeft.map((r) => r.dedupe_key)).toEqual([
+      `n-old-pending-${id}`,
+      `n-recent-failed-${id}`,
+    ]);
+    const eventsLeft = await h.t.raw<{ kind: string }[]>`
+      select kind from enforcement_events where account_id = ${id}`;
+    expect(eventsLeft.map((e) => e.kind)).toEqual(['recent-event']);
+    const callbacksLeft = await h.t.raw<{ message_id: string }[]>`
+      select message_id from sms_early_callbacks where message_id like ${`%${id}`}`;
+    expect(callbacksLeft.map((c) => c.message_id)).toEqual([`SMnew${id}`]);
+
+    await waitFor(async () => (await outboxRow(effect))?.status === 'done', 10_000, 'effect');
+  });
+});
+
 describe('control-plane effects under a lease', () => {
   it('a control-plane call that outlives its lease is fenced (two holders, one recorded outcome)', async () => {
     const id = await account({ hold: true });

@@ -683,6 +683,8 @@ export const enforcementEvents = pgTable(
     codeCheck('enforcement_events_kind_format', t.kind),
     check('enforcement_events_actor_not_blank', sql`length(btrim(${t.actor})) between 1 and 200`),
     index('enforcement_events_account_created_idx').on(t.accountId, t.createdAt),
+    /** Retention: the oldest events first. */
+    index('enforcement_events_created_idx').on(t.createdAt),
   ],
 );
 
@@ -733,6 +735,10 @@ export const outbox = pgTable(
     index('outbox_dispatched_id_idx')
       .on(t.id)
       .where(sql`${t.status} = 'dispatched'`),
+    /** Retention: finished rows by their last change. */
+    index('outbox_finished_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} in ('done', 'failed', 'superseded')`),
     /** Per service, only the oldest unfinished control-plane effect may be claimed. */
     index('outbox_unfinished_effect_service_idx')
       .on(sql`(${t.payload} ->> 'serviceId')`, t.id)
@@ -804,6 +810,10 @@ export const notifications = pgTable(
     index('notifications_provider_message_idx')
       .on(t.providerId, t.messageId)
       .where(sql`${t.messageId} is not null`),
+    /** Retention: final rows by their last change. */
+    index('notifications_final_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} in ('sent', 'delivered', 'failed', 'undeliverable', 'superseded')`),
   ],
 );
 
