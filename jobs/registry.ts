@@ -7,6 +7,11 @@ import {
   type JobName,
 } from '../src/adapters/queue/catalog';
 import { noteOutboxAttempt, settleOutbox } from '../src/adapters/db/outbox-store';
+import {
+  notifyBackoffStrategy,
+  notifyQueueNameFor,
+  notifyWorkerLimiter,
+} from '../src/adapters/queue/notify-wiring';
 import { describeError } from '../src/describe-error';
 import { balanceScanJob } from './balance-scan';
 import {
@@ -119,6 +124,39 @@ export function startWorkers(
           ctx.logger.warn({ err: e, outboxKey }, 'could not settle the outbox row of a failed job'),
         );
       }
+    });
+    return worker;
+  });
+}
+
+/**
+ * The notification workers: one per channel queue, each with its channel's rate limit (a BullMQ
+ * limiter, held in Redis across daemons) and the jittered retry delays; the same stall settings
+ * and finished-job metrics as every other worker. A message settles its own rows (its final
+ * failure included); a job BullMQ fails for stalling is left to reconcile, which runs it again.
+ */
+export function startNotifyWorkers(
+  ctx: JobContext,
+  connection: Redis,
+  send: (job: Job, token?: string) => Promise<void>,
+): Worker[] {
+  return (['email', 'sms'] as const).map((channel) => {
+    const queue = notifyQueueNameFor(channel);
+    const limiter = notifyWorkerLimiter(ctx.config, channel);
+    const worker = new Worker(queue, send, {
+      connection,
+      prefix: ctx.config.queuePrefix,
+      concurrency: ctx.config.notify.concurrency,
+      lockDuration: STALL_LOCK_MS,
+      stalledInterval: STALL_CHECK_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
+      ...(limiter ? { limiter } : {}),
+      settings: { backoffStrategy: notifyBackoffStrategy },
+    });
+    worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
+    worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
+    worker.on('failed', (job, err) => {
+      if (job && isFinalFailure(job, err)) metrics.jobFinished(queue, 'failed');
     });
     return worker;
   });

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { appendEvent } from '../adapters/db/daemon-writers';
 import { loadOutbox } from '../adapters/db/outbox-store';
 import { notifications } from '../adapters/db/schema';
-import { notifyJobOptions, notifyQueueNameFor } from '../../jobs/send-notification';
+import { notifyJobOptions, notifyQueueNameFor } from '../adapters/queue/notify-wiring';
 import { catalog, type JobName, type QueueName } from '../adapters/queue/catalog';
 import { evaluationOptions, QueueSet } from '../adapters/queue/queues';
 import type { Daemon } from '../daemon';

@@ -5,12 +5,12 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import twilio from 'twilio';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createSendNotificationHandler } from '../../jobs/send-notification';
 import {
-  createSendNotificationHandler,
   notifyBackoffStrategy,
   notifyQueueNameFor,
   NOTIFY_BACKOFF_TYPE,
-} from '../../jobs/send-notification';
+} from '../../src/adapters/queue/notify-wiring';
 import { manualClock, systemClock } from '../../src/adapters/clock/clock';
 import { upsertAccount } from '../../src/adapters/db/billing-writers';
 import { insertNotification, insertOutbox } from '../../src/adapters/db/daemon-writers';
