@@ -2,6 +2,7 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import type { Clock } from '../src/adapters/clock/clock';
 import type { ControlPlane } from '../src/adapters/control-plane/control-plane';
 import type { Db } from '../src/adapters/db/client';
+import type { Settlement } from '../src/adapters/db/outbox-store';
 import type { OutboxRelay } from '../src/adapters/queue/outbox-relay';
 import type { QueueSet } from '../src/adapters/queue/queues';
 import type { Config } from '../src/config';
@@ -24,6 +25,36 @@ export interface JobContext {
  * to the job id (handlers add account id and idempotency key).
  */
 export type JobHandler = (job: Job, ctx: JobContext, log: Logger) => Promise<unknown>;
+
+/**
+ * What a handler of an outbox row's job asks the registry to record (the registry is the only
+ * caller of the outbox store's settle for jobs): settle the row (then, with `fail`, fail the job
+ * for good), note a retryable attempt (then BullMQ retries), or wait and come back later.
+ */
+export type OutboxOutcome =
+  | {
+      readonly kind: 'settle';
+      readonly key: string;
+      readonly settlement: Settlement;
+      readonly fail?: string;
+    }
+  | {
+      readonly kind: 'retry';
+      readonly key: string;
+      readonly error: string;
+      readonly claimToken?: string;
+    }
+  | { readonly kind: 'wait'; readonly untilMs: number; readonly why: string };
+
+/** A handler's return value carrying an outcome for the registry; `value` is the job's result. */
+export interface JobOutcome {
+  readonly outbox: OutboxOutcome;
+  readonly value: unknown;
+}
+
+export function isJobOutcome(x: unknown): x is JobOutcome {
+  return typeof x === 'object' && x !== null && 'outbox' in x && 'value' in x;
+}
 
 /** Who an evaluation is attributed to in the event log: an operator by name, else the daemon. */
 export function actorOf(origin: string): string {

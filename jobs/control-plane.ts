@@ -1,130 +1,184 @@
+import { randomUUID } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
-import { appendEvent } from '../src/adapters/db/daemon-writers';
 import {
+  claimEffect,
   controlPayloadSchema,
-  finishOutbox,
   loadOutbox,
-  lockEffectTarget,
-  noteOutboxAttempt,
-  type EffectTarget,
-} from '../src/adapters/db/effect-store';
-import { markDaemonTransaction } from '../src/adapters/db/evaluation';
+  releaseLease,
+} from '../src/adapters/db/outbox-store';
 import { parsePayload } from '../src/adapters/queue/catalog';
-import type { JobHandler } from './context';
+import { effectSuperseded, type EffectOp } from '../src/domain/effect-wanted';
+import type { JobHandler, JobOutcome } from './context';
 import { metrics } from '../src/http/metrics';
 
-type Op = 'suspend' | 'resume' | 'release';
-
-/**
- * Why the effect is no longer wanted, or null to go ahead. Re-checked under the service's row
- * lock right before the call: a payment that landed after the suspension was decided turns the
- * suspend into a no-op instead of suspending a paid account.
- */
-function superseded(op: Op, target: EffectTarget): string | null {
-  const svc = target.service;
-  if (svc === null) return 'service no longer exists';
-  switch (op) {
-    case 'suspend':
-      if (svc.status === 'released') return 'service was released';
-      return svc.overdueHold ? null : 'overdue hold already lifted (paid)';
-    case 'resume':
-      if (svc.status === 'released') return 'service was released';
-      return svc.overdueHold ? 'overdue hold placed again' : null;
-    case 'release':
-      return target.instanceReleased === true ? null : 'instance not marked released';
-  }
-}
-
-const REASONS: Record<Op, string> = {
+const REASONS: Record<EffectOp, string> = {
   suspend: 'overdue',
   resume: 'overdue-resolved',
   release: 'overdue-studio-release',
 };
 
-/** Carries one suspend / resume / release to the control plane, exactly once per key. */
+/**
+ * Margin of an effect's lease beyond CONTROL_PLANE_TIMEOUT, ms: covers the claim and the record
+ * on a loaded host. A holder still working after that is fenced off and records nothing.
+ */
+export const EFFECT_LEASE_MARGIN_MS = 15_000;
+/** How long an effect waits behind an older effect on its service (or a live lease), ms. */
+const WAIT_MS = 1_000;
+
+/**
+ * Carries one suspend / resume / release to the control plane, exactly once per key:
+ * claim under a lease (one statement, re-checking that it is still wanted and that no older
+ * effect on the service is unfinished), call with no transaction open, and return the outcome;
+ * the registry records it under the claim token (jobs/registry.ts).
+ */
 export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   const { outboxKey } = parsePayload('control-plane', job.data);
   const entry = await loadOutbox(ctx.db, outboxKey);
   if (entry === null) throw new UnrecoverableError(`no outbox row ${outboxKey}`);
   const jobLog = log.child({ accountId: entry.accountId, idempotencyKey: outboxKey });
-  // 'failed' is tried again: only an operator retries a failed job, and means it.
-  if (entry.status === 'done') {
-    jobLog.debug('effect already finished');
+  if (entry.status !== 'pending' && entry.status !== 'dispatched') {
+    jobLog.debug({ status: entry.status }, 'effect already finished');
     return { status: entry.status };
   }
   const parsed = controlPayloadSchema.safeParse(entry.payload);
   if (!parsed.success) {
-    await finishOutbox(ctx.db, outboxKey, 'failed', `bad payload: ${parsed.error.message}`);
-    throw new UnrecoverableError(`outbox ${outboxKey} has a bad payload`);
+    const reason = `bad payload: ${parsed.error.message}`;
+    return {
+      outbox: {
+        kind: 'settle',
+        key: outboxKey,
+        settlement: { status: 'failed', reason },
+        fail: reason,
+      },
+      value: null,
+    } satisfies JobOutcome;
   }
   const p = parsed.data;
+  const eventBase = {
+    accountId: entry.accountId,
+    episodeSeq: p.episodeSeq ?? null,
+    ...(p.actor !== undefined ? { actor: p.actor } : {}),
+  };
 
-  const result = await ctx.db.transaction(async (tx) => {
-    await markDaemonTransaction(tx);
-    const target = await lockEffectTarget(tx, entry.accountId, p.serviceId, p.instanceId);
-    const skip = superseded(p.op, target);
-    if (skip !== null) {
-      await finishOutbox(tx, outboxKey, 'done', `superseded: ${skip}`);
-      await appendEvent(tx, {
-        accountId: entry.accountId,
-        kind: 'effect-superseded',
-        episodeSeq: p.episodeSeq,
-        detail: { op: p.op, serviceId: p.serviceId, reason: skip },
-        idempotencyKey: `${outboxKey}-superseded`,
-      });
-      return { status: 'superseded' as const, reason: skip };
-    }
-    // The call happens with the row lock held, bounded by CONTROL_PLANE_TIMEOUT.
-    const outcome = await ctx.controlPlane.apply({
+  const claimToken = randomUUID();
+  const leaseMs = ctx.config.controlPlaneTimeoutMs + EFFECT_LEASE_MARGIN_MS;
+  const claim = await claimEffect(
+    ctx.db,
+    outboxKey,
+    p.serviceId,
+    p.instanceId ?? null,
+    claimToken,
+    leaseMs,
+  );
+  if (claim.kind === 'finished') {
+    jobLog.debug({ status: claim.status }, 'effect finished elsewhere meanwhile');
+    return { status: claim.status };
+  }
+  if (claim.kind === 'busy') {
+    jobLog.debug({ reason: claim.reason }, 'effect waits (older effect on the service, or held)');
+    return {
+      outbox: { kind: 'wait', untilMs: Date.now() + WAIT_MS, why: claim.reason },
+      value: null,
+    } satisfies JobOutcome;
+  }
+
+  const skip = effectSuperseded(p.op, claim.target);
+  if (skip !== null) {
+    metrics.effect(p.op, 'superseded');
+    jobLog.info({ op: p.op, reason: skip }, 'control-plane effect superseded');
+    return {
+      outbox: {
+        kind: 'settle',
+        key: outboxKey,
+        settlement: {
+          status: 'superseded',
+          reason: skip,
+          claimToken,
+          event: {
+            ...eventBase,
+            kind: 'effect-superseded',
+            detail: { op: p.op, serviceId: p.serviceId, key: outboxKey, reason: skip },
+            idempotencyKey: `${outboxKey}-superseded`,
+          },
+        },
+      },
+      value: { status: 'superseded', reason: skip },
+    } satisfies JobOutcome;
+  }
+
+  // No transaction is open here: the call is bounded by CONTROL_PLANE_TIMEOUT, and the lease
+  // (longer) keeps other holders off meanwhile.
+  let outcome;
+  try {
+    outcome = await ctx.controlPlane.apply({
       op: p.op,
       accountId: entry.accountId,
       serviceId: p.serviceId,
       ...(p.instanceId !== undefined ? { instanceId: p.instanceId } : {}),
       idempotencyKey: outboxKey,
-      reason: REASONS[p.op],
+      reason: p.reason ?? REASONS[p.op],
     });
-    if (outcome.ok) {
-      await finishOutbox(tx, outboxKey, 'done', null);
-      await appendEvent(tx, {
-        accountId: entry.accountId,
-        kind: 'effect-applied',
-        episodeSeq: p.episodeSeq,
-        detail: { op: p.op, serviceId: p.serviceId, mode: ctx.controlPlane.mode },
-        idempotencyKey: `${outboxKey}-applied`,
-      });
-      return { status: 'applied' as const };
-    }
-    if (outcome.permanent) {
-      await finishOutbox(tx, outboxKey, 'failed', outcome.error);
-      await appendEvent(tx, {
-        accountId: entry.accountId,
-        kind: 'effect-failed',
-        episodeSeq: p.episodeSeq,
-        detail: { op: p.op, serviceId: p.serviceId, error: outcome.error },
-        idempotencyKey: `${outboxKey}-failed`,
-      });
-      return { status: 'failed' as const, error: outcome.error };
-    }
-    await noteOutboxAttempt(tx, outboxKey, outcome.error);
-    return { status: 'retry' as const, error: outcome.error };
-  });
-
-  metrics.effect(p.op, result.status);
-  switch (result.status) {
-    case 'applied':
-      jobLog.info({ op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');
-      return result;
-    case 'superseded':
-      jobLog.info({ op: p.op, reason: result.reason }, 'control-plane effect superseded');
-      return result;
-    case 'failed':
-      jobLog.error({ op: p.op, error: result.error }, 'control plane refused the effect');
-      throw new UnrecoverableError(result.error);
-    case 'retry':
-      jobLog.warn(
-        { op: p.op, error: result.error, attempt: job.attemptsMade + 1 },
-        'control plane unavailable; will retry',
-      );
-      throw new Error(result.error);
+  } catch (error) {
+    await releaseLease(ctx.db, outboxKey, claimToken).catch(() => undefined);
+    throw error;
   }
+  if (outcome.ok) {
+    metrics.effect(p.op, 'applied');
+    jobLog.info({ op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');
+    return {
+      outbox: {
+        kind: 'settle',
+        key: outboxKey,
+        settlement: {
+          status: 'done',
+          reason: null,
+          claimToken,
+          event: {
+            ...eventBase,
+            kind: 'effect-applied',
+            detail: {
+              op: p.op,
+              serviceId: p.serviceId,
+              key: outboxKey,
+              mode: ctx.controlPlane.mode,
+            },
+            idempotencyKey: `${outboxKey}-applied`,
+          },
+        },
+      },
+      value: { status: 'applied' },
+    } satisfies JobOutcome;
+  }
+  if (outcome.permanent) {
+    metrics.effect(p.op, 'failed');
+    jobLog.error({ op: p.op, error: outcome.error }, 'control plane refused the effect');
+    return {
+      outbox: {
+        kind: 'settle',
+        key: outboxKey,
+        settlement: {
+          status: 'failed',
+          reason: outcome.error,
+          claimToken,
+          event: {
+            ...eventBase,
+            kind: 'effect-failed',
+            detail: { op: p.op, serviceId: p.serviceId, key: outboxKey, error: outcome.error },
+            idempotencyKey: `${outboxKey}-failed`,
+          },
+        },
+        fail: outcome.error,
+      },
+      value: null,
+    } satisfies JobOutcome;
+  }
+  metrics.effect(p.op, 'retry');
+  jobLog.warn(
+    { op: p.op, error: outcome.error, attempt: job.attemptsMade + 1 },
+    'control plane unavailable; will retry',
+  );
+  return {
+    outbox: { kind: 'retry', key: outboxKey, error: outcome.error, claimToken },
+    value: null,
+  } satisfies JobOutcome;
 };

@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { evaluateAccount } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
-import { markOutboxDone } from '../src/adapters/queue/outbox-relay';
-import { actorOf, type JobHandler } from './context';
+import { actorOf, type JobHandler, type JobOutcome } from './context';
 import { metrics } from '../src/http/metrics';
 
 /** A timer that fires a little early (clock skew between hosts) waits at most this long, ms. */
@@ -10,10 +9,29 @@ const MAX_EARLY_WAIT_MS = 5_000;
 
 /**
  * Evaluates one account: one transaction that locks it, decides and writes the decisions'
- * state changes and outbox rows; then asks the relay to dispatch the new effects at once.
+ * state changes and outbox rows; then asks the relay to dispatch the new effects at once. A
+ * timer's evaluation (a `wake` row) returns the row's outcome for the registry to settle.
  */
 export const evaluateAccountJob: JobHandler = async (job, ctx, log) => {
   const payload = parsePayload('evaluate-account', job.data);
+  const value = await evaluate(job.data, ctx, log);
+  if (payload.outboxKey === undefined) return value;
+  return {
+    outbox: {
+      kind: 'settle',
+      key: payload.outboxKey,
+      settlement: { status: 'done', reason: null },
+    },
+    value,
+  } satisfies JobOutcome;
+};
+
+const evaluate = async (
+  data: unknown,
+  ctx: Parameters<JobHandler>[1],
+  log: Parameters<JobHandler>[2],
+): Promise<unknown> => {
+  const payload = parsePayload('evaluate-account', data);
   const jobLog = log.child({ accountId: payload.accountId, idempotencyKey: payload.outboxKey });
   if (payload.at !== undefined) {
     const early = payload.at - ctx.clock.now().getTime();
@@ -27,7 +45,6 @@ export const evaluateAccountJob: JobHandler = async (job, ctx, log) => {
     actorOf(payload.origin),
   );
   if (outcome.status === 'evaluated' && outcome.newEffects > 0) ctx.relay.request();
-  if (payload.outboxKey !== undefined) await markOutboxDone(ctx.db, payload.outboxKey);
   switch (outcome.status) {
     case 'not-found':
       metrics.evaluated('not-found');

@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   InvalidPayloadError,
@@ -6,14 +6,26 @@ import {
   QUEUES,
   type JobName,
 } from '../src/adapters/queue/catalog';
-import { finishOutbox } from '../src/adapters/db/effect-store';
+import { noteOutboxAttempt, settleOutbox } from '../src/adapters/db/outbox-store';
+import {
+  notifyBackoffStrategy,
+  notifyQueueNameFor,
+  notifyWorkerLimiter,
+} from '../src/adapters/queue/notify-wiring';
 import { describeError } from '../src/describe-error';
 import { balanceScanJob } from './balance-scan';
-import { toJobError, type JobContext, type JobHandler } from './context';
+import {
+  isJobOutcome,
+  toJobError,
+  type JobContext,
+  type JobHandler,
+  type JobOutcome,
+} from './context';
 import { controlPlaneJob } from './control-plane';
 import { evaluateAccountJob } from './evaluate-account';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
+import { pruneJob } from './prune';
 import { metrics } from '../src/http/metrics';
 
 /**
@@ -23,6 +35,7 @@ import { metrics } from '../src/http/metrics';
 export const HANDLERS: Partial<Record<JobName, JobHandler>> = {
   'balance-scan': balanceScanJob,
   'plan-scan': planScanJob,
+  prune: pruneJob,
   'outbox-relay': outboxRelayJob,
   'evaluate-account': evaluateAccountJob,
   'control-plane': controlPlaneJob,
@@ -50,20 +63,22 @@ export interface WorkerSettings {
 
 /**
  * One BullMQ worker per queue, dispatching on the job name. A payload that does not parse is a
- * permanent failure (retrying cannot fix it); an effect job that exhausts its attempts marks its
- * outbox row failed so operators see it.
+ * permanent failure (retrying cannot fix it). A handler of an outbox row's job returns its outcome
+ * and this records it (recordOutcome); a job of an outbox row (an effect, a timer) that fails for
+ * good settles its row failed with the reason, so operators see it and reconcile leaves it.
  */
 export function startWorkers(
   ctx: JobContext,
   connection: Redis,
   settings: WorkerSettings,
 ): Worker[] {
-  const process = async (job: Job): Promise<unknown> => {
+  const process = async (job: Job, token?: string): Promise<unknown> => {
     const handler = isJobName(job.name) ? HANDLERS[job.name] : undefined;
     if (handler === undefined) throw new UnrecoverableError(`unknown job name ${job.name}`);
     const log = ctx.logger.child({ job: job.name, jobId: job.id });
     try {
-      return await handler(job, ctx, log);
+      const result = await handler(job, ctx, log);
+      return isJobOutcome(result) ? await recordOutcome(ctx, job, token, result) : result;
     } catch (error) {
       // Thrown errors become the job's failedReason: described, never a query's parameters.
       if (error instanceof InvalidPayloadError) {
@@ -100,12 +115,85 @@ export function startWorkers(
         final ? 'job failed for good' : 'job failed; will retry',
       );
       const outboxKey = (job.data as { outboxKey?: unknown }).outboxKey;
-      if (final && queue === QUEUES.effects && typeof outboxKey === 'string') {
-        void finishOutbox(ctx.db, outboxKey, 'failed', describeError(err)).catch(() => undefined);
+      if (final && typeof outboxKey === 'string') {
+        void settleOutbox(ctx.db, outboxKey, {
+          status: 'failed',
+          reason: `job failed: ${describeError(err)}`,
+        }).catch((e: unknown) =>
+          // Reconcile settles it later (the job stays failed in Redis).
+          ctx.logger.warn({ err: e, outboxKey }, 'could not settle the outbox row of a failed job'),
+        );
       }
     });
     return worker;
   });
+}
+
+/**
+ * The notification workers: one per channel queue, each with its channel's rate limit (a BullMQ
+ * limiter, held in Redis across daemons) and the jittered retry delays; the same stall settings
+ * and finished-job metrics as every other worker. A message settles its own rows (its final
+ * failure included); a job BullMQ fails for stalling is left to reconcile, which runs it again.
+ */
+export function startNotifyWorkers(
+  ctx: JobContext,
+  connection: Redis,
+  send: (job: Job, token?: string) => Promise<void>,
+): Worker[] {
+  return (['email', 'sms'] as const).map((channel) => {
+    const queue = notifyQueueNameFor(channel);
+    const limiter = notifyWorkerLimiter(ctx.config, channel);
+    const worker = new Worker(queue, send, {
+      connection,
+      prefix: ctx.config.queuePrefix,
+      concurrency: ctx.config.notify.concurrency,
+      lockDuration: STALL_LOCK_MS,
+      stalledInterval: STALL_CHECK_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
+      ...(limiter ? { limiter } : {}),
+      settings: { backoffStrategy: notifyBackoffStrategy },
+    });
+    worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
+    worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
+    worker.on('failed', (job, err) => {
+      if (job && isFinalFailure(job, err)) metrics.jobFinished(queue, 'failed');
+    });
+    return worker;
+  });
+}
+
+/**
+ * Records what a handler returned for its outbox row: settles it (under the handler's claim
+ * token, when it holds one), notes a retryable attempt and lets BullMQ retry, or moves the job
+ * to delayed to come back later. Returns the job's result.
+ */
+async function recordOutcome(
+  ctx: JobContext,
+  job: Job,
+  token: string | undefined,
+  outcome: JobOutcome,
+): Promise<unknown> {
+  const o = outcome.outbox;
+  switch (o.kind) {
+    case 'settle': {
+      const recorded = await settleOutbox(ctx.db, o.key, o.settlement);
+      if (!recorded) {
+        ctx.logger.warn(
+          { outboxKey: o.key, status: o.settlement.status },
+          'outcome not recorded: the row was settled, or its lease taken over, meanwhile',
+        );
+      }
+      if (o.fail !== undefined) throw new UnrecoverableError(o.fail);
+      return outcome.value;
+    }
+    case 'retry':
+      await noteOutboxAttempt(ctx.db, o.key, o.error, o.claimToken);
+      throw new Error(o.error);
+    case 'wait':
+      if (token === undefined) throw new Error(`waiting: ${o.why}`);
+      await job.moveToDelayed(o.untilMs, token);
+      throw new DelayedError();
+  }
 }
 
 /** True when a failed attempt was the job's last: no retry follows. */

@@ -388,6 +388,9 @@ const fields = {
   SCAN_INTERVAL: setting(positiveDuration, '1m'),
   SCAN_RECHECK_INTERVAL: setting(positiveDuration, '10m'),
   PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
+  RETENTION_OUTBOX: setting(positiveDuration, '7d'),
+  RETENTION_NOTIFICATIONS: setting(positiveDuration, '90d'),
+  RETENTION_EVENTS: setting(positiveDuration, '400d'),
   SCAN_PAGE_SIZE: setting(intInRange(10, 50_000), '2000'),
   DB_POOL_SIZE: setting(intInRange(2, 500), '32'),
   DB_STATEMENT_TIMEOUT: setting(dbTimeout, '60s'),
@@ -602,6 +605,15 @@ export interface Config {
    */
   readonly scanRecheckIntervalMs: number;
   readonly planScanIntervalMs: number;
+  /**
+   * Ages after which the prune job deletes finished rows, ms: outbox rows (done, failed,
+   * superseded; by their last change), final notifications, and enforcement events.
+   */
+  readonly retention: {
+    readonly outboxMs: number;
+    readonly notificationsMs: number;
+    readonly eventsMs: number;
+  };
   /** Accounts read per keyset page of a scan. */
   readonly scanPageSize: number;
   /** PostgreSQL connections of one daemon (evaluations, effects and senders share them). */
@@ -675,6 +687,11 @@ function toConfig(env: Env): Config {
     scanIntervalMs: env.SCAN_INTERVAL,
     scanRecheckIntervalMs: env.SCAN_RECHECK_INTERVAL,
     planScanIntervalMs: env.PLAN_SCAN_INTERVAL,
+    retention: {
+      outboxMs: env.RETENTION_OUTBOX,
+      notificationsMs: env.RETENTION_NOTIFICATIONS,
+      eventsMs: env.RETENTION_EVENTS,
+    },
     scanPageSize: env.SCAN_PAGE_SIZE,
     dbPoolSize: env.DB_POOL_SIZE,
     dbStatementTimeoutMs: env.DB_STATEMENT_TIMEOUT,

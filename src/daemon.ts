@@ -1,19 +1,9 @@
-import { Worker } from 'bullmq';
+import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobContext } from '../jobs/context';
-import {
-  isFinalFailure,
-  MAX_STALLED_COUNT,
-  STALL_CHECK_MS,
-  STALL_LOCK_MS,
-  startWorkers,
-} from '../jobs/registry';
-import {
-  createSendNotificationHandler,
-  notifyBackoffStrategy,
-  notifyJobOptions,
-  notifyWorkerLimiter,
-} from '../jobs/send-notification';
+import { startNotifyWorkers, startWorkers } from '../jobs/registry';
+import { createSendNotificationHandler } from '../jobs/send-notification';
+import { notifyJobOptions } from './adapters/queue/notify-wiring';
 import { createNotifyPorts, type NotifyPorts } from './adapters/notify/index';
 import { OperatorAlerts, OperatorMonitor } from './adapters/notify/operator-alerts';
 import { systemClock, type Clock } from './adapters/clock/clock';
@@ -30,7 +20,6 @@ import { OutboxRelay } from './adapters/queue/outbox-relay';
 import { evaluationOptions, QueueSet } from './adapters/queue/queues';
 import type { Config } from './config';
 import type { Logger } from './logger';
-import { metrics } from './http/metrics';
 
 /** NOTIFY channel of migration 0002: payload is an account id. */
 export const ACCOUNT_CHANNEL = 'overdue_worker_account';
@@ -44,7 +33,13 @@ const EVALUATE_WAIT_MS = 2_000;
 /** Accounts kept for evaluation while Redis is away; past this a scan catches up instead. */
 const MAX_UNQUEUED = 100_000;
 
-export const SCHEDULER_IDS = { balance: 'balance-scan', plans: 'plan-scan' } as const;
+export const SCHEDULER_IDS = {
+  balance: 'balance-scan',
+  plans: 'plan-scan',
+  prune: 'prune',
+} as const;
+/** How often the prune job runs, ms (retention ages are RETENTION_*). */
+const PRUNE_INTERVAL_MS = 3_600_000;
 
 export interface DaemonOptions {
   readonly config: Config;
@@ -216,6 +211,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       { every: config.planScanIntervalMs },
       { name: 'plan-scan', data: { origin: 'scheduler' }, opts: QueueSet.optionsFor('plan-scan') },
     );
+    await scan.upsertJobScheduler(
+      SCHEDULER_IDS.prune,
+      { every: PRUNE_INTERVAL_MS },
+      { name: 'prune', data: { origin: 'scheduler' }, opts: QueueSet.optionsFor('prune') },
+    );
   };
 
   let workers: Worker[] = [];
@@ -241,26 +241,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           requestRelay: () => relay.request(),
           onOutcome: (channel, outcome) => monitor.recordOutcome(channel, outcome),
         });
-        for (const channel of ['email', 'sms'] as const) {
-          const queue = channel === 'email' ? QUEUES.notifyEmail : QUEUES.notifySms;
-          const limiter = notifyWorkerLimiter(config, channel);
-          const worker = new Worker(queue, send, {
-            connection: workerRedis,
-            prefix: config.queuePrefix,
-            concurrency: config.notify.concurrency,
-            lockDuration: STALL_LOCK_MS,
-            stalledInterval: STALL_CHECK_MS,
-            maxStalledCount: MAX_STALLED_COUNT,
-            ...(limiter ? { limiter } : {}),
-            settings: { backoffStrategy: notifyBackoffStrategy },
-          });
-          worker.on('error', (err) => logger.error({ err, queue }, 'worker error'));
-          worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
-          worker.on('failed', (job, err) => {
-            if (job && isFinalFailure(job, err)) metrics.jobFinished(queue, 'failed');
-          });
-          workers.push(worker);
-        }
+        workers.push(...startNotifyWorkers(ctx, workerRedis, send));
       }
     }
 

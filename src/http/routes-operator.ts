@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { queryRows } from '../adapters/db/client';
-import { appendEvent } from '../adapters/db/daemon-writers';
+import { appendEvent, insertOutbox } from '../adapters/db/daemon-writers';
 import { markDaemonTransaction } from '../adapters/db/evaluation';
 import { JOB_NAMES } from '../adapters/queue/catalog';
 import type { Daemon } from '../daemon';
@@ -68,8 +68,10 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
     });
   }
 
-  // Operator hold (R7: never lifted by payment). The control-plane call happens with the
-  // service row locked, before commit: when the control plane refuses, nothing changes (502).
+  // Operator hold (R7: never lifted by payment). The service row changes and the control-plane
+  // effect is queued in one transaction; the effect is carried out like every other (claimed under
+  // a lease, called with no transaction open, behind any older effect on the service). The answer
+  // is 202 with the effect's key; the timeline shows `effect-applied` with that key when done.
   const hold = (on: boolean) =>
     async function (
       serviceId: string,
@@ -100,7 +102,12 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
           throw new HttpError(409, 'released', `service ${serviceId} was released`);
         }
         if (svc.operator_hold === on) {
-          return { changed: false, accountId: svc.account_id, status: svc.status };
+          return {
+            changed: false,
+            accountId: svc.account_id,
+            status: svc.status,
+            effectKey: null,
+          };
         }
         const suspended = on || svc.overdue_hold;
         await tx.execute(sql`
@@ -120,24 +127,29 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
         // Only a change of the service's state reaches the control plane: releasing an operator
         // hold while overdue still holds the service changes nothing there.
         const op = on ? (svc.overdue_hold ? null : 'suspend') : suspended ? null : 'resume';
+        let effectKey: string | null = null;
         if (op !== null) {
-          const outcome = await daemon.ctx.controlPlane.apply({
-            op,
+          effectKey = `operator-${op}-v1-${serviceId}-${eventId ?? 0}`;
+          await insertOutbox(tx, {
+            idempotencyKey: effectKey,
+            kind: 'control-plane',
             accountId: svc.account_id,
-            serviceId,
-            idempotencyKey: `operator-${op}-v1-${serviceId}-${eventId ?? 0}`,
-            reason: on ? 'operator-hold' : 'operator-hold-released',
+            payload: {
+              op,
+              serviceId,
+              actor,
+              reason: on ? 'operator-hold' : 'operator-hold-released',
+            },
           });
-          if (!outcome.ok) {
-            throw new HttpError(502, 'control-plane', `control plane: ${outcome.error}`);
-          }
         }
         return {
           changed: true,
           accountId: svc.account_id,
           status: suspended ? 'suspended' : 'active',
+          effectKey,
         };
       });
+      if (result.effectKey !== null) daemon.ctx.relay.request();
       await daemon.evaluateSoon(result.accountId, actor);
       return { serviceId, operatorHold: on, ...result };
     };
@@ -150,14 +162,14 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
     tag: 'operator',
     summary: 'Suspend a service by hand (operator hold)',
     description:
-      'Sets services.operator_hold and suspends the service (at the control plane too). Payment never lifts it. Body repeats the account id.',
+      'Sets services.operator_hold and suspends the service; the control-plane suspension is queued as an effect (effectKey) and applied once, retried while the control plane is away; the timeline shows effect-applied with that key. Payment never lifts the hold. Body repeats the account id.',
     params: idParams,
     body: confirmBody,
+    status: 202,
     responses: {
-      200: 'Held (changed=false when it already was)',
+      202: 'Held; control-plane effect queued (changed=false, effectKey=null when it already was)',
       404: 'No such service',
       409: 'Service released',
-      502: 'Control plane refused; nothing changed',
     },
     handler: async ({ params, body, principal }) =>
       placeHold(params.id, body, actorName(principal)),
@@ -169,14 +181,14 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
     tag: 'operator',
     summary: 'Release an operator hold',
     description:
-      'Clears services.operator_hold; the service resumes unless overdue enforcement also holds it. Body repeats the account id.',
+      'Clears services.operator_hold; the service resumes unless overdue enforcement also holds it (the resume is queued as an effect, effectKey, behind any older effect on the service). Body repeats the account id.',
     params: idParams,
     body: confirmBody,
+    status: 202,
     responses: {
-      200: 'Released (changed=false when there was no hold)',
+      202: 'Released; control-plane effect queued when the service resumes (changed=false when there was no hold)',
       404: 'No such service',
       409: 'Service released',
-      502: 'Control plane refused; nothing changed',
     },
     handler: async ({ params, body, principal }) => liftHold(params.id, body, actorName(principal)),
   });

@@ -1,8 +1,7 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import twilio from 'twilio';
 import type { Db } from '../adapters/db/client';
-import { notifications } from '../adapters/db/schema';
+import { recordCallback, type CallbackTarget } from '../adapters/db/sms-callback-store';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 
@@ -10,13 +9,15 @@ import type { Logger } from '../logger';
  * POST /v1/callbacks/sms — Twilio's message status callback (form-encoded). Accepted only with a
  * valid X-Twilio-Signature computed over the configured public URL (SMS_STATUS_CALLBACK_URL) and
  * the posted parameters; anything else gets 403. Status only moves forward (a late `sent` never
- * overwrites `delivered`); duplicates and unknown messages are acknowledged without effect, so
- * Twilio does not retry them.
+ * overwrites `delivered`); duplicates are acknowledged without effect, so Twilio does not retry
+ * them. A callback for a message id not recorded yet (it beat the sender's row update) is kept
+ * and applied when the sender records the id, or dropped after a day
+ * (src/adapters/db/sms-callback-store.ts).
  */
 
 export const SMS_CALLBACK_PATH = '/v1/callbacks/sms';
 
-type Target = 'sent' | 'delivered' | 'undeliverable';
+type Target = CallbackTarget;
 
 /** Twilio MessageStatus → our status; null for statuses that are not progress for us. */
 function targetOf(status: string): Target | null {
@@ -33,13 +34,6 @@ function targetOf(status: string): Target | null {
       return null; // accepted, queued, scheduled, sending, canceled: nothing to record
   }
 }
-
-/** Statuses a row may be in for the target to be a step forward. */
-const BEFORE: Readonly<Record<Target, readonly ('pending' | 'sending' | 'sent')[]>> = {
-  sent: ['pending', 'sending'],
-  delivered: ['pending', 'sending', 'sent'],
-  undeliverable: ['pending', 'sending', 'sent'],
-};
 
 export async function registerSmsCallback(
   app: FastifyInstance,
@@ -84,29 +78,17 @@ export async function registerSmsCallback(
       const target = targetOf(status);
       if (target === null) return reply.code(204).send();
 
-      const errorCode = params.ErrorCode;
-      const updated = await db
-        .update(notifications)
-        .set({
-          status: target,
-          ...(target === 'delivered' ? { deliveredAt: sql`now()` } : {}),
-          ...(target === 'undeliverable'
-            ? { lastError: `twilio-${errorCode ?? 'unknown'}: ${status}` }
-            : {}),
-        })
-        .where(
-          and(
-            eq(notifications.providerId, 'twilio'),
-            eq(notifications.messageId, sid),
-            inArray(notifications.status, [...BEFORE[target]]),
-          ),
-        )
-        .returning({ key: notifications.dedupeKey });
-      if (updated.length > 0) {
-        logger.info({ key: updated[0]?.key, status: target }, 'delivery status recorded');
-      } else {
-        logger.debug({ sid, status }, 'stale, duplicate or unknown callback ignored');
-      }
+      const { result, key } = await recordCallback(db, {
+        providerId: 'twilio',
+        messageId: sid,
+        target,
+        errorCode: params.ErrorCode ?? null,
+        providerStatus: status,
+      });
+      if (result === 'recorded') logger.info({ key, status: target }, 'delivery status recorded');
+      else if (result === 'kept-early') {
+        logger.info({ sid, status: target }, 'callback before the message id was recorded; kept');
+      } else logger.debug({ sid, status }, 'stale or duplicate callback ignored');
       return reply.code(204).send();
     });
     done();

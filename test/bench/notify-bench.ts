@@ -26,13 +26,13 @@ import { pathToFileURL } from 'node:url';
 import { Queue, Worker, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
+import { createSendNotificationHandler } from '../../jobs/send-notification';
 import {
-  createSendNotificationHandler,
   notifyBackoffStrategy,
   notifyJobOptions,
   notifyQueueNameFor,
   notifyWorkerLimiter,
-} from '../../jobs/send-notification';
+} from '../../src/adapters/queue/notify-wiring';
 import { systemClock } from '../../src/adapters/clock/clock';
 import { createDb } from '../../src/adapters/db/client';
 import { migrate } from '../../src/adapters/db/migrate';

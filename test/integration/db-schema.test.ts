@@ -35,6 +35,7 @@ const ALL_TABLES = [
   'resource_plans',
   'sdk_licenses',
   'services',
+  'sms_early_callbacks',
   'studio_instances',
   'topups',
   'usage_records',
@@ -82,9 +83,13 @@ describe('migrations', () => {
     expect(rows.map((r) => r.indexname)).toEqual([
       'bills_account_unpaid_idx',
       'bills_unpaid_due_idx',
+      'notifications_final_updated_idx',
       'notifications_pending_not_before_idx',
       'notifications_provider_message_idx',
+      'outbox_dispatched_id_idx',
+      'outbox_finished_updated_idx',
       'outbox_pending_available_idx',
+      'outbox_unfinished_effect_service_idx',
       'studio_instances_release_due_idx',
     ]);
   });

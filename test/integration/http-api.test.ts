@@ -839,8 +839,9 @@ describe('operator actions and ingest', () => {
       headers: asOps,
       payload: { confirmAccountId: 'acct-paid', reason: 'abuse report' },
     });
-    expect(on.status).toBe(200);
+    expect(on.status).toBe(202);
     expect(on.body).toMatchObject({ changed: true, status: 'suspended' });
+    expect(on.body.effectKey).toMatch(/^operator-suspend-v1-svc-stream-/);
     const [held] = await h.t.db.select().from(services).where(eq(services.id, 'svc-stream'));
     expect(held).toMatchObject({ operatorHold: true, status: 'suspended' });
     const again = await call({
@@ -857,17 +858,32 @@ describe('operator actions and ingest', () => {
       payload: { confirmAccountId: 'acct-paid' },
     });
     expect(off.body).toMatchObject({ changed: true, status: 'active' });
+    expect(off.body.effectKey).toMatch(/^operator-resume-v1-svc-stream-/);
+    // Both effects are applied by the effect path, in order; the timeline shows when.
+    await waitFor(
+      async () =>
+        (
+          await h.t.raw<{ n: string }[]>`
+            select count(*) as n from enforcement_events
+             where kind = 'effect-applied' and detail ->> 'key' in (${String(on.body.effectKey)}, ${String(off.body.effectKey)})`
+        )[0]?.n === '2',
+      10_000,
+      'both operator effects applied',
+    );
     const timeline = await call({
       method: 'GET',
       url: '/v1/accounts/acct-paid/timeline',
       headers: asOps,
     });
     const kinds = timeline.body.events.map((e: { kind: string }) => e.kind);
-    expect(kinds).toEqual(expect.arrayContaining(['operator-hold', 'operator-hold-released']));
-    // The fake control plane saw the suspension and the resumption.
-    expect(h.cp.calls.map((c: { op: string }) => c.op)).toEqual(
-      expect.arrayContaining(['suspend', 'resume']),
+    expect(kinds).toEqual(
+      expect.arrayContaining(['operator-hold', 'operator-hold-released', 'effect-applied']),
     );
+    // The fake control plane saw the suspension and the resumption.
+    const ops = h.cp.calls
+      .filter((c: { idempotencyKey: string }) => c.idempotencyKey.startsWith('operator-'))
+      .map((c: { op: string }) => c.op);
+    expect(ops).toEqual(['suspend', 'resume']);
   });
 
   it('releasing a studio with no pending release is refused', async () => {

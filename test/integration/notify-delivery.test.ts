@@ -5,12 +5,12 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import twilio from 'twilio';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createSendNotificationHandler } from '../../jobs/send-notification';
 import {
-  createSendNotificationHandler,
   notifyBackoffStrategy,
   notifyQueueNameFor,
   NOTIFY_BACKOFF_TYPE,
-} from '../../jobs/send-notification';
+} from '../../src/adapters/queue/notify-wiring';
 import { manualClock, systemClock } from '../../src/adapters/clock/clock';
 import { upsertAccount } from '../../src/adapters/db/billing-writers';
 import { insertNotification, insertOutbox } from '../../src/adapters/db/daemon-writers';
@@ -21,6 +21,7 @@ import { loadConfig, type Config } from '../../src/config';
 import type { Channel } from '../../src/domain/snapshot';
 import { registerSmsCallback, SMS_CALLBACK_PATH } from '../../src/http/sms-callback';
 import { createLogger } from '../../src/logger';
+import { waitFor } from '../support/daemon';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { createFakeTwilio, twilioError, type FakeTwilio } from '../support/fake-twilio';
 import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
@@ -609,6 +610,34 @@ describe('delivery callbacks', () => {
     const r = await row(key);
     expect(r.status).toBe('undeliverable');
     expect(r.lastError).toContain('30006');
+  });
+
+  it("an early callback is applied: a status that beats the sender's update is kept, then recorded", async () => {
+    const id = await account();
+    let answer = (): void => undefined;
+    fake.script({ kind: 'accept-then-hold', until: new Promise<void>((r) => (answer = r)) });
+    const before = fake.messages.length;
+    const key = await notify(id, 'sms');
+    const message = await waitFor(() => fake.messages[before], 10_000, 'message at the provider');
+    // Delivered before the sender has the SID: kept, not lost.
+    const early = await signed({
+      MessageSid: message.sid,
+      MessageStatus: 'delivered',
+      AccountSid: fake.accountSid,
+    });
+    expect(early.statusCode).toBe(204);
+    expect((await row(key)).status).toBe('sending');
+    const kept = await t.raw<{ status: string }[]>`
+      select status from sms_early_callbacks where message_id = ${message.sid}`;
+    expect(kept).toEqual([{ status: 'delivered' }]);
+    answer();
+    expect(await settled('sms', key)).toBe('completed');
+    const r = await row(key);
+    expect(r).toMatchObject({ status: 'delivered', messageId: message.sid });
+    expect(r.deliveredAt).not.toBeNull();
+    expect(
+      await t.raw`select 1 from sms_early_callbacks where message_id = ${message.sid}`,
+    ).toEqual([]);
   });
 
   it('unknown messages are acknowledged; malformed bodies get 400', async () => {

@@ -236,7 +236,7 @@ describe('two daemons on the same Redis and PostgreSQL', () => {
     try {
       await Promise.all([h.daemon.ensureSchedulers(), second.ensureSchedulers()]);
       const schedulers = await h.daemon.ctx.queues.byName.scan.getJobSchedulers();
-      expect(schedulers.map((s) => s.key).sort()).toEqual(['balance-scan', 'plan-scan']);
+      expect(schedulers.map((s) => s.key).sort()).toEqual(['balance-scan', 'plan-scan', 'prune']);
       const ids = await overdueAccounts('twin', 60);
       // Both daemons also scan at once: overlapping scans collapse per account.
       await Promise.all([

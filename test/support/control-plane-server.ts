@@ -29,6 +29,8 @@ export interface FakeControlPlane {
   badSignatures: number;
   /** Status codes to answer next, in order (then 200). A number < 0 means: hang up (no answer). */
   script: number[];
+  /** Awaited before an accepted call is answered (to look at the caller's state meanwhile). */
+  onCall: ((call: ControlCall) => Promise<void>) | null;
   close(): Promise<void>;
 }
 
@@ -38,8 +40,10 @@ async function body(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** `port`: listen on this port (to bring a closed control plane back at the same URL). */
 export async function startFakeControlPlane(
   secret = 'test-secret-0123456789abcdef0123456789',
+  port = 0,
 ): Promise<FakeControlPlane> {
   const seen = new Set<string>();
   const state: FakeControlPlane = {
@@ -50,6 +54,7 @@ export async function startFakeControlPlane(
     repeats: 0,
     badSignatures: 0,
     script: [],
+    onCall: null,
     close: () => Promise.resolve(),
   };
   const server: Server = createServer((req, res) => {
@@ -78,6 +83,7 @@ export async function startFakeControlPlane(
         res.writeHead(next).end(`scripted ${next}`);
         return;
       }
+      if (state.onCall !== null) await state.onCall(call);
       if (seen.has(call.idempotencyKey)) state.repeats += 1;
       else {
         seen.add(call.idempotencyKey);
@@ -86,9 +92,9 @@ export async function startFakeControlPlane(
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     })();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  state.url = `http://127.0.0.1:${port}/control`;
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const bound = (server.address() as AddressInfo).port;
+  state.url = `http://127.0.0.1:${bound}/control`;
   state.close = () =>
     new Promise<void>((resolve) => {
       server.closeAllConnections();

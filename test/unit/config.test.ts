@@ -58,6 +58,11 @@ describe('defaults', () => {
       ingestStatementTimeoutMs: 30_000,
       scanIntervalMs: 60_000,
       planScanIntervalMs: 15 * 60_000,
+      retention: {
+        outboxMs: 7 * 86_400_000,
+        notificationsMs: 90 * 86_400_000,
+        eventsMs: 400 * 86_400_000,
+      },
       scanPageSize: 2_000,
       scanRecheckIntervalMs: 600_000,
       dbPoolSize: 32,

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { Job } from 'bullmq';
 import {
-  earliestSend,
   notifyBackoffStrategy,
   notifyQueueNameFor,
   notifyWorkerLimiter,
-} from '../../jobs/send-notification';
+} from '../../src/adapters/queue/notify-wiring';
+import { earliestSend } from '../../src/notify/send-rules';
 import { messageIdFor } from '../../src/adapters/notify/ports';
 import { classifySmtpError } from '../../src/adapters/notify/smtp';
 import { classifyTwilioError } from '../../src/adapters/notify/twilio';

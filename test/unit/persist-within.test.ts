@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { persistWithin } from '../../jobs/send-notification';
+import { persistWithin } from '../../src/adapters/db/persist-within';
 
 describe('persistWithin (recording a sent message while the database is away)', () => {
   it('retries a failing write until it succeeds', async () => {

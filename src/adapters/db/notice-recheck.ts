@@ -7,6 +7,7 @@ import type {
 } from '../../domain/notice-check';
 import type { EnforcementState } from '../../domain/snapshot';
 import { queryRows, type Db } from './client';
+import { supersedeOutboxOfNotices } from './outbox-store';
 
 /**
  * The sender's re-check at send time (src/domain/notice-check.ts decides): one statement reads
@@ -137,8 +138,8 @@ export async function loadNoticeRecheck(
 }
 
 /**
- * pending → superseded, with the reason in `last_error`; their outbox rows are settled `done`
- * with the reason, and a `notification-superseded` event is written for each. A row that is no
+ * pending → superseded, with the reason in `last_error`; their outbox rows are settled `superseded`
+ * with the reason (outbox-store), and a `notification-superseded` event is written for each. A row that is no
  * longer pending (being sent, or settled meanwhile) is left alone. Returns the ids superseded.
  */
 export async function supersedeNotices(
@@ -161,12 +162,7 @@ export async function supersedeNotices(
        where n.id = x.id and n.status = 'pending'
    returning n.id, n.dedupe_key, n.account_id, n.channel, n.template, n.params, x.reason
     ),
-    ob as (
-      update outbox o
-         set status = 'done', last_error = left('superseded: ' || upd.reason, 1000),
-             updated_at = now()
-        from upd
-       where o.idempotency_key = upd.dedupe_key and o.status in ('pending', 'dispatched')
+    ob as (${supersedeOutboxOfNotices('upd')}
     ),
     ev as (
       insert into enforcement_events (account_id, kind, episode_seq, detail, idempotency_key)

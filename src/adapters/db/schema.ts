@@ -49,7 +49,11 @@ export const PLAN_TYPES = ['payg', 'duration'] as const;
 export const SERVICE_STATUSES = ['active', 'suspended', 'released'] as const;
 export const SDK_LICENSE_KINDS = ['license', 'yearly-subscription'] as const;
 export const ORDER_PRODUCT_TYPES = ['payg', 'resource-plan', 'sdk-license', 'yearly-sdk'] as const;
-export const OUTBOX_STATUSES = ['pending', 'dispatched', 'done', 'failed'] as const;
+/**
+ * pending → dispatched (relayed) → done | failed | superseded (no longer wanted, with the
+ * reason in last_error). Every move is made by src/adapters/db/outbox-store.ts.
+ */
+export const OUTBOX_STATUSES = ['pending', 'dispatched', 'done', 'failed', 'superseded'] as const;
 export const NOTIFICATION_CHANNELS = ['email', 'sms'] as const;
 export const NOTIFICATION_STATUSES = [
   'pending',
@@ -679,6 +683,8 @@ export const enforcementEvents = pgTable(
     codeCheck('enforcement_events_kind_format', t.kind),
     check('enforcement_events_actor_not_blank', sql`length(btrim(${t.actor})) between 1 and 200`),
     index('enforcement_events_account_created_idx').on(t.accountId, t.createdAt),
+    /** Retention: the oldest events first. */
+    index('enforcement_events_created_idx').on(t.createdAt),
   ],
 );
 
@@ -704,6 +710,12 @@ export const outbox = pgTable(
     /** Not relayed before this instant (delayed effects, relay backoff). */
     availableAt: instant('available_at').notNull().defaultNow(),
     lastError: text('last_error'),
+    /**
+     * Lease of an effect's holder (control-plane calls): a random token and an expiry on the
+     * database's clock. The outcome is recorded only under the holder's token.
+     */
+    claimToken: text('claim_token'),
+    claimExpiresAt: instant('claim_expires_at'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -719,6 +731,18 @@ export const outbox = pgTable(
     index('outbox_pending_available_idx')
       .on(t.availableAt)
       .where(sql`${t.status} = 'pending'`),
+    /** Reconcile walks the dispatched rows by id: its cost follows what is owed, not the table. */
+    index('outbox_dispatched_id_idx')
+      .on(t.id)
+      .where(sql`${t.status} = 'dispatched'`),
+    /** Retention: finished rows by their last change. */
+    index('outbox_finished_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} in ('done', 'failed', 'superseded')`),
+    /** Per service, only the oldest unfinished control-plane effect may be claimed. */
+    index('outbox_unfinished_effect_service_idx')
+      .on(sql`(${t.payload} ->> 'serviceId')`, t.id)
+      .where(sql`${t.kind} = 'control-plane' and ${t.status} in ('pending', 'dispatched')`),
   ],
 );
 
@@ -786,5 +810,35 @@ export const notifications = pgTable(
     index('notifications_provider_message_idx')
       .on(t.providerId, t.messageId)
       .where(sql`${t.messageId} is not null`),
+    /** Retention: final rows by their last change. */
+    index('notifications_final_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} in ('sent', 'delivered', 'failed', 'undeliverable', 'superseded')`),
+  ],
+);
+
+export const SMS_CALLBACK_TARGETS = ['sent', 'delivered', 'undeliverable'] as const;
+
+/**
+ * A delivery status callback that arrived before the sender recorded the provider's message id
+ * (the provider can answer a status faster than the sender's row update commits). Kept until the
+ * sender records that id, which applies it, or for a day (then dropped with a log line).
+ */
+export const smsEarlyCallbacks = pgTable(
+  'sms_early_callbacks',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    providerId: text('provider_id').notNull(),
+    messageId: text('message_id').notNull(),
+    status: text('status', { enum: SMS_CALLBACK_TARGETS }).notNull(),
+    errorCode: text('error_code'),
+    receivedAt: timestamp('received_at', { withTimezone: true, mode: 'date' })
+      .notNull()
+      .defaultNow(),
+  },
+  (t) => [
+    check('sms_early_callbacks_status', oneOf(t.status, SMS_CALLBACK_TARGETS)),
+    unique('sms_early_callbacks_message_status_unique').on(t.providerId, t.messageId, t.status),
+    index('sms_early_callbacks_received_idx').on(t.receivedAt),
   ],
 );

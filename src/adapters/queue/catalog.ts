@@ -49,6 +49,12 @@ export const catalog = {
     attempts: 8,
     backoffMs: 500,
   },
+  prune: {
+    queue: QUEUES.scan,
+    payload: z.object({ origin }).strict(),
+    attempts: 3,
+    backoffMs: 5_000,
+  },
   'outbox-relay': {
     queue: QUEUES.scan,
     payload: z.object({ origin }).strict(),

@@ -1,10 +1,17 @@
 import type { JobsOptions } from 'bullmq';
-import { inArray, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Logger } from '../../logger';
 import type { Clock } from '../clock/clock';
-import { queryRows, type Db } from '../db/client';
-import { outbox } from '../db/schema';
+import { queryRows, type Db, type Tx } from '../db/client';
+import {
+  markDispatched,
+  noteOutboxRerun,
+  settleOutbox,
+  settleOutboxIds,
+  supersedeOutboxKeys,
+  type FinalStatus,
+} from '../db/outbox-store';
 import { catalog, QUEUES, type JobName, type QueueName } from './catalog';
 import type { QueueSet } from './queues';
 
@@ -36,6 +43,13 @@ interface OutboxRow {
   readonly available_at: Date | string;
   /** Times dispatched (read by reconcile). */
   readonly attempts?: number | string;
+}
+
+/** A row the relay finishes without a job. */
+interface Settled {
+  readonly id: number;
+  readonly status: FinalStatus;
+  readonly reason: string | null;
 }
 
 const cancelPayload = z.object({ jobKey: z.string().min(1) });
@@ -127,29 +141,30 @@ export class OutboxRelay {
          for update skip locked`,
       );
       if (rows.length === 0) return 0;
-      const done: number[] = [];
-      await this.enqueue(rows, done);
-      const doneIds = new Set(done);
-      const dispatched = rows.filter((r) => !doneIds.has(r.id)).map((r) => Number(r.id));
-      if (dispatched.length > 0) {
-        await tx
-          .update(outbox)
-          .set({ status: 'dispatched', attempts: sql`${outbox.attempts} + 1` })
-          .where(inArray(outbox.id, dispatched));
-      }
-      if (done.length > 0) {
-        await tx
-          .update(outbox)
-          .set({ status: 'done' })
-          .where(inArray(outbox.id, done.map(Number)));
-      }
+      const settled: Settled[] = [];
+      await this.enqueue(rows, settled, tx);
+      const settledIds = new Set(settled.map((x) => x.id));
+      await markDispatched(
+        tx,
+        rows.filter((r) => !settledIds.has(Number(r.id))).map((r) => Number(r.id)),
+      );
+      await settleOutboxIds(tx, settled);
       this.logger.debug({ rows: rows.length }, 'outbox relayed');
       return rows.length;
     });
   }
 
-  /** Enqueues rows' jobs; ids of rows that need no job (cancellations) are pushed to `done`. */
-  private async enqueue(rows: readonly OutboxRow[], done: number[]): Promise<void> {
+  /**
+   * Enqueues rows' jobs; rows that need no job (cancellations, unknown kinds) are pushed to
+   * `settled`. With `tx` (the relay's pass), a cancellation also settles the timer it cancels, in
+   * the pass's transaction: a cancelled timer's row is never `dispatched` again, so reconcile
+   * cannot bring the timer back.
+   */
+  private async enqueue(
+    rows: readonly OutboxRow[],
+    settled: Settled[],
+    tx: Tx | null = null,
+  ): Promise<void> {
     const now = this.clock.now().getTime();
     type Batch = {
       name: JobName;
@@ -175,6 +190,7 @@ export class OutboxRelay {
       jobId: key,
       removeOnComplete: true,
     });
+    const cancelled = new Set<string>();
     for (const row of rows) {
       const key = row.idempotency_key;
       const delay = Math.max(0, new Date(row.available_at).getTime() - now);
@@ -202,14 +218,20 @@ export class OutboxRelay {
         case 'cancel-timer': {
           const parsed = cancelPayload.safeParse(row.payload);
           if (parsed.success) {
-            // Removing the timer is an optimisation: if it still fires, the evaluation finds the
-            // episode ended and releases nothing.
+            cancelled.add(parsed.data.jobKey);
+            if (tx !== null) {
+              await supersedeOutboxKeys(tx, [parsed.data.jobKey], `cancelled by ${key}`);
+            }
+            // Removing the timer's job is an optimisation: if it still fires, the evaluation finds
+            // the episode ended and releases nothing, and its settle finds the row superseded.
             await this.queues
               .queueOf('evaluate-account')
               .remove(parsed.data.jobKey)
               .catch(() => 0);
+            settled.push({ id: Number(row.id), status: 'done', reason: null });
+          } else {
+            settled.push({ id: Number(row.id), status: 'failed', reason: 'bad cancel payload' });
           }
-          done.push(row.id);
           break;
         }
         default:
@@ -217,10 +239,17 @@ export class OutboxRelay {
             { outboxKey: key, kind: row.kind },
             'unknown outbox kind; left for an operator',
           );
-          done.push(row.id);
+          settled.push({
+            id: Number(row.id),
+            status: 'failed',
+            reason: `unknown kind ${row.kind}`,
+          });
       }
     }
     for (const batch of batches.values()) {
+      // A timer cancelled in the same pass is not enqueued (its row is superseded).
+      batch.jobs = batch.jobs.filter((j) => !cancelled.has(String(j.opts.jobId)));
+      if (batch.jobs.length === 0) continue;
       const queueName = batch.queue ?? catalog[batch.name].queue;
       const ids = batch.jobs.map((j) => String(j.opts.jobId));
       const removed = await this.queues.removeFinished(queueName, ids);
@@ -277,12 +306,13 @@ export class OutboxRelay {
             // an operator sees it and the job no longer stands for the row.
             const rerun = row.kind === 'wake' || STALLED_OUT.test(job.failedReason ?? '');
             if (!rerun || Number(row.attempts ?? 0) >= STALL_RERUNS) {
-              await markOutboxFailed(this.db, row.idempotency_key, job.failedReason);
+              await settleOutbox(this.db, row.idempotency_key, {
+                status: 'failed',
+                reason: `job failed: ${job.failedReason}`,
+              });
             } else {
               candidates.push({ row, remove: () => job.remove() });
-              await this.db.execute(
-                sql`update outbox set attempts = attempts + 1 where id = ${row.id}`,
-              );
+              await noteOutboxRerun(this.db, Number(row.id));
             }
           }
         }),
@@ -311,7 +341,7 @@ export class OutboxRelay {
         }
       }
       if (missing.length > 0) {
-        const ignored: number[] = [];
+        const ignored: Settled[] = [];
         await this.enqueue(missing, ignored);
         restored += missing.length;
         this.logger.warn(
@@ -343,17 +373,3 @@ const STALLED_OUT = /stalled more than allowable limit/;
  * stalling (counted in outbox attempts).
  */
 const STALL_RERUNS = 5;
-
-async function markOutboxFailed(db: Db, key: string, reason: string): Promise<void> {
-  await db.execute(sql`
-    update outbox set status = 'failed', last_error = ${`job failed: ${reason}`.slice(0, 1_000)},
-                      updated_at = now()
-     where idempotency_key = ${key} and status = 'dispatched'`);
-}
-
-/** Marks an outbox row finished (the effect was applied, or is no longer wanted). */
-export async function markOutboxDone(db: Db, key: string, note?: string): Promise<void> {
-  await db.execute(sql`
-    update outbox set status = 'done', last_error = ${note ?? null}, updated_at = now()
-     where idempotency_key = ${key} and status <> 'done'`);
-}
