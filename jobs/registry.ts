@@ -46,6 +46,8 @@ type CoreQueue = (typeof CORE_QUEUES)[number];
 
 export interface WorkerSettings {
   readonly concurrency: Readonly<Record<CoreQueue, number>>;
+  /** A worker's 'error' event (mostly Redis connection errors); default: logged. */
+  readonly onError?: (err: Error, queue: string) => void;
 }
 
 /**
@@ -82,7 +84,11 @@ export function startWorkers(
       stalledInterval: STALL_CHECK_MS,
       maxStalledCount: MAX_STALLED_COUNT,
     });
-    worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
+    worker.on('error', (err) =>
+      settings.onError
+        ? settings.onError(err, queue)
+        : ctx.logger.error({ err, queue }, 'worker error'),
+    );
     worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
     worker.on('failed', (job, err) => {
       if (!job) return;

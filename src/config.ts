@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import type {
   PlanThreshold,
@@ -275,21 +276,40 @@ function holidayList(raw: string): Parsed<string[]> {
   return [...new Set(items)].sort();
 }
 
+/** What an API token may do (src/http/auth.ts). */
+export const TOKEN_SCOPES = ['ingest', 'read', 'operator'] as const;
+export type TokenScope = (typeof TOKEN_SCOPES)[number];
+
+export interface ApiToken {
+  readonly name: string;
+  readonly scope: TokenScope;
+  readonly token: string;
+}
+
 /**
- * `name=token` pairs separated by commas: bearer tokens of the HTTP API. The name (letters,
- * digits, _ . -) is who the event log records; each token is at least 32 characters without
- * spaces or commas. Names and tokens must be unique.
+ * Bearer tokens of the HTTP API, a comma list of `name:scope:token` (scope: ingest, read or
+ * operator) or the older `name=token`, which is operator scope. The name (letters, digits,
+ * _ . -) is who the event log records; each token is at least 32 characters without spaces or
+ * commas. Names and tokens must be unique.
  */
-function apiTokens(raw: string): Parsed<{ name: string; token: string }[]> {
-  const out: { name: string; token: string }[] = [];
+function apiTokens(raw: string): Parsed<ApiToken[]> {
+  const out: ApiToken[] = [];
   for (const item of listItems(raw)) {
-    const m = /^([A-Za-z0-9_.-]{1,40})=([^\s,]{32,})$/.exec(item);
-    if (!m?.[1] || !m[2]) {
+    const scoped = /^([A-Za-z0-9_.-]{1,40}):([a-z]+):([^\s,]{32,})$/.exec(item);
+    const legacy = /^([A-Za-z0-9_.-]{1,40})=([^\s,]{32,})$/.exec(item);
+    if (scoped?.[1] && scoped[2] && scoped[3]) {
+      const scope = TOKEN_SCOPES.find((s) => s === scoped[2]);
+      if (scope === undefined) {
+        return new Invalid(`has a token scope that is not one of ${TOKEN_SCOPES.join(', ')}`);
+      }
+      out.push({ name: scoped[1], scope, token: scoped[3] });
+    } else if (legacy?.[1] && legacy[2]) {
+      out.push({ name: legacy[1], scope: 'operator', token: legacy[2] });
+    } else {
       return new Invalid(
-        'must be a comma list of name=token pairs (name: letters, digits, _ . -; token: at least 32 characters without spaces)',
+        `must be a comma list of name:scope:token (scope: ${TOKEN_SCOPES.join(', ')}) or name=token (operator scope); name: letters, digits, _ . -; token: at least 32 characters without spaces`,
       );
     }
-    out.push({ name: m[1], token: m[2] });
   }
   if (new Set(out.map((t) => t.name)).size !== out.length) {
     return new Invalid('must not repeat a token name');
@@ -298,6 +318,41 @@ function apiTokens(raw: string): Parsed<{ name: string; token: string }[]> {
     return new Invalid('must not repeat a token');
   }
   return out;
+}
+
+/** A duration of at least `minMs` (a scan every second would keep the database busy). */
+function durationAtLeast(minMs: number, minText: string): (raw: string) => Parsed<number> {
+  return (raw) => {
+    const ms = positiveDuration(raw);
+    if (ms instanceof Invalid) return ms;
+    return ms < minMs ? new Invalid(`must be at least ${minText}`) : ms;
+  };
+}
+
+/**
+ * Minimum of SCAN_INTERVAL (and of an edit of its scheduler in the dashboard), ms. Low enough
+ * for the fault tests' short cycles; a scan every second or faster is refused.
+ */
+export const SCAN_INTERVAL_MIN_MS = 2_000;
+/** Minimum of PLAN_SCAN_INTERVAL (and of an edit of its scheduler), ms. */
+export const PLAN_SCAN_INTERVAL_MIN_MS = 60_000;
+export const scanIntervalSetting = durationAtLeast(SCAN_INTERVAL_MIN_MS, '2s');
+export const planScanIntervalSetting = durationAtLeast(PLAN_SCAN_INTERVAL_MIN_MS, '1m');
+
+/**
+ * Host names (optionally `name:port`) the HTTP server answers to, `*` for any. Matched against
+ * the request's Host header, case-insensitively.
+ */
+function hostList(raw: string): Parsed<string[]> {
+  if (raw === '*') return ['*'];
+  const items = listItems(raw).map((h) => h.toLowerCase());
+  if (items.length === 0) return new Invalid("must list at least one host name, or be '*'");
+  if (!items.every((h) => /^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/.test(h))) {
+    return new Invalid(
+      "must be a comma list of host names like worker.example.com or localhost:8080, or '*'",
+    );
+  }
+  return [...new Set(items)];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,9 +432,9 @@ const fields = {
   LOG_LEVEL: setting(logLevel, 'info'),
   SHUTDOWN_TIMEOUT: setting(positiveDuration, '30s'),
   INGEST_STATEMENT_TIMEOUT: setting(positiveDuration, '30s'),
-  SCAN_INTERVAL: setting(positiveDuration, '1m'),
+  SCAN_INTERVAL: setting(scanIntervalSetting, '1m'),
   SCAN_RECHECK_INTERVAL: setting(positiveDuration, '10m'),
-  PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
+  PLAN_SCAN_INTERVAL: setting(planScanIntervalSetting, '15m'),
   SCAN_PAGE_SIZE: setting(intInRange(10, 50_000), '2000'),
   DB_POOL_SIZE: setting(intInRange(2, 500), '32'),
   EVALUATE_CONCURRENCY: setting(intInRange(1, 256), '16'),
@@ -419,6 +474,12 @@ const fields = {
   ),
   DASHBOARD_VIEWER_PASSWORD: optionalSetting(pattern(/^.{12,}$/s, 'at least 12 characters long')),
   API_TOKENS: setting(apiTokens, ''),
+  ALLOWED_HOSTS: optionalSetting(hostList),
+  AUTH_FAILURE_LIMIT: setting(intInRange(1, 10_000), '10'),
+  HTTP_HEADERS_TIMEOUT: setting(positiveDuration, '10s'),
+  HTTP_REQUEST_TIMEOUT: setting(positiveDuration, '30s'),
+  HTTP_IDLE_TIMEOUT: setting(positiveDuration, '60s'),
+  HTTP_MAX_CONNECTIONS: setting(intInRange(1, 100_000), '256'),
 };
 
 const envSchema = z.object(fields).superRefine(
@@ -498,6 +559,13 @@ const envSchema = z.object(fields).superRefine(
     }
 
     if (
+      ok('HTTP_HEADERS_TIMEOUT', 'HTTP_REQUEST_TIMEOUT') &&
+      env.HTTP_HEADERS_TIMEOUT > env.HTTP_REQUEST_TIMEOUT
+    ) {
+      problem('HTTP_HEADERS_TIMEOUT', 'must not be longer than HTTP_REQUEST_TIMEOUT');
+    }
+
+    if (
       ok('STUDIO_RELEASE_DELAY', 'STUDIO_RELEASE_WARNING') &&
       env.STUDIO_RELEASE_WARNING >= env.STUDIO_RELEASE_DELAY
     ) {
@@ -509,9 +577,25 @@ const envSchema = z.object(fields).superRefine(
 
 type Env = z.output<typeof envSchema>;
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+/**
+ * Whether a HOST (or a Host header's name) is a loopback address: `localhost`, or a parsed IPv4
+ * address in 127.0.0.0/8, `::1` or an IPv4-mapped `::ffff:127.x.y.z`. Decided on the parsed
+ * address, so a name such as `127.evil.example` is not loopback.
+ */
+export function isLoopback(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (name === 'localhost') return true;
+  if (isIPv4(name)) return name.startsWith('127.');
+  if (isIPv6(name)) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(name);
+    if (mapped?.[1] !== undefined) return mapped[1].startsWith('127.');
+    return /^(?:0{0,4}:){7}0{0,3}1$|^::0{0,3}1$/.test(name);
+  }
+  return false;
 }
+
+/** Host names a loopback-bound server answers to when ALLOWED_HOSTS is unset. */
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
 
 // ---------------------------------------------------------------------------------------------
 // The typed configuration handed to the rest of the program.
@@ -613,7 +697,26 @@ export interface Config {
   /** Read-only dashboard and API account; null: none. */
   readonly dashboardViewer: { readonly user: string; readonly password: string } | null;
   /** Bearer tokens of the HTTP API; `name` is the actor recorded in the event log. */
-  readonly apiTokens: readonly { readonly name: string; readonly token: string }[];
+  readonly apiTokens: readonly ApiToken[];
+  readonly http: HttpConfig;
+}
+
+export interface HttpConfig {
+  /**
+   * Host names (lower case, optionally with `:port`) accepted in the Host header; null: any.
+   * Unset ALLOWED_HOSTS on a loopback HOST means the loopback names only (DNS rebinding).
+   */
+  readonly allowedHosts: readonly string[] | null;
+  /** Failed logins per client address per minute before 429s. */
+  readonly authFailureLimit: number;
+  /** The request line and headers must arrive within this, ms. */
+  readonly headersTimeoutMs: number;
+  /** The whole request (headers and body) must arrive within this, ms. */
+  readonly requestTimeoutMs: number;
+  /** A connection idle this long is closed, ms. */
+  readonly idleTimeoutMs: number;
+  /** Open connections at most; further ones are closed on accept. */
+  readonly maxConnections: number;
 }
 
 /** Used when SMTP_URL is unset and so is MAIL_FROM (messages only go to the outbox folder). */
@@ -706,11 +809,35 @@ function toConfig(env: Env): Config {
         ? { user: env.DASHBOARD_VIEWER_USER, password: env.DASHBOARD_VIEWER_PASSWORD }
         : null,
     apiTokens: env.API_TOKENS,
+    http: {
+      allowedHosts:
+        env.ALLOWED_HOSTS !== null
+          ? env.ALLOWED_HOSTS.includes('*')
+            ? null
+            : env.ALLOWED_HOSTS
+          : isLoopback(env.HOST)
+            ? LOOPBACK_NAMES
+            : null,
+      authFailureLimit: env.AUTH_FAILURE_LIMIT,
+      headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT,
+      idleTimeoutMs: env.HTTP_IDLE_TIMEOUT,
+      maxConnections: env.HTTP_MAX_CONNECTIONS,
+    },
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry points.
+
+/**
+ * One setting's value checked by the same parser as at start (e.g. a scheduler interval edited
+ * in the dashboard against SCAN_INTERVAL): null when valid, else the value-free message.
+ */
+export function settingProblem(name: keyof Env, raw: string): string | null {
+  const result = fields[name].safeParse(raw);
+  return result.success ? null : (result.error.issues[0]?.message ?? 'is not valid');
+}
 
 /** Every setting this program reads, in documentation order. */
 export const SETTING_NAMES = Object.keys(envSchema.shape) as readonly (keyof Env)[];
@@ -724,7 +851,15 @@ const SECRET_SETTINGS = [
   'API_TOKENS',
 ] as const;
 /** Settings that are URLs which may carry a password (userinfo or a `password` query parameter). */
-const URL_SETTINGS = ['DATABASE_URL', 'REDIS_URL', 'SMTP_URL'] as const;
+const URL_SETTINGS = [
+  'DATABASE_URL',
+  'REDIS_URL',
+  'SMTP_URL',
+  'TWILIO_API_BASE_URL',
+  'CONTROL_PLANE_URL',
+  'SMS_STATUS_CALLBACK_URL',
+  'TOP_UP_URL',
+] as const;
 
 export interface ConfigProblem {
   /** The environment variable at fault. */
@@ -861,12 +996,29 @@ export function redactedConfig(config: Config): Record<string, unknown> {
       ...config.mail,
       smtpUrl: config.mail.smtpUrl === null ? null : redactUrl(config.mail.smtpUrl),
     },
-    sms: config.sms === null ? null : { ...config.sms, authToken: REDACTED },
+    sms:
+      config.sms === null
+        ? null
+        : {
+            ...config.sms,
+            authToken: REDACTED,
+            apiBaseUrl: config.sms.apiBaseUrl === null ? null : redactUrl(config.sms.apiBaseUrl),
+          },
     controlPlane:
-      config.controlPlane === null ? null : { ...config.controlPlane, secret: REDACTED },
+      config.controlPlane === null
+        ? null
+        : { url: redactUrl(config.controlPlane.url), secret: REDACTED },
+    notify: {
+      ...config.notify,
+      smsStatusCallbackUrl:
+        config.notify.smsStatusCallbackUrl === null
+          ? null
+          : redactUrl(config.notify.smsStatusCallbackUrl),
+      topUpUrl: config.notify.topUpUrl === null ? null : redactUrl(config.notify.topUpUrl),
+    },
     dashboard: config.dashboard === null ? null : { ...config.dashboard, password: REDACTED },
     dashboardViewer:
       config.dashboardViewer === null ? null : { ...config.dashboardViewer, password: REDACTED },
-    apiTokens: config.apiTokens.map((t) => ({ name: t.name, token: REDACTED })),
+    apiTokens: config.apiTokens.map((t) => ({ name: t.name, scope: t.scope, token: REDACTED })),
   };
 }

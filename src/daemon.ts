@@ -26,6 +26,7 @@ import { createDb, type DbHandle, type Unlisten } from './adapters/db/client';
 import { migrate } from './adapters/db/migrate';
 import { QUEUES } from './adapters/queue/catalog';
 import { createRedis } from './adapters/queue/connection';
+import { RedisLink } from './adapters/queue/redis-link';
 import { OutboxRelay } from './adapters/queue/outbox-relay';
 import { evaluationOptions, QueueSet } from './adapters/queue/queues';
 import type { Config } from './config';
@@ -91,8 +92,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     (await createDb(config.databaseUrl, config.dataDir, { poolSize: config.dbPoolSize }));
   if (!options.database) await migrate(database.db);
 
-  const producerRedis = createRedis(config.redisUrl, 'producer', logger);
-  const workerRedis = createRedis(config.redisUrl, 'worker', logger);
+  const redisLink = new RedisLink(logger.child({ component: 'redis' }));
+  const producerRedis = createRedis(config.redisUrl, 'producer', logger, redisLink);
+  const workerRedis = createRedis(config.redisUrl, 'worker', logger, redisLink);
   const queues = new QueueSet(producerRedis, config.queuePrefix);
   const relay = new OutboxRelay(database.db, queues, clock, logger.child({ component: 'relay' }), {
     notifyOptions: notifyJobOptions(),
@@ -231,6 +233,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           [QUEUES.evaluate]: config.evaluateConcurrency,
           [QUEUES.effects]: config.effectsConcurrency,
         },
+        onError: (err, queue) => redisLink.error(err, queue),
       });
       if (options.sendNotifications !== false) {
         const send = createSendNotificationHandler({
@@ -255,7 +258,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             ...(limiter ? { limiter } : {}),
             settings: { backoffStrategy: notifyBackoffStrategy },
           });
-          worker.on('error', (err) => logger.error({ err, queue }, 'worker error'));
+          worker.on('error', (err) => redisLink.error(err, queue));
           worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
           worker.on('failed', (job, err) => {
             if (job && isFinalFailure(job, err)) metrics.jobFinished(queue, 'failed');

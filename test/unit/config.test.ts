@@ -81,6 +81,14 @@ describe('defaults', () => {
       metricsPublic: false,
       dashboardViewer: null,
       apiTokens: [],
+      http: {
+        allowedHosts: ['localhost', '127.0.0.1', '[::1]'],
+        authFailureLimit: 10,
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 30_000,
+        idleTimeoutMs: 60_000,
+        maxConnections: 256,
+      },
     } satisfies Config);
   });
 
