@@ -1,10 +1,15 @@
 /* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
    Response bodies are parsed JSON, checked field by field with expect(). */
-import { connect, type Socket } from 'node:net';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { upsertAccount } from '../../src/adapters/db/billing-writers';
+import { httpControlPlane } from '../../src/adapters/control-plane/control-plane';
+import { createLogger } from '../../src/logger';
 import { SCHEDULER_IDS } from '../../src/daemon';
 import { buildHttpServer } from '../../src/http/server';
 import { startHarness, type Harness } from '../support/daemon';
@@ -359,6 +364,87 @@ describe('Host header and loopback', () => {
     for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]) {
       const res = await app.inject({ method: 'GET', url: '/healthz', headers: { host } });
       expect(res.statusCode, host).toBe(200);
+    }
+  });
+});
+
+describe('config.ts, control plane: URLs masked, redirects not followed', () => {
+  async function listen(server: Server): Promise<string> {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it('a 307 from the control plane is not followed: the signed body goes nowhere else', async () => {
+    let elsewhere = 0;
+    const other = createHttpServer((_req, res) => {
+      elsewhere += 1;
+      res.writeHead(200).end();
+    });
+    const otherUrl = await listen(other);
+    const redirecting = createHttpServer((_req, res) => {
+      res.writeHead(307, { location: `${otherUrl}/steal` }).end();
+    });
+    const url = await listen(redirecting);
+    try {
+      const cp = httpControlPlane({ url, secret: 's'.repeat(32), timeoutMs: 2_000 });
+      const result = await cp.apply({
+        op: 'suspend',
+        accountId: 'acct-1',
+        serviceId: 'svc-1',
+        idempotencyKey: 'suspend-v1-svc-1-1',
+        reason: 'overdue',
+      });
+      expect(result.ok).toBe(false);
+      expect(result.ok ? '' : result.error).toMatch(/redirect/);
+      expect(elsewhere).toBe(0);
+    } finally {
+      other.close();
+      redirecting.close();
+    }
+  });
+
+  it('a URL with a password is masked wherever it is logged under a url key', () => {
+    const out: string[] = [];
+    const log = createLogger(
+      'info',
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          out.push(chunk.toString());
+          done();
+        },
+      }),
+    );
+    log.info({ url: 'https://u:url-secret-1@cp.example.com/x' }, 'calling');
+    log.info({ controlPlane: { url: 'https://u:url-secret-2@cp.example.com/x' } }, 'config');
+    log.info({ apiBaseUrl: 'https://u:url-secret-3@sms.example.com' }, 'sms');
+    const text = out.join('');
+    expect(text).not.toMatch(/url-secret-\d/);
+    expect(text).toContain('cp.example.com');
+  });
+});
+
+describe('409s name no constraint', () => {
+  it('a unique violation answers a generic conflict; the constraint goes to the log', async () => {
+    // No route lets a client reach a database rule today (each checks first); this one, on a
+    // server built the same way, breaks one for real to see what the answer would say.
+    const own = await buildHttpServer({ daemon: h.daemon, logger: captureLogger() });
+    own.post('/probe/conflict', async () => {
+      await upsertAccount(h.t.db, { id: 'acct-dup', currency: 'USD' });
+      await h.t.db.execute(sql`insert into accounts (id, currency) values ('acct-dup', 'USD')`);
+      return {};
+    });
+    try {
+      const res = await own.inject({ method: 'POST', url: '/probe/conflict' });
+      expect(res.statusCode).toBe(409);
+      expect(res.body).not.toMatch(/pkey|accounts|constraint/i);
+      expect(
+        logLines.some(
+          (l) =>
+            l.msg === 'request refused by a database rule' && JSON.stringify(l).includes('pkey'),
+        ),
+      ).toBe(true);
+    } finally {
+      await own.close();
     }
   });
 });
