@@ -5,7 +5,14 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { appendEvent } from '../adapters/db/daemon-writers';
-import { catalog, isJobName, jobsOfQueue, QUEUES, type QueueName } from '../adapters/queue/catalog';
+import {
+  catalog,
+  isJobName,
+  jobsOfQueue,
+  QUEUES,
+  type JobName,
+  type QueueName,
+} from '../adapters/queue/catalog';
 import { QueueSet } from '../adapters/queue/queues';
 import { settingProblem } from '../config';
 import { SCHEDULER_IDS, type Daemon } from '../daemon';
@@ -70,10 +77,63 @@ function jobsAllowedIn(queue: string): string[] {
   return names;
 }
 
+/**
+ * What the add-job form starts with for each job: valid input to edit (the form pre-fills the
+ * first example of the queue's schema; without one it would build `""` for every field, which
+ * fails the check it is then sent to).
+ */
+export const JOB_EXAMPLES: Readonly<Record<JobName, Record<string, unknown>>> = {
+  'balance-scan': {},
+  'plan-scan': {},
+  'outbox-relay': {},
+  'evaluate-account': { accountId: 'acct-123' },
+  'control-plane': { outboxKey: 'suspend-v1-svc-123-1', confirmAccountId: 'acct-123' },
+  'send-notification': { outboxKey: 'notify-v1-acct-123-overdue-reminder-1' },
+};
+
+/** What each job does, shown as the form's hint. */
+const JOB_HINTS: Readonly<Record<JobName, string>> = {
+  'balance-scan': 'Scan every account now (same as the scheduler). No data needed.',
+  'plan-scan': 'Scan plan quotas and expiries now. No data needed.',
+  'outbox-relay': 'Relay pending effects now. No data needed.',
+  'evaluate-account': 'Evaluate one account now: accountId.',
+  'control-plane':
+    'Run one control-plane effect again: outboxKey of the effect, confirmAccountId = its account.',
+  'send-notification': 'Resend one message: outboxKey of the notification.',
+};
+
+/** Fields the form never sets: origin is the operator's name; outboxKey/at belong to the relay. */
+const HIDDEN_FIELDS: Readonly<Partial<Record<JobName, readonly string[]>>> = {
+  'evaluate-account': ['origin', 'outboxKey', 'at'],
+  'balance-scan': ['origin'],
+  'plan-scan': ['origin'],
+  'outbox-relay': ['origin'],
+};
+
+function jobSchema(name: JobName): Record<string, unknown> {
+  let schema = manualSchema(name);
+  const hidden = HIDDEN_FIELDS[name] ?? [];
+  if (hidden.length > 0) {
+    schema = schema.omit(Object.fromEntries(hidden.map((f) => [f, true])) as never);
+  }
+  if (name !== 'control-plane') schema = schema.omit({ confirmAccountId: true } as never);
+  return {
+    ...z.toJSONSchema(schema, { io: 'input' }),
+    title: name,
+    description: JOB_HINTS[name],
+    examples: [JOB_EXAMPLES[name]],
+  };
+}
+
 function jsonSchemaOfQueue(queue: QueueName): Record<string, unknown> {
   const names = jobsAllowedIn(queue).filter(isJobName);
-  const schemas = names.map((n) => z.toJSONSchema(manualSchema(n), { io: 'input' }));
-  return schemas.length === 1 ? (schemas[0] ?? {}) : { anyOf: schemas };
+  if (names.length === 1 && names[0] !== undefined) return jobSchema(names[0]);
+  const first = names[0];
+  return {
+    anyOf: names.map(jobSchema),
+    description: `Jobs: ${names.join(', ')}. Set the job name above; the data of each is shown in its example.`,
+    examples: first === undefined ? [] : [JOB_EXAMPLES[first]],
+  };
 }
 
 export async function mountDashboard(

@@ -1,4 +1,6 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -99,6 +101,39 @@ describe('dashboard in a browser', () => {
     expect(seen).toBe(true);
     const job = await h.daemon.ctx.queues.byName.scan.getJob(String(jobId));
     expect(await job?.getState()).toBe('completed');
+  });
+
+  it('loads under its CSP without violations, and refuses to be framed by another site', async () => {
+    const context = await browser(OPS);
+    const page = await context.newPage();
+    const console: string[] = [];
+    page.on('console', (m) => console.push(m.text()));
+    await page.goto(`${base}/admin/queues`);
+    await page.getByText('scan', { exact: true }).first().waitFor({ timeout: 15_000 });
+    expect(console.filter((t) => /Content Security Policy/i.test(t))).toEqual([]);
+
+    // A page of another origin framing the dashboard: the frame must stay empty.
+    const evil = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(`<html><body><iframe id="f" src="${base}/admin/queues"></iframe></body></html>`);
+    });
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.2', r));
+    try {
+      const { port } = evil.address() as AddressInfo;
+      const framing = await context.newPage();
+      const messages: string[] = [];
+      framing.on('console', (m) => messages.push(m.text()));
+      await framing.goto(`http://127.0.0.2:${port}/`);
+      await framing.waitForTimeout(1_500);
+      const dashboard = framing.frames().find((f) => f !== framing.mainFrame());
+      const text = await dashboard?.evaluate(() => document.body?.innerText ?? '').catch(() => '');
+      expect(text ?? '').not.toContain('overdue-worker');
+      expect(messages.some((t) => /frame-ancestors|Refused to (display|frame)/i.test(t))).toBe(
+        true,
+      );
+    } finally {
+      evil.close();
+    }
   });
 
   it('refuses the page without credentials', async () => {

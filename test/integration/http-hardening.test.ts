@@ -448,3 +448,42 @@ describe('409s name no constraint', () => {
     }
   });
 });
+
+describe('dashboard Add job form', () => {
+  it('each queue pre-fills a valid example; the scan hint is short', async () => {
+    for (const queue of ['scan', 'evaluate', 'effects', 'notify-email', 'notify-sms']) {
+      const res = await app.inject({
+        method: 'GET',
+        url: `/admin/queues/api/queues/${queue}/job-data-schema`,
+        headers: asOps,
+      });
+      expect(res.statusCode, queue).toBe(200);
+      const schema = JSON.parse(res.body);
+      const example = schema.examples?.[0];
+      expect(example, queue).toBeDefined();
+      expect(res.body.length, queue).toBeLessThan(3_000);
+      const name = (schema.title ?? schema.anyOf?.[0]?.title) as string;
+      const added = await app.inject({
+        method: 'POST',
+        url: `/admin/queues/api/queues/${queue}/add`,
+        headers: asOps,
+        payload: { name, data: example },
+      });
+      // Examples name rows that do not exist here (404), but never fail the check (400).
+      expect([200, 404], `${queue} ${name}: ${added.body}`).toContain(added.statusCode);
+    }
+  });
+
+  it('a refused job answers the field and the reason', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/admin/queues/api/queues/evaluate/add',
+      headers: asOps,
+      payload: { name: 'evaluate-account', data: { accountId: '' } },
+    });
+    expect(res.statusCode).toBe(400);
+    const body = JSON.parse(res.body);
+    expect(body.message).toMatch(/^data\.accountId: /);
+    expect(body.issues[0].path).toBe('data.accountId');
+  });
+});
