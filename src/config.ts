@@ -334,10 +334,10 @@ function durationAtLeast(minMs: number, minText: string): (raw: string) => Parse
  * for the fault tests' short cycles; a scan every second or faster is refused.
  */
 export const SCAN_INTERVAL_MIN_MS = 2_000;
-/** Minimum of PLAN_SCAN_INTERVAL (and of an edit of its scheduler), ms. */
-export const PLAN_SCAN_INTERVAL_MIN_MS = 60_000;
+/** Minimum of PLAN_SCAN_INTERVAL (and of an edit of its scheduler), ms; the demo uses 30s. */
+export const PLAN_SCAN_INTERVAL_MIN_MS = 10_000;
 export const scanIntervalSetting = durationAtLeast(SCAN_INTERVAL_MIN_MS, '2s');
-export const planScanIntervalSetting = durationAtLeast(PLAN_SCAN_INTERVAL_MIN_MS, '1m');
+export const planScanIntervalSetting = durationAtLeast(PLAN_SCAN_INTERVAL_MIN_MS, '10s');
 
 /**
  * Host names (optionally `name:port`) the HTTP server answers to, `*` for any. Matched against
