@@ -226,8 +226,13 @@ export async function mountDashboard(
         const body = addJobBody.safeParse(req.body ?? {});
         if (!body.success)
           throw new HttpError(400, 'bad-request', 'expected {name, data, options}');
-        const { name } = body.data;
         const allowed = jobsAllowedIn(target.queue);
+        // The form sends `__default__` when the job name is left empty: the queue's only job.
+        const given = body.data.name.trim();
+        const name =
+          (given === '' || given === '__default__') && allowed.length === 1
+            ? (allowed[0] ?? given)
+            : given;
         if (!isJobName(name) || !allowed.includes(name)) {
           throw new HttpError(400, 'bad-request', `name: must be one of ${allowed.join(', ')}`, {
             issues: [{ path: 'name', message: `must be one of ${allowed.join(', ')}` }],
