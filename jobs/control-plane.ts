@@ -11,7 +11,7 @@ import {
 import { markDaemonTransaction } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import type { JobHandler } from './context';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 
 type Op = 'suspend' | 'resume' | 'release';
 

@@ -3,7 +3,7 @@ import { evaluateAccount } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { markOutboxDone } from '../src/adapters/queue/outbox-relay';
 import { actorOf, type JobHandler } from './context';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 
 /** A timer that fires a little early (clock skew between hosts) waits at most this long, ms. */
 const MAX_EARLY_WAIT_MS = 5_000;

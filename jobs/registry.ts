@@ -14,7 +14,7 @@ import { controlPlaneJob } from './control-plane';
 import { evaluateAccountJob } from './evaluate-account';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 
 /**
  * Every job of the scan, evaluate and effects queues, by catalog name. Notifications have their

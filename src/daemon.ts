@@ -31,7 +31,7 @@ import { OutboxRelay } from './adapters/queue/outbox-relay';
 import { evaluationOptions, QueueSet } from './adapters/queue/queues';
 import type { Config } from './config';
 import type { Logger } from './logger';
-import { metrics } from './http/metrics';
+import { metrics } from './observability/metrics';
 
 /** NOTIFY channel of migration 0002: payload is an account id. */
 export const ACCOUNT_CHANNEL = 'overdue_worker_account';

@@ -6,7 +6,7 @@ import { describeError } from '../describe-error';
 import { LogThrottle } from '../logger';
 import type { Authenticator } from './auth';
 import { guard } from './auth';
-import { ScrapeMetrics } from './metrics';
+import { ScrapeMetrics } from '../observability/metrics';
 
 /**
  * /healthz: the process is up (no dependency is checked: a liveness probe must not restart the

@@ -5,7 +5,7 @@ import type { Db } from '../adapters/db/client';
 import { notifications } from '../adapters/db/schema';
 import type { Config } from '../config';
 import { LogThrottle, type Logger } from '../logger';
-import { metrics } from './metrics';
+import { metrics } from '../observability/metrics';
 
 /**
  * POST /v1/callbacks/sms — Twilio's message status callback (form-encoded). Accepted only with a

@@ -1,5 +1,5 @@
 import { describeError } from '../../describe-error';
-import { metrics } from '../../http/metrics';
+import { metrics } from '../../observability/metrics';
 import { LogThrottle, type Logger } from '../../logger';
 
 /**
