@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config, TokenScope } from '../config';
+import { metrics } from '../observability/metrics';
 
 /**
  * Who may use the HTTP surface, and how they prove it.
@@ -237,6 +238,7 @@ export function guard(auth: Authenticator, options: GuardOptions) {
     const header = req.headers.authorization;
     const waitMs = auth.open ? 0 : auth.failures.retryAfterMs(req.ip);
     if (waitMs > 0) {
+      metrics.httpRefused('auth', 429);
       return reply
         .code(429)
         .header('retry-after', String(Math.ceil(waitMs / 1000)))
@@ -245,7 +247,10 @@ export function guard(auth: Authenticator, options: GuardOptions) {
     const principal = auth.authenticate(header, options.allowBearer);
     if (principal === null) {
       // Only a credential that matched nothing counts: a browser's first request carries none.
-      if (header !== undefined && header !== '') auth.failures.fail(req.ip);
+      if (header !== undefined && header !== '') {
+        auth.failures.fail(req.ip);
+        metrics.httpRefused('auth', 401);
+      }
       return reply
         .code(401)
         .header('www-authenticate', BASIC_CHALLENGE)

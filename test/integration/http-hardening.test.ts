@@ -10,6 +10,7 @@ import { sql } from 'drizzle-orm';
 import { upsertAccount } from '../../src/adapters/db/billing-writers';
 import { httpControlPlane } from '../../src/adapters/control-plane/control-plane';
 import { createLogger } from '../../src/logger';
+import { jobRegistry } from '../../src/observability/metrics';
 import { SCHEDULER_IDS } from '../../src/daemon';
 import { buildHttpServer } from '../../src/http/server';
 import { startHarness, type Harness } from '../support/daemon';
@@ -260,6 +261,12 @@ describe('auth.ts: failed logins throttled per client address', () => {
         if (res.statusCode === 429) retryAfter = String(res.headers['retry-after']);
       }
       expect(statuses.filter((s) => s === 401)).toHaveLength(10);
+      const refused = jobRegistry.getSingleMetric('overdue_http_refused_total');
+      const values = (await refused?.get())?.values ?? [];
+      const of = (status: string) =>
+        values.find((v) => v.labels.route === 'auth' && v.labels.status === status)?.value ?? 0;
+      expect(of('429')).toBeGreaterThanOrEqual(290);
+      expect(of('401')).toBeGreaterThanOrEqual(10);
       expect(statuses.filter((s) => s === 429)).toHaveLength(290);
       expect(Number(retryAfter)).toBeGreaterThan(0);
       expect(Number(retryAfter)).toBeLessThanOrEqual(60);
