@@ -245,7 +245,12 @@ export class Api {
       components: {
         securitySchemes: {
           basic: { type: 'http', scheme: 'basic', description: 'DASHBOARD_USER or the viewer' },
-          bearer: { type: 'http', scheme: 'bearer', description: 'A token of API_TOKENS' },
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'A token of API_TOKENS; its scope limits it: ingest (/v1/ingest/*), read (GET routes), operator (everything)',
+          },
         },
       },
       paths,
