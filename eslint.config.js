@@ -32,6 +32,44 @@ const DOMAIN_FORBIDDEN_IMPORTS = [
   '**/jobs/**',
 ];
 
+/**
+ * Layers import downward only: domain ← notify ← adapters ← jobs ← daemon / http. config,
+ * logger, describe-error and observability (metrics) are shared by every layer above the domain.
+ * Each entry: the files of a layer and the layers above it, which it must not import.
+ */
+const UPWARD = {
+  notify: [
+    '**/adapters/**',
+    '**/jobs/**',
+    '**/http/**',
+    '**/daemon',
+    '**/main',
+    '**/demo*',
+    '**/cli/**',
+  ],
+  adapters: ['**/jobs/**', '**/http/**', '**/daemon', '**/main', '**/demo*', '**/cli/**'],
+  observability: ['**/adapters/**', '**/jobs/**', '**/http/**', '**/daemon', '**/main'],
+  jobs: ['**/http/**', '**/daemon', '**/main', '**/demo*', '**/cli/**'],
+};
+
+/** @param {string[]} files @param {string[]} group @param {string} layer */
+const layerRule = (files, group, layer) => ({
+  files,
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          {
+            group,
+            message: `${layer} imports downward only (domain ← notify ← adapters ← jobs ← daemon / http).`,
+          },
+        ],
+      },
+    ],
+  },
+});
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'coverage/', 'drizzle/', 'data/', 'bench-results/', 'dist/'] },
   js.configs.recommended,
@@ -91,6 +129,10 @@ export default tseslint.config(
       ],
     },
   },
+  layerRule(['src/notify/**/*.ts'], UPWARD.notify, 'src/notify'),
+  layerRule(['src/adapters/**/*.ts'], UPWARD.adapters, 'src/adapters'),
+  layerRule(['src/observability/**/*.ts'], UPWARD.observability, 'src/observability'),
+  layerRule(['jobs/**/*.ts'], UPWARD.jobs, 'jobs'),
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,

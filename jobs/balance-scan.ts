@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 import { balanceCandidates, repairCandidates } from '../src/adapters/db/scan-queries';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { evaluationOptions } from '../src/adapters/queue/queues';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 import type { JobContext, JobHandler } from './context';
 
 /**

@@ -9,7 +9,7 @@ import {
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { effectSuperseded, type EffectOp } from '../src/domain/effect-wanted';
 import type { JobHandler, JobOutcome } from './context';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 
 const REASONS: Record<EffectOp, string> = {
   suspend: 'overdue',

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { evaluateAccount } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { actorOf, type JobHandler, type JobOutcome } from './context';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 
 /** A timer that fires a little early (clock skew between hosts) waits at most this long, ms. */
 const MAX_EARLY_WAIT_MS = 5_000;

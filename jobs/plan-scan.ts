@@ -1,6 +1,6 @@
 import { planCandidates } from '../src/adapters/db/scan-queries';
 import { parsePayload } from '../src/adapters/queue/catalog';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 import { scanPages } from './balance-scan';
 import type { JobHandler } from './context';
 

@@ -26,7 +26,7 @@ import { evaluateAccountJob } from './evaluate-account';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
 import { pruneJob } from './prune';
-import { metrics } from '../src/http/metrics';
+import { metrics } from '../src/observability/metrics';
 
 /**
  * Every job of the scan, evaluate and effects queues, by catalog name. Notifications have their
@@ -59,6 +59,8 @@ type CoreQueue = (typeof CORE_QUEUES)[number];
 
 export interface WorkerSettings {
   readonly concurrency: Readonly<Record<CoreQueue, number>>;
+  /** A worker's 'error' event (mostly Redis connection errors); default: logged. */
+  readonly onError?: (err: Error, queue: string) => void;
 }
 
 /**
@@ -97,7 +99,11 @@ export function startWorkers(
       stalledInterval: STALL_CHECK_MS,
       maxStalledCount: MAX_STALLED_COUNT,
     });
-    worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
+    worker.on('error', (err) =>
+      settings.onError
+        ? settings.onError(err, queue)
+        : ctx.logger.error({ err, queue }, 'worker error'),
+    );
     worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
     worker.on('failed', (job, err) => {
       if (!job) return;
@@ -139,6 +145,8 @@ export function startNotifyWorkers(
   ctx: JobContext,
   connection: Redis,
   send: (job: Job, token?: string) => Promise<void>,
+  /** Connection errors (Redis away); default: logged. */
+  onError?: (err: Error, queue: string) => void,
 ): Worker[] {
   return (['email', 'sms'] as const).map((channel) => {
     const queue = notifyQueueNameFor(channel);
@@ -153,7 +161,9 @@ export function startNotifyWorkers(
       ...(limiter ? { limiter } : {}),
       settings: { backoffStrategy: notifyBackoffStrategy },
     });
-    worker.on('error', (err) => ctx.logger.error({ err, queue }, 'worker error'));
+    worker.on('error', (err) =>
+      onError ? onError(err, queue) : ctx.logger.error({ err, queue }, 'worker error'),
+    );
     worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
     worker.on('failed', (job, err) => {
       if (job && isFinalFailure(job, err)) metrics.jobFinished(queue, 'failed');

@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import type {
   PlanThreshold,
@@ -283,21 +284,40 @@ function holidayList(raw: string): Parsed<string[]> {
   return [...new Set(items)].sort();
 }
 
+/** What an API token may do (src/http/auth.ts). */
+export const TOKEN_SCOPES = ['ingest', 'read', 'operator'] as const;
+export type TokenScope = (typeof TOKEN_SCOPES)[number];
+
+export interface ApiToken {
+  readonly name: string;
+  readonly scope: TokenScope;
+  readonly token: string;
+}
+
 /**
- * `name=token` pairs separated by commas: bearer tokens of the HTTP API. The name (letters,
- * digits, _ . -) is who the event log records; each token is at least 32 characters without
- * spaces or commas. Names and tokens must be unique.
+ * Bearer tokens of the HTTP API, a comma list of `name:scope:token` (scope: ingest, read or
+ * operator) or the older `name=token`, which is operator scope. The name (letters, digits,
+ * _ . -) is who the event log records; each token is at least 32 characters without spaces or
+ * commas. Names and tokens must be unique.
  */
-function apiTokens(raw: string): Parsed<{ name: string; token: string }[]> {
-  const out: { name: string; token: string }[] = [];
+function apiTokens(raw: string): Parsed<ApiToken[]> {
+  const out: ApiToken[] = [];
   for (const item of listItems(raw)) {
-    const m = /^([A-Za-z0-9_.-]{1,40})=([^\s,]{32,})$/.exec(item);
-    if (!m?.[1] || !m[2]) {
+    const scoped = /^([A-Za-z0-9_.-]{1,40}):([a-z]+):([^\s,]{32,})$/.exec(item);
+    const legacy = /^([A-Za-z0-9_.-]{1,40})=([^\s,]{32,})$/.exec(item);
+    if (scoped?.[1] && scoped[2] && scoped[3]) {
+      const scope = TOKEN_SCOPES.find((s) => s === scoped[2]);
+      if (scope === undefined) {
+        return new Invalid(`has a token scope that is not one of ${TOKEN_SCOPES.join(', ')}`);
+      }
+      out.push({ name: scoped[1], scope, token: scoped[3] });
+    } else if (legacy?.[1] && legacy[2]) {
+      out.push({ name: legacy[1], scope: 'operator', token: legacy[2] });
+    } else {
       return new Invalid(
-        'must be a comma list of name=token pairs (name: letters, digits, _ . -; token: at least 32 characters without spaces)',
+        `must be a comma list of name:scope:token (scope: ${TOKEN_SCOPES.join(', ')}) or name=token (operator scope); name: letters, digits, _ . -; token: at least 32 characters without spaces`,
       );
     }
-    out.push({ name: m[1], token: m[2] });
   }
   if (new Set(out.map((t) => t.name)).size !== out.length) {
     return new Invalid('must not repeat a token name');
@@ -306,6 +326,41 @@ function apiTokens(raw: string): Parsed<{ name: string; token: string }[]> {
     return new Invalid('must not repeat a token');
   }
   return out;
+}
+
+/** A duration of at least `minMs` (a scan every second would keep the database busy). */
+function durationAtLeast(minMs: number, minText: string): (raw: string) => Parsed<number> {
+  return (raw) => {
+    const ms = positiveDuration(raw);
+    if (ms instanceof Invalid) return ms;
+    return ms < minMs ? new Invalid(`must be at least ${minText}`) : ms;
+  };
+}
+
+/**
+ * Minimum of SCAN_INTERVAL (and of an edit of its scheduler in the dashboard), ms. Low enough
+ * for the fault tests' short cycles; a scan every second or faster is refused.
+ */
+export const SCAN_INTERVAL_MIN_MS = 2_000;
+/** Minimum of PLAN_SCAN_INTERVAL (and of an edit of its scheduler), ms; the demo uses 30s. */
+export const PLAN_SCAN_INTERVAL_MIN_MS = 10_000;
+export const scanIntervalSetting = durationAtLeast(SCAN_INTERVAL_MIN_MS, '2s');
+export const planScanIntervalSetting = durationAtLeast(PLAN_SCAN_INTERVAL_MIN_MS, '10s');
+
+/**
+ * Host names (optionally `name:port`) the HTTP server answers to, `*` for any. Matched against
+ * the request's Host header, case-insensitively.
+ */
+function hostList(raw: string): Parsed<string[]> {
+  if (raw === '*') return ['*'];
+  const items = listItems(raw).map((h) => h.toLowerCase());
+  if (items.length === 0) return new Invalid("must list at least one host name, or be '*'");
+  if (!items.every((h) => /^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/.test(h))) {
+    return new Invalid(
+      "must be a comma list of host names like worker.example.com or localhost:8080, or '*'",
+    );
+  }
+  return [...new Set(items)];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,90 +404,521 @@ type NullableKey = {
 }[Key];
 type Key = keyof typeof fields;
 
-const fields = {
-  DATABASE_URL: optionalSetting(url(['postgres:', 'postgresql:'])),
-  DATA_DIR: setting(nonEmptyText, './data'),
-  REDIS_URL: setting(url(['redis:', 'rediss:']), 'redis://127.0.0.1:6379'),
-  QUEUE_PREFIX: setting(
+/**
+ * What a setting's table entry says besides its parser: its section and comment in
+ * .env.example, and whether its value is secret (`value`: the whole value; `url`: a URL whose
+ * password part is masked). .env.example is rendered from this table (renderEnvExample), and a
+ * test keeps the file current.
+ */
+interface SettingMeta {
+  readonly section: string;
+  readonly doc: readonly string[];
+  readonly secret?: 'value' | 'url';
+}
+
+/** A setting with a default (`fallback`, written as `NAME=fallback` in .env.example). */
+function required<T>(parse: (raw: string) => Parsed<T>, fallback: string, meta: SettingMeta) {
+  return { ...meta, schema: setting(parse, fallback), fallback, example: null };
+}
+
+/** A setting without a default (null when unset; `# NAME=example` in .env.example). */
+function optional<T>(parse: (raw: string) => Parsed<T>, meta: SettingMeta & { example: string }) {
+  return { ...meta, schema: optionalSetting(parse), fallback: null };
+}
+
+const ENV_EXAMPLE_HEADER: readonly string[] = [
+  'overdue-worker configuration. Every setting is optional unless noted; the value shown is the',
+  'default. Values are trimmed and an empty value means "use the default". A bad value stops the',
+  'daemon at start with exit code 1 and a list of every bad setting by name (values are never',
+  'printed, so secrets stay out of the output).',
+  '',
+  'Formats',
+  '  duration   one or more <integer><unit> groups, units ms s m h d: 500ms 90s 15m 24h 7d 1h30m',
+  '             (no bare numbers, no decimals)',
+  "  money      integer minor units of the account's currency: 10000 = 100.00 USD (no decimals)",
+];
+
+const SECTIONS: Readonly<Record<string, readonly string[]>> = {
+  Storage: [],
+  Queue: [],
+  'HTTP (dashboard, health, metrics, API)': [],
+  Email: [],
+  'SMS (Twilio or a Twilio-compatible API)': [
+    'All unset: SMS are written to the outbox folder and the log. Any set: ACCOUNT_SID, AUTH_TOKEN',
+    'and one of FROM / MESSAGING_SERVICE_SID are required.',
+  ],
+  'Control plane (suspend / resume / release effects)': [],
+  Process: [],
+  'Policy defaults (rule ids refer to the README)': [],
+  'HTTP API and dashboard access': [],
+};
+
+const SETTINGS = {
+  DATABASE_URL: optional(url(['postgres:', 'postgresql:']), {
+    section: 'Storage',
+    doc: [
+      'PostgreSQL connection URL (postgres:// or postgresql://). Unset: an embedded PGlite database',
+      'under DATA_DIR. The password part is masked in logs.',
+    ],
+    example: 'postgres://overdue:overdue@127.0.0.1:5432/overdue',
+    secret: 'url',
+  }),
+  DATA_DIR: required(nonEmptyText, './data', {
+    section: 'Storage',
+    doc: [
+      'Folder for the embedded database and the message outbox (used when SMTP/Twilio are unset).',
+    ],
+  }),
+  REDIS_URL: required(url(['redis:', 'rediss:']), 'redis://127.0.0.1:6379', {
+    section: 'Queue',
+    doc: ['Redis for BullMQ (redis:// or rediss://). Must have maxmemory-policy noeviction.'],
+    secret: 'url',
+  }),
+  QUEUE_PREFIX: required(
     pattern(
       /^(?:[A-Za-z0-9_.-]*\{[A-Za-z0-9_.-]+\}[A-Za-z0-9_.-]*|[A-Za-z0-9_.-]+)$/,
       'letters, digits, _ . - with at most one {hash-tag} (e.g. {overdue}), no colons or spaces',
     ),
     '{overdue}',
+    {
+      section: 'Queue',
+      doc: [
+        "BullMQ key prefix. A {hash-tag} keeps a queue's keys in one Redis Cluster slot. Letters,",
+        'digits, _ . - and at most one {tag}; no colons or spaces.',
+      ],
+    },
   ),
-  PORT: setting(port, '8080'),
-  HOST: setting(nonEmptyText, '127.0.0.1'),
-  SMTP_URL: optionalSetting(url(['smtp:', 'smtps:'])),
-  MAIL_FROM: optionalSetting(mailbox),
-  TWILIO_ACCOUNT_SID: optionalSetting(
+  PORT: required(port, '8080', {
+    section: 'HTTP (dashboard, health, metrics, API)',
+    doc: ['0 picks a free port.'],
+  }),
+  HOST: required(nonEmptyText, '127.0.0.1', {
+    section: 'HTTP (dashboard, health, metrics, API)',
+    doc: [],
+  }),
+  DASHBOARD_USER: optional(pattern(/^[^\s:]+$/, 'a user name without spaces or colons'), {
+    section: 'HTTP (dashboard, health, metrics, API)',
+    doc: [
+      'Queue dashboard credentials (HTTP Basic). Set both or neither; password at least 12 characters.',
+      'Neither: the dashboard is not mounted (unless DEMO=true).',
+    ],
+    example: 'operator',
+  }),
+  DASHBOARD_PASSWORD: optional(pattern(/^.{12,}$/s, 'at least 12 characters long'), {
+    section: 'HTTP (dashboard, health, metrics, API)',
+    doc: [],
+    example: 'change-me-to-something-long',
+    secret: 'value',
+  }),
+  DEMO: required(bool, 'false', {
+    section: 'HTTP (dashboard, health, metrics, API)',
+    doc: [
+      'Demo mode (true/false): mounts the dashboard without credentials when none are set. Refused',
+      'with a non-loopback HOST unless DASHBOARD_USER/DASHBOARD_PASSWORD are set.',
+    ],
+  }),
+  SMTP_URL: optional(url(['smtp:', 'smtps:']), {
+    section: 'Email',
+    doc: [
+      'SMTP server (smtp:// or smtps://, credentials in the URL). Unset: emails are written to the',
+      'outbox folder under DATA_DIR and to the log instead of being sent.',
+    ],
+    example: 'smtp://127.0.0.1:1025',
+    secret: 'url',
+  }),
+  MAIL_FROM: optional(mailbox, {
+    section: 'Email',
+    doc: [
+      "Sender, 'addr@example.com' or 'Name <addr@example.com>'. Required when SMTP_URL is set;",
+      "otherwise defaults to 'overdue-worker <no-reply@localhost>'.",
+    ],
+    example: 'Billing <billing@example.com>',
+  }),
+  TWILIO_ACCOUNT_SID: optional(
     pattern(new RegExp(`^AC${HEX32}$`), "a Twilio account SID: 'AC' followed by 32 hex digits"),
+    {
+      section: 'SMS (Twilio or a Twilio-compatible API)',
+      doc: ["'AC' followed by 32 hex digits."],
+      example: 'AC00000000000000000000000000000000',
+    },
   ),
-  TWILIO_AUTH_TOKEN: optionalSetting(pattern(/^\S+$/, 'a Twilio auth token without spaces')),
-  TWILIO_FROM: optionalSetting(
+  TWILIO_AUTH_TOKEN: optional(pattern(/^\S+$/, 'a Twilio auth token without spaces'), {
+    section: 'SMS (Twilio or a Twilio-compatible API)',
+    doc: ['Secret; no spaces.'],
+    example: '',
+    secret: 'value',
+  }),
+  TWILIO_FROM: optional(
     pattern(/^\+[1-9]\d{1,14}$/, 'a phone number in E.164 form, e.g. +14155550100'),
+    {
+      section: 'SMS (Twilio or a Twilio-compatible API)',
+      doc: ['Sender number in E.164 form.'],
+      example: '+14155550100',
+    },
   ),
-  TWILIO_MESSAGING_SERVICE_SID: optionalSetting(
+  TWILIO_MESSAGING_SERVICE_SID: optional(
     pattern(new RegExp(`^MG${HEX32}$`), "a messaging service SID: 'MG' followed by 32 hex digits"),
+    {
+      section: 'SMS (Twilio or a Twilio-compatible API)',
+      doc: [
+        "'MG' followed by 32 hex digits; Twilio prefers it over TWILIO_FROM when both are set.",
+      ],
+      example: '',
+    },
   ),
-  TWILIO_API_BASE_URL: optionalSetting(url(['http:', 'https:'])),
-  CONTROL_PLANE_URL: optionalSetting(url(['http:', 'https:'])),
-  CONTROL_PLANE_SECRET: optionalSetting(
-    pattern(/^\S{32,}$/, 'at least 32 characters without spaces'),
-  ),
-  DASHBOARD_USER: optionalSetting(pattern(/^[^\s:]+$/, 'a user name without spaces or colons')),
-  DASHBOARD_PASSWORD: optionalSetting(pattern(/^.{12,}$/s, 'at least 12 characters long')),
-  DEMO: setting(bool, 'false'),
-  LOG_LEVEL: setting(logLevel, 'info'),
-  SHUTDOWN_TIMEOUT: setting(positiveDuration, '30s'),
-  INGEST_STATEMENT_TIMEOUT: setting(positiveDuration, '30s'),
-  SCAN_INTERVAL: setting(positiveDuration, '1m'),
-  SCAN_RECHECK_INTERVAL: setting(positiveDuration, '10m'),
-  PLAN_SCAN_INTERVAL: setting(positiveDuration, '15m'),
-  RETENTION_OUTBOX: setting(positiveDuration, '7d'),
-  RETENTION_NOTIFICATIONS: setting(positiveDuration, '90d'),
-  RETENTION_EVENTS: setting(positiveDuration, '400d'),
-  SCAN_PAGE_SIZE: setting(intInRange(10, 50_000), '2000'),
-  DB_POOL_SIZE: setting(intInRange(2, 500), '32'),
-  DB_STATEMENT_TIMEOUT: setting(dbTimeout, '60s'),
-  DB_IDLE_IN_TRANSACTION_TIMEOUT: setting(dbTimeout, '60s'),
-  EVALUATE_CONCURRENCY: setting(intInRange(1, 256), '16'),
-  EFFECTS_CONCURRENCY: setting(intInRange(1, 256), '16'),
-  OUTBOX_POLL_INTERVAL: setting(positiveDuration, '1s'),
-  CONTROL_PLANE_TIMEOUT: setting(positiveDuration, '5s'),
-  NOTIFY_CONCURRENCY: setting(intInRange(1, 256), '32'),
-  NOTIFY_TIMEOUT: setting(positiveDuration, '10s'),
-  NOTIFY_GIVE_UP_AFTER: setting(positiveDuration, '24h'),
-  EMAIL_RATE_LIMIT: setting(rateOrOff, '50'),
-  SMS_RATE_LIMIT: setting(rateOrOff, '10'),
-  SMS_STATUS_CALLBACK_URL: optionalSetting(url(['http:', 'https:'])),
-  TOP_UP_URL: optionalSetting(url(['http:', 'https:'])),
-  DKIM_DOMAIN: optionalSetting(pattern(/^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, 'a domain name')),
-  DKIM_SELECTOR: optionalSetting(pattern(/^[A-Za-z0-9._-]+$/, 'a DKIM selector')),
-  DKIM_PRIVATE_KEY_FILE: optionalSetting(nonEmptyText),
-  OPERATOR_EMAILS: setting(addressList, ''),
-  OPERATOR_PHONES: setting(phoneList, ''),
-  OPERATOR_ALERT_INTERVAL: setting(positiveDuration, '15m'),
-  LOW_BALANCE_REMINDER_INTERVAL: setting(reminderPeriod, 'local-day'),
-  OVERDUE_REMINDER_INTERVAL: setting(reminderPeriod, 'local-day'),
-  LOW_BALANCE_THRESHOLD_MINOR: setting(minorUnits, '10000'),
-  PROTECTION_AMOUNT_MINOR: setting(minorUnitsOrNone, '5000'),
-  PROTECTION_DURATION: setting(positiveDurationOrNone, 'none'),
-  LIVE_PRODUCTS: setting(productList, 'live'),
-  STUDIO_RELEASE_DELAY: setting(positiveDuration, '24h'),
-  STUDIO_RELEASE_WARNING: setting(positiveDuration, '2h'),
-  QUIET_HOURS: setting(quietHours, '22:00-08:00'),
-  PLAN_ALERT_THRESHOLDS: setting(planThresholds, '20%,5%'),
-  PLAN_EXPIRY_REMINDERS: setting(durationList, '7d,1d'),
-  REVERT_NOTICE_WINDOW: setting(positiveDuration, '7d'),
-  HOLIDAYS: setting(holidayList, ''),
-  // HTTP API and dashboard access (src/http).
-  METRICS_PUBLIC: setting(bool, 'false'),
-  DASHBOARD_VIEWER_USER: optionalSetting(
-    pattern(/^[^\s:]+$/, 'a user name without spaces or colons'),
-  ),
-  DASHBOARD_VIEWER_PASSWORD: optionalSetting(pattern(/^.{12,}$/s, 'at least 12 characters long')),
-  API_TOKENS: setting(apiTokens, ''),
+  TWILIO_API_BASE_URL: optional(url(['http:', 'https:']), {
+    section: 'SMS (Twilio or a Twilio-compatible API)',
+    doc: ['Base URL (http/https) of a Twilio-compatible gateway. Unset: Twilio itself.'],
+    example: 'http://127.0.0.1:8099',
+    secret: 'url',
+  }),
+  CONTROL_PLANE_URL: optional(url(['http:', 'https:']), {
+    section: 'Control plane (suspend / resume / release effects)',
+    doc: [
+      "Webhook base URL (http/https) of the cloud's control API. Unset: database-only mode, where the",
+      'services table is the effect.',
+    ],
+    example: 'https://control.example.com/overdue',
+    secret: 'url',
+  }),
+  CONTROL_PLANE_SECRET: optional(pattern(/^\S{32,}$/, 'at least 32 characters without spaces'), {
+    section: 'Control plane (suspend / resume / release effects)',
+    doc: [
+      'HMAC key for signing control-plane requests. Required with CONTROL_PLANE_URL (and only with',
+      'it); at least 32 characters, no spaces.',
+    ],
+    example: '',
+    secret: 'value',
+  }),
+  LOG_LEVEL: required(logLevel, 'info', {
+    section: 'Process',
+    doc: ['fatal, error, warn, info, debug, trace or silent.'],
+  }),
+  SHUTDOWN_TIMEOUT: required(positiveDuration, '30s', {
+    section: 'Process',
+    doc: ['On SIGTERM/SIGINT, in-flight work gets this long before the process exits (duration).'],
+  }),
+  INGEST_STATEMENT_TIMEOUT: required(positiveDuration, '30s', {
+    section: 'Process',
+    doc: [
+      'Each statement of an ingest batch (/v1/ingest/*) is cancelled after this long; the batch then',
+      'answers 503 and stores nothing (duration).',
+    ],
+  }),
+  SCAN_INTERVAL: required(scanIntervalSetting, '1m', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'How often every account is re-evaluated by the balance scan (duration, at least 2s; an edit',
+      'of its scheduler in the dashboard is held to the same rule).',
+    ],
+  }),
+  SCAN_RECHECK_INTERVAL: required(positiveDuration, '10m', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'An account already in enforcement (suspended, protected, overdue) that was evaluated less than',
+      'this ago, with no bill fallen due since, is skipped by the periodic scan (payments reach it at',
+      'once through the database triggers; timers cover protection ends and releases). Start-up,',
+      'listener reconnects and operator-triggered scans read every account (duration).',
+    ],
+  }),
+  PLAN_SCAN_INTERVAL: required(planScanIntervalSetting, '15m', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['How often plan quotas and expiries are scanned (duration, at least 10s).'],
+  }),
+  RETENTION_OUTBOX: required(positiveDuration, '7d', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Retention, pruned hourly in small batches (durations): finished outbox rows (done, failed,',
+      'superseded) after RETENTION_OUTBOX since their last change; notifications in a final status',
+      '(sent, delivered, failed, undeliverable, superseded) after RETENTION_NOTIFICATIONS since',
+      'their last change; enforcement events (the audit trail) after RETENTION_EVENTS.',
+    ],
+  }),
+  RETENTION_NOTIFICATIONS: required(positiveDuration, '90d', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [],
+  }),
+  RETENTION_EVENTS: required(positiveDuration, '400d', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [],
+  }),
+  SCAN_PAGE_SIZE: required(intInRange(10, 50_000), '2000', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['Accounts read per keyset page of a scan (10..50000).'],
+  }),
+  DB_POOL_SIZE: required(intInRange(2, 500), '32', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'PostgreSQL connections of one daemon (2..500). Evaluations, control-plane effects, senders and',
+      'the relay share them; keep it near EVALUATE_CONCURRENCY + EFFECTS_CONCURRENCY, and mind the',
+      "server's max_connections when several daemons run.",
+    ],
+  }),
+  DB_STATEMENT_TIMEOUT: required(dbTimeout, '60s', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      "Longest a single SQL statement may run, lock waits included ('none' or a duration up to 24h):",
+      'the server cancels it (the job fails and is retried). Each scan page is one short statement;',
+      'migrations run on a connection of their own with a 1 h limit. A connection that owes answers',
+      'and stays silent this long plus 30 s is taken for dead on the client side (a half-open TCP',
+      "connection) and its queries fail; with 'none' there is no such limit either.",
+    ],
+  }),
+  DB_IDLE_IN_TRANSACTION_TIMEOUT: required(dbTimeout, '60s', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      "Longest a transaction may wait for its next statement ('none' or a duration up to 24h): the",
+      'server then ends the session, rolls the transaction back and releases its locks. The daemon',
+      'makes no network call inside a transaction, so this only fires on a stuck process.',
+    ],
+  }),
+  EVALUATE_CONCURRENCY: required(intInRange(1, 256), '16', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['Account evaluations one daemon runs at once (1..256).'],
+  }),
+  EFFECTS_CONCURRENCY: required(intInRange(1, 256), '16', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['Control-plane effects (suspend, resume, release) one daemon runs at once (1..256).'],
+  }),
+  OUTBOX_POLL_INTERVAL: required(positiveDuration, '1s', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Safety-net poll of the outbox; the relay also runs right after every evaluation (duration).',
+    ],
+  }),
+  CONTROL_PLANE_TIMEOUT: required(positiveDuration, '5s', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Deadline of one control-plane request (duration); a timeout is retried with the same key.',
+    ],
+  }),
+  NOTIFY_CONCURRENCY: required(intInRange(1, 256), '32', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['Notification jobs one daemon runs at once, per channel (1..256).'],
+  }),
+  NOTIFY_TIMEOUT: required(positiveDuration, '10s', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Deadline of one provider call (an SMTP transaction or a Twilio request) (duration). A timeout',
+      'is retried; an SMS is first looked up at the provider so it is never sent twice.',
+    ],
+  }),
+  NOTIFY_GIVE_UP_AFTER: required(positiveDuration, '24h', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'A message that keeps failing transiently (provider down, 429, 5xx) is retried with backoff, at',
+      'least every 2 minutes, until it is this old; then it fails and falls back to the other channel.',
+    ],
+  }),
+  EMAIL_RATE_LIMIT: required(rateOrOff, '50', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      "Emails / SMS per second across all daemons (1..10000, or 'off'), held by the queue's limiter.",
+    ],
+  }),
+  SMS_RATE_LIMIT: required(rateOrOff, '10', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [],
+  }),
+  SMS_STATUS_CALLBACK_URL: optional(url(['http:', 'https:']), {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Public URL at which Twilio reaches POST /v1/callbacks/sms; sent as the StatusCallback and used',
+      'to check X-Twilio-Signature. Unset: no delivery tracking (callbacks are refused).',
+    ],
+    example: 'https://overdue.example.com/v1/callbacks/sms',
+    secret: 'url',
+  }),
+  TOP_UP_URL: optional(url(['http:', 'https:']), {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['Where customers top up or pay, shown in notices. Unset: notices say "in the console".'],
+    example: 'https://console.example.com/billing/top-up',
+    secret: 'url',
+  }),
+  DKIM_DOMAIN: optional(pattern(/^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, 'a domain name'), {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'DKIM signing of outgoing email: set all three or none (the key file is PEM, read at start).',
+    ],
+    example: 'example.com',
+  }),
+  DKIM_SELECTOR: optional(pattern(/^[A-Za-z0-9._-]+$/, 'a DKIM selector'), {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [],
+    example: 'overdue',
+  }),
+  DKIM_PRIVATE_KEY_FILE: optional(nonEmptyText, {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [],
+    example: '/run/secrets/dkim.pem',
+  }),
+  OPERATOR_EMAILS: required(addressList, '', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Operator alerts (failing jobs or providers, late schedulers): comma lists of addresses and',
+      'E.164 numbers; empty: alerts only go to the log.',
+    ],
+  }),
+  OPERATOR_PHONES: required(phoneList, '', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [],
+  }),
+  OPERATOR_ALERT_INTERVAL: required(positiveDuration, '15m', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['At most one operator alert per kind of problem per interval (duration).'],
+  }),
+  LOW_BALANCE_REMINDER_INTERVAL: required(reminderPeriod, 'local-day', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      "R3: repeat low-balance reminders at most once per local calendar day ('local-day') or once per",
+      'fixed window (a duration, windows aligned to the Unix epoch).',
+    ],
+  }),
+  OVERDUE_REMINDER_INTERVAL: required(reminderPeriod, 'local-day', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['R4: same, for overdue reminders during protection.'],
+  }),
+  LOW_BALANCE_THRESHOLD_MINOR: required(minorUnits, '10000', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ['R3: low-balance threshold (money) for accounts that set none.'],
+  }),
+  PROTECTION_AMOUNT_MINOR: required(minorUnitsOrNone, '5000', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'R4: default protection quota for accounts that set none. Protected while the overdue amount',
+      "is at most PROTECTION_AMOUNT_MINOR (money, or 'none' for no amount limit) and, if set, at most",
+      "PROTECTION_DURATION (duration, or 'none') has passed since the overdue episode started.",
+      "Exceeding either limit ends protection; both 'none' means no protection at all.",
+    ],
+  }),
+  PROTECTION_DURATION: required(positiveDurationOrNone, 'none', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [],
+  }),
+  LIVE_PRODUCTS: required(productList, 'live', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      "R6: bill product codes that are this cloud's live video (comma list); other products' unpaid",
+      'bills still count towards the quota and are named as the cause.',
+    ],
+  }),
+  STUDIO_RELEASE_DELAY: required(positiveDuration, '24h', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'R9: a studio instance suspended for overdue is released this long after its suspension.',
+    ],
+  }),
+  STUDIO_RELEASE_WARNING: required(positiveDuration, '2h', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'R9: warning sent this long before the release; must be shorter than STUDIO_RELEASE_DELAY.',
+    ],
+  }),
+  QUIET_HOURS: required(quietHours, '22:00-08:00', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      "SMS quiet hours in the account's local time, 'HH:MM-HH:MM' (may wrap midnight; start",
+      "inclusive, end exclusive), or 'off'. SMS due inside the window wait for its end.",
+    ],
+  }),
+  PLAN_ALERT_THRESHOLDS: required(planThresholds, '20%,5%', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'R10: plan quota alert thresholds (comma list): N% of the plan total remaining (0 < N <= 100,',
+      "decimals allowed), or absolute remaining units as a positive integer (500); 'none' disables.",
+    ],
+  }),
+  PLAN_EXPIRY_REMINDERS: required(durationList, '7d,1d', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: ["R10: remind this long before a plan expires (comma list of durations, or 'none')."],
+  }),
+  REVERT_NOTICE_WINDOW: required(positiveDuration, '7d', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'R1: a revert-to-pay-as-you-go notice is sent for plans that ended at most this long ago.',
+    ],
+  }),
+  HOLIDAYS: required(holidayList, '', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'R11: holidays skipped when counting refund business days (comma list of YYYY-MM-DD dates,',
+      'in addition to Saturdays and Sundays).',
+    ],
+  }),
+  METRICS_PUBLIC: required(bool, 'false', {
+    section: 'HTTP API and dashboard access',
+    doc: [
+      '/metrics without credentials (true/false); otherwise it needs the dashboard credentials or an',
+      'API token.',
+    ],
+  }),
+  DASHBOARD_VIEWER_USER: optional(pattern(/^[^\s:]+$/, 'a user name without spaces or colons'), {
+    section: 'HTTP API and dashboard access',
+    doc: [
+      "Optional read-only account for the dashboard and the API's GET routes (HTTP Basic). Set both",
+      'or neither; must differ from DASHBOARD_USER; password at least 12 characters.',
+    ],
+    example: 'viewer',
+  }),
+  DASHBOARD_VIEWER_PASSWORD: optional(pattern(/^.{12,}$/s, 'at least 12 characters long'), {
+    section: 'HTTP API and dashboard access',
+    doc: [],
+    example: 'another-long-password',
+    secret: 'value',
+  }),
+  API_TOKENS: required(apiTokens, '', {
+    section: 'HTTP API and dashboard access',
+    doc: [
+      'Bearer tokens of the HTTP API: comma list of name:scope:token, token at least 32 characters.',
+      'Scopes: ingest (only /v1/ingest/*, for the billing system), read (GET routes and /metrics),',
+      'operator (everything). The older form name=token still works and is operator scope. The name',
+      'is recorded as the actor of its actions. Example: billing:ingest:<32+ characters>',
+    ],
+    secret: 'value',
+  }),
+  ALLOWED_HOSTS: optional(hostList, {
+    section: 'HTTP API and dashboard access',
+    doc: [
+      "Host names the HTTP server answers to (Host header; comma list, optionally name:port), or '*'",
+      'for any. Unset: on a loopback HOST only localhost, 127.0.0.1 and [::1] (a page on another',
+      'site cannot reach the daemon through DNS rebinding); on another HOST any host. Other hosts',
+      'get 421.',
+    ],
+    example: 'worker.example.com',
+  }),
+  AUTH_FAILURE_LIMIT: required(intInRange(1, 10_000), '10', {
+    section: 'HTTP API and dashboard access',
+    doc: [
+      'Failed logins (wrong Basic password or unknown token) one client address may make per minute;',
+      'beyond that it gets 429 with Retry-After until the minute is over.',
+    ],
+  }),
+  HTTP_HEADERS_TIMEOUT: required(positiveDuration, '10s', {
+    section: 'HTTP API and dashboard access',
+    doc: [
+      'The request line and headers must arrive within this (duration); slower clients are cut off.',
+    ],
+  }),
+  HTTP_REQUEST_TIMEOUT: required(positiveDuration, '30s', {
+    section: 'HTTP API and dashboard access',
+    doc: ['The whole request, body included, must arrive within this (duration).'],
+  }),
+  HTTP_IDLE_TIMEOUT: required(positiveDuration, '60s', {
+    section: 'HTTP API and dashboard access',
+    doc: ['A connection with no traffic for this long is closed (duration).'],
+  }),
+  HTTP_MAX_CONNECTIONS: required(intInRange(1, 100_000), '256', {
+    section: 'HTTP API and dashboard access',
+    doc: ['Open HTTP connections at most; connections beyond it are closed when accepted.'],
+  }),
 };
+
+type SettingTable = typeof SETTINGS;
+
+/** The zod fields of the environment schema, one per table entry, in table order. */
+const fields = Object.fromEntries(
+  Object.entries(SETTINGS).map(([name, entry]) => [name, entry.schema]),
+) as { [K in keyof SettingTable]: SettingTable[K]['schema'] };
 
 const envSchema = z.object(fields).superRefine(
   (env, ctx) => {
@@ -511,6 +997,13 @@ const envSchema = z.object(fields).superRefine(
     }
 
     if (
+      ok('HTTP_HEADERS_TIMEOUT', 'HTTP_REQUEST_TIMEOUT') &&
+      env.HTTP_HEADERS_TIMEOUT > env.HTTP_REQUEST_TIMEOUT
+    ) {
+      problem('HTTP_HEADERS_TIMEOUT', 'must not be longer than HTTP_REQUEST_TIMEOUT');
+    }
+
+    if (
       ok('STUDIO_RELEASE_DELAY', 'STUDIO_RELEASE_WARNING') &&
       env.STUDIO_RELEASE_WARNING >= env.STUDIO_RELEASE_DELAY
     ) {
@@ -522,9 +1015,25 @@ const envSchema = z.object(fields).superRefine(
 
 type Env = z.output<typeof envSchema>;
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+/**
+ * Whether a HOST (or a Host header's name) is a loopback address: `localhost`, or a parsed IPv4
+ * address in 127.0.0.0/8, `::1` or an IPv4-mapped `::ffff:127.x.y.z`. Decided on the parsed
+ * address, so a name such as `127.evil.example` is not loopback.
+ */
+export function isLoopback(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (name === 'localhost') return true;
+  if (isIPv4(name)) return name.startsWith('127.');
+  if (isIPv6(name)) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(name);
+    if (mapped?.[1] !== undefined) return mapped[1].startsWith('127.');
+    return /^(?:0{0,4}:){7}0{0,3}1$|^::0{0,3}1$/.test(name);
+  }
+  return false;
 }
+
+/** Host names a loopback-bound server answers to when ALLOWED_HOSTS is unset. */
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
 
 // ---------------------------------------------------------------------------------------------
 // The typed configuration handed to the rest of the program.
@@ -642,7 +1151,26 @@ export interface Config {
   /** Read-only dashboard and API account; null: none. */
   readonly dashboardViewer: { readonly user: string; readonly password: string } | null;
   /** Bearer tokens of the HTTP API; `name` is the actor recorded in the event log. */
-  readonly apiTokens: readonly { readonly name: string; readonly token: string }[];
+  readonly apiTokens: readonly ApiToken[];
+  readonly http: HttpConfig;
+}
+
+export interface HttpConfig {
+  /**
+   * Host names (lower case, optionally with `:port`) accepted in the Host header; null: any.
+   * Unset ALLOWED_HOSTS on a loopback HOST means the loopback names only (DNS rebinding).
+   */
+  readonly allowedHosts: readonly string[] | null;
+  /** Failed logins per client address per minute before 429s. */
+  readonly authFailureLimit: number;
+  /** The request line and headers must arrive within this, ms. */
+  readonly headersTimeoutMs: number;
+  /** The whole request (headers and body) must arrive within this, ms. */
+  readonly requestTimeoutMs: number;
+  /** A connection idle this long is closed, ms. */
+  readonly idleTimeoutMs: number;
+  /** Open connections at most; further ones are closed on accept. */
+  readonly maxConnections: number;
 }
 
 /** Used when SMTP_URL is unset and so is MAIL_FROM (messages only go to the outbox folder). */
@@ -742,25 +1270,71 @@ function toConfig(env: Env): Config {
         ? { user: env.DASHBOARD_VIEWER_USER, password: env.DASHBOARD_VIEWER_PASSWORD }
         : null,
     apiTokens: env.API_TOKENS,
+    http: {
+      allowedHosts:
+        env.ALLOWED_HOSTS !== null
+          ? env.ALLOWED_HOSTS.includes('*')
+            ? null
+            : env.ALLOWED_HOSTS
+          : isLoopback(env.HOST)
+            ? LOOPBACK_NAMES
+            : null,
+      authFailureLimit: env.AUTH_FAILURE_LIMIT,
+      headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT,
+      idleTimeoutMs: env.HTTP_IDLE_TIMEOUT,
+      maxConnections: env.HTTP_MAX_CONNECTIONS,
+    },
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry points.
 
+/**
+ * One setting's value checked by the same parser as at start (e.g. a scheduler interval edited
+ * in the dashboard against SCAN_INTERVAL): null when valid, else the value-free message.
+ */
+export function settingProblem(name: keyof Env, raw: string): string | null {
+  const result = fields[name].safeParse(raw);
+  return result.success ? null : (result.error.issues[0]?.message ?? 'is not valid');
+}
+
 /** Every setting this program reads, in documentation order. */
 export const SETTING_NAMES = Object.keys(envSchema.shape) as readonly (keyof Env)[];
 
-/** Settings whose whole value is secret. */
-const SECRET_SETTINGS = [
-  'TWILIO_AUTH_TOKEN',
-  'CONTROL_PLANE_SECRET',
-  'DASHBOARD_PASSWORD',
-  'DASHBOARD_VIEWER_PASSWORD',
-  'API_TOKENS',
-] as const;
+const entries = Object.entries(SETTINGS) as [keyof SettingTable, SettingMeta][];
+/** Settings whose whole value is secret (from the table). */
+export const SECRET_SETTINGS: readonly string[] = entries
+  .filter(([, e]) => e.secret === 'value')
+  .map(([name]) => name);
 /** Settings that are URLs which may carry a password (userinfo or a `password` query parameter). */
-const URL_SETTINGS = ['DATABASE_URL', 'REDIS_URL', 'SMTP_URL'] as const;
+export const URL_SETTINGS: readonly string[] = entries
+  .filter(([, e]) => e.secret === 'url')
+  .map(([name]) => name);
+
+/** The text of .env.example, from the table: sections, comments, defaults and examples. */
+export function renderEnvExample(): string {
+  const comment = (text: string): string => (text === '' ? '#' : `# ${text}`);
+  const out: string[] = [...ENV_EXAMPLE_HEADER.map(comment), ''];
+  let section: string | null = null;
+  for (const [name, entry] of Object.entries(SETTINGS) as [
+    string,
+    SettingMeta & { fallback: string | null; example?: string | null },
+  ][]) {
+    if (entry.section !== section) {
+      if (section !== null) out.push('');
+      section = entry.section;
+      out.push(`# --- ${section} ${'-'.repeat(Math.max(3, 88 - section.length))}`);
+      out.push(...(SECTIONS[section] ?? []).map(comment), '');
+    }
+    out.push(...entry.doc.map(comment));
+    out.push(
+      entry.fallback !== null ? `${name}=${entry.fallback}` : `# ${name}=${entry.example ?? ''}`,
+    );
+  }
+  return `${out.join('\n')}\n`;
+}
 
 export interface ConfigProblem {
   /** The environment variable at fault. */
@@ -897,12 +1471,29 @@ export function redactedConfig(config: Config): Record<string, unknown> {
       ...config.mail,
       smtpUrl: config.mail.smtpUrl === null ? null : redactUrl(config.mail.smtpUrl),
     },
-    sms: config.sms === null ? null : { ...config.sms, authToken: REDACTED },
+    sms:
+      config.sms === null
+        ? null
+        : {
+            ...config.sms,
+            authToken: REDACTED,
+            apiBaseUrl: config.sms.apiBaseUrl === null ? null : redactUrl(config.sms.apiBaseUrl),
+          },
     controlPlane:
-      config.controlPlane === null ? null : { ...config.controlPlane, secret: REDACTED },
+      config.controlPlane === null
+        ? null
+        : { url: redactUrl(config.controlPlane.url), secret: REDACTED },
+    notify: {
+      ...config.notify,
+      smsStatusCallbackUrl:
+        config.notify.smsStatusCallbackUrl === null
+          ? null
+          : redactUrl(config.notify.smsStatusCallbackUrl),
+      topUpUrl: config.notify.topUpUrl === null ? null : redactUrl(config.notify.topUpUrl),
+    },
     dashboard: config.dashboard === null ? null : { ...config.dashboard, password: REDACTED },
     dashboardViewer:
       config.dashboardViewer === null ? null : { ...config.dashboardViewer, password: REDACTED },
-    apiTokens: config.apiTokens.map((t) => ({ name: t.name, token: REDACTED })),
+    apiTokens: config.apiTokens.map((t) => ({ name: t.name, scope: t.scope, token: REDACTED })),
   };
 }

@@ -16,6 +16,7 @@ import { createDb, dbOptions, type DbHandle, type Unlisten } from './adapters/db
 import { migrateDatabase } from './adapters/db/migrate';
 import { QUEUES } from './adapters/queue/catalog';
 import { createRedis } from './adapters/queue/connection';
+import { RedisLink } from './adapters/queue/redis-link';
 import { OutboxRelay } from './adapters/queue/outbox-relay';
 import { evaluationOptions, QueueSet } from './adapters/queue/queues';
 import type { Config } from './config';
@@ -85,8 +86,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const database =
     options.database ?? (await createDb(config.databaseUrl, config.dataDir, dbOptions(config)));
 
-  const producerRedis = createRedis(config.redisUrl, 'producer', logger);
-  const workerRedis = createRedis(config.redisUrl, 'worker', logger);
+  const redisLink = new RedisLink(logger.child({ component: 'redis' }));
+  const producerRedis = createRedis(config.redisUrl, 'producer', logger, redisLink);
+  const workerRedis = createRedis(config.redisUrl, 'worker', logger, redisLink);
   const queues = new QueueSet(producerRedis, config.queuePrefix);
   const relay = new OutboxRelay(database.db, queues, clock, logger.child({ component: 'relay' }), {
     notifyOptions: notifyJobOptions(),
@@ -230,6 +232,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           [QUEUES.evaluate]: config.evaluateConcurrency,
           [QUEUES.effects]: config.effectsConcurrency,
         },
+        onError: (err, queue) => redisLink.error(err, queue),
       });
       if (options.sendNotifications !== false) {
         const send = createSendNotificationHandler({
@@ -241,7 +244,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           requestRelay: () => relay.request(),
           onOutcome: (channel, outcome) => monitor.recordOutcome(channel, outcome),
         });
-        workers.push(...startNotifyWorkers(ctx, workerRedis, send));
+        workers.push(
+          ...startNotifyWorkers(ctx, workerRedis, send, (err, queue) =>
+            redisLink.error(err, queue),
+          ),
+        );
       }
     }
 

@@ -26,9 +26,16 @@ const SECRET_KEYS = [
 
 /** Keys holding URLs that may carry a password: only the password part is masked. */
 const URL_KEYS = [
+  'url',
   'databaseUrl',
   'redisUrl',
   'smtpUrl',
+  'apiBaseUrl',
+  'smsStatusCallbackUrl',
+  'topUpUrl',
+  'CONTROL_PLANE_URL',
+  'TWILIO_API_BASE_URL',
+  'SMS_STATUS_CALLBACK_URL',
   'connectionString',
   'DATABASE_URL',
   'REDIS_URL',
@@ -82,4 +89,29 @@ export function childLogger(
   bindings: Record<string, unknown> = {},
 ): Logger {
   return parent.child({ ...bindings, component });
+}
+
+/**
+ * At most one log line per key per `intervalMs`: `take(key)` answers the number of calls
+ * suppressed since the last line (0 or more) when a line may be written now, null otherwise.
+ */
+export class LogThrottle {
+  private readonly last = new Map<string, { atMs: number; suppressed: number }>();
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  take(key: string): number | null {
+    const now = this.now();
+    const entry = this.last.get(key);
+    if (entry !== undefined && now - entry.atMs < this.intervalMs) {
+      entry.suppressed += 1;
+      return null;
+    }
+    const suppressed = entry?.suppressed ?? 0;
+    this.last.set(key, { atMs: now, suppressed: 0 });
+    return suppressed;
+  }
 }

@@ -24,6 +24,13 @@ interface Resource {
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
+/**
+ * Signals within this long of the first count as the same request, ms: Ctrl-C under `npm start`
+ * delivers the terminal's SIGINT and the one npm forwards a few ms apart. A signal after it
+ * forces the exit.
+ */
+const SIGNAL_DEBOUNCE_MS = 1_500;
+
 async function main(): Promise<void> {
   const config = parseConfigOrExit(process.env);
   const logger = createLogger(config.logLevel);
@@ -84,14 +91,24 @@ function installSignalHandlers(
   timeoutMs: number,
   startup: Promise<void>,
 ): void {
-  let stopping = false;
+  let stoppingSince: number | null = null;
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal during shutdown: exiting now');
+    if (stoppingSince !== null) {
+      if (Date.now() - stoppingSince < SIGNAL_DEBOUNCE_MS) {
+        logger.debug({ signal }, 'signal repeated while shutting down: already draining');
+        return;
+      }
+      logger.warn(
+        { signal },
+        'second signal during shutdown: exiting now without draining (jobs in flight are retried by another daemon or at the next start)',
+      );
       process.exit(1);
     }
-    stopping = true;
-    logger.info({ signal, timeoutMs }, 'shutting down');
+    stoppingSince = Date.now();
+    logger.info(
+      { signal, timeoutMs },
+      `shutting down (draining jobs; signal again after ${SIGNAL_DEBOUNCE_MS / 1000} s to exit at once)`,
+    );
     const deadline = setTimeout(() => {
       logger.error({ timeoutMs }, 'shutdown deadline passed: exiting with work unfinished');
       process.exit(1);

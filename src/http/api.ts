@@ -84,7 +84,8 @@ export function badRequest(issues: FieldIssue[]): HttpError {
 /**
  * Error handler of the API scope: HttpError as is; Fastify's own 4xx (bad JSON, too large,
  * unsupported media type) as is; database integrity errors caused by the input (check, foreign
- * key, unique) as 409 with the constraint; data exceptions as 400. Anything else is a bug or an
+ * key, unique) as 409 with a generic message (the constraint and table go to the log only: the
+ * schema's names are no business of a client); data exceptions as 400. Anything else is a bug or an
  * outage: 500/503, logged. Answers and log lines name the SQLSTATE, constraint and table, never
  * the database's message or the query's parameters (src/describe-error.ts).
  */
@@ -104,10 +105,10 @@ export function apiErrorHandler(
   }
   const pg = dbErrorInfo(error);
   if (pg?.code.startsWith('23')) {
+    req.log.warn({ err: error }, 'request refused by a database rule');
     return reply.code(409).send({
       error: 'conflict',
-      message: `the data breaks a database rule${pg.constraint ? ` (${pg.constraint})` : ''}`,
-      ...(pg.constraint ? { constraint: pg.constraint } : {}),
+      message: 'the data conflicts with stored data or breaks a rule of the data model',
     });
   }
   if (pg?.code.startsWith('22')) {
@@ -244,7 +245,12 @@ export class Api {
       components: {
         securitySchemes: {
           basic: { type: 'http', scheme: 'basic', description: 'DASHBOARD_USER or the viewer' },
-          bearer: { type: 'http', scheme: 'bearer', description: 'A token of API_TOKENS' },
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'A token of API_TOKENS; its scope limits it: ingest (/v1/ingest/*), read (GET routes), operator (everything)',
+          },
         },
       },
       paths,

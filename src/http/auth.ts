@@ -1,23 +1,38 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Config } from '../config';
+import type { Config, TokenScope } from '../config';
+import { metrics } from '../observability/metrics';
 
 /**
  * Who may use the HTTP surface, and how they prove it.
  *
  * - The operator account (DASHBOARD_USER / DASHBOARD_PASSWORD, HTTP Basic): everything.
  * - The optional viewer account (DASHBOARD_VIEWER_USER / _PASSWORD, HTTP Basic): reads only.
- * - API tokens (API_TOKENS, `Authorization: Bearer <token>`): everything the API offers, for
- *   the billing system and scripts; the token's name is recorded as the actor.
+ * - API tokens (API_TOKENS, `Authorization: Bearer <token>`), each with a scope: `ingest` (the
+ *   /v1/ingest/* routes only: the billing system), `read` (GET routes and /metrics, like the
+ *   viewer) or `operator` (everything; also the older `name=token` form). The token's name is
+ *   recorded as the actor. A request outside the scope gets 403.
  * - Demo mode without dashboard credentials: everyone is the operator "demo" (config.ts refuses
  *   this on a non-loopback HOST).
+ *
+ * Failed logins (a credential was given and matched nothing) are counted per client address:
+ * beyond AUTH_FAILURE_LIMIT in a minute, that address gets 429 with Retry-After, credentials
+ * unchecked, until its minute is over. The address is the socket's peer (no proxy headers are
+ * trusted), so behind a reverse proxy every client shares the proxy's budget.
  *
  * Comparison is constant-time: both sides are hashed to fixed-length SHA-256 digests (so the
  * length of a secret does not leak either) and compared with crypto.timingSafeEqual, and every
  * configured credential is checked on every request (no early exit on the first match).
  */
 
-export type Role = 'operator' | 'viewer';
+/** operator: everything; viewer: reads only (the viewer account, `read` tokens); ingest: /v1/ingest/*. */
+export type Role = 'operator' | 'viewer' | 'ingest';
+
+const ROLE_OF_SCOPE: Readonly<Record<TokenScope, Role>> = {
+  operator: 'operator',
+  read: 'viewer',
+  ingest: 'ingest',
+};
 
 export interface Principal {
   /** Name recorded in the event log and job origins. */
@@ -50,6 +65,58 @@ export interface Authenticator {
   /** Whether any Basic account exists (the dashboard needs one, or `open`). */
   readonly hasBasic: boolean;
   authenticate(header: string | undefined, allowBearer: boolean): Principal | null;
+  /** Failed logins per client address. */
+  readonly failures: FailureThrottle;
+}
+
+/** One minute, ms: the window of AUTH_FAILURE_LIMIT. */
+const FAILURE_WINDOW_MS = 60_000;
+/** Addresses tracked at most (memory bound under a spread-out attack). */
+const FAILURE_TRACKED_MAX = 10_000;
+
+/**
+ * Failed logins per client address in fixed one-minute windows. `retryAfterMs` is how long an
+ * address must wait (0: it may try). `now` is injectable for tests.
+ */
+export class FailureThrottle {
+  private readonly windows = new Map<string, { startMs: number; count: number }>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  retryAfterMs(address: string): number {
+    const w = this.windows.get(address);
+    if (w === undefined) return 0;
+    const left = w.startMs + FAILURE_WINDOW_MS - this.now();
+    if (left <= 0) {
+      this.windows.delete(address);
+      return 0;
+    }
+    return w.count >= this.limit ? left : 0;
+  }
+
+  fail(address: string): void {
+    const now = this.now();
+    const w = this.windows.get(address);
+    if (w !== undefined && now - w.startMs < FAILURE_WINDOW_MS) {
+      w.count += 1;
+      return;
+    }
+    this.windows.delete(address);
+    if (this.windows.size >= FAILURE_TRACKED_MAX) {
+      for (const [key, old] of this.windows) {
+        if (now - old.startMs >= FAILURE_WINDOW_MS) this.windows.delete(key);
+      }
+      // Still full: forget the oldest window (Map iterates in insertion order).
+      const oldest = this.windows.keys().next();
+      if (this.windows.size >= FAILURE_TRACKED_MAX && oldest.done !== true) {
+        this.windows.delete(oldest.value);
+      }
+    }
+    this.windows.set(address, { startMs: now, count: 1 });
+  }
 }
 
 export function createAuthenticator(config: Config): Authenticator {
@@ -70,13 +137,18 @@ export function createAuthenticator(config: Config): Authenticator {
       role: 'viewer',
     });
   }
-  const tokens = config.apiTokens.map((t) => ({ name: t.name, token: digest(t.token) }));
+  const tokens = config.apiTokens.map((t) => ({
+    name: t.name,
+    role: ROLE_OF_SCOPE[t.scope],
+    token: digest(t.token),
+  }));
   const open = config.demo && config.dashboard === null;
 
   return {
     configured: open || basic.length > 0 || tokens.length > 0,
     open,
     hasBasic: basic.length > 0,
+    failures: new FailureThrottle(config.http.authFailureLimit),
     authenticate(header, allowBearer) {
       if (open) return { name: 'demo', role: 'operator', via: 'demo' };
       if (header === undefined) return null;
@@ -102,11 +174,11 @@ export function createAuthenticator(config: Config): Authenticator {
       }
       if (scheme === 'bearer' && allowBearer) {
         const given = digest(value);
-        let found: string | null = null;
+        let found: (typeof tokens)[number] | null = null;
         for (const t of tokens) {
-          if (timingSafeEqual(given, t.token) && found === null) found = t.name;
+          if (timingSafeEqual(given, t.token) && found === null) found = t;
         }
-        return found !== null ? { name: found, role: 'operator', via: 'bearer' } : null;
+        return found !== null ? { name: found.name, role: found.role, via: 'bearer' } : null;
       }
       return null;
     },
@@ -149,15 +221,36 @@ export interface GuardOptions {
   readonly allowBearer: boolean;
 }
 
+/** Routes an `ingest` token may call: the ingest API and the API's description. */
+function ingestMayCall(req: FastifyRequest): boolean {
+  const path = req.url.split('?')[0] ?? '';
+  return path.startsWith('/v1/ingest/') || (req.method === 'GET' && path === '/v1/openapi.json');
+}
+
 /**
- * An onRequest hook: 401 without a valid credential, 403 for a viewer's mutating request or a
- * cross-origin mutating request. Runs before the body is parsed, so bad credentials are refused
- * before any input is looked at.
+ * An onRequest hook: 429 for an address over its failed-login budget, 401 without a valid
+ * credential, 403 outside the principal's scope (a viewer's or read token's mutating request, an
+ * ingest token outside /v1/ingest/*) or for a cross-origin mutating request. Runs before the body
+ * is parsed, so bad credentials are refused before any input is looked at.
  */
 export function guard(auth: Authenticator, options: GuardOptions) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
-    const principal = auth.authenticate(req.headers.authorization, options.allowBearer);
+    const header = req.headers.authorization;
+    const waitMs = auth.open ? 0 : auth.failures.retryAfterMs(req.ip);
+    if (waitMs > 0) {
+      metrics.httpRefused('auth', 429);
+      return reply
+        .code(429)
+        .header('retry-after', String(Math.ceil(waitMs / 1000)))
+        .send({ error: 'too-many-requests', message: 'too many failed logins; retry later' });
+    }
+    const principal = auth.authenticate(header, options.allowBearer);
     if (principal === null) {
+      // Only a credential that matched nothing counts: a browser's first request carries none.
+      if (header !== undefined && header !== '') {
+        auth.failures.fail(req.ip);
+        metrics.httpRefused('auth', 401);
+      }
       return reply
         .code(401)
         .header('www-authenticate', BASIC_CHALLENGE)
@@ -168,11 +261,16 @@ export function guard(auth: Authenticator, options: GuardOptions) {
             : 'no credentials are configured: set DASHBOARD_USER/DASHBOARD_PASSWORD or API_TOKENS',
         });
     }
+    if (principal.role === 'ingest' && !ingestMayCall(req)) {
+      return reply
+        .code(403)
+        .send({ error: 'forbidden', message: 'this token may only call /v1/ingest/*' });
+    }
     if (isMutating(req.method)) {
-      if (principal.role !== 'operator') {
+      if (principal.role === 'viewer') {
         return reply
           .code(403)
-          .send({ error: 'forbidden', message: 'the viewer account is read-only' });
+          .send({ error: 'forbidden', message: 'this account or token is read-only' });
       }
       if (!sameOrigin(req)) {
         return reply
@@ -183,6 +281,18 @@ export function guard(auth: Authenticator, options: GuardOptions) {
     req.principal = principal;
     return undefined;
   };
+}
+
+/**
+ * Whether a Host header names this server: `allowed` null accepts any; otherwise the header's
+ * `name:port` or its name alone must be listed (lower case). A missing header is refused.
+ */
+export function hostAllowed(host: string | undefined, allowed: readonly string[] | null): boolean {
+  if (allowed === null) return true;
+  if (host === undefined) return false;
+  const full = host.trim().toLowerCase();
+  const name = full.replace(/:\d+$/, '');
+  return allowed.includes(full) || allowed.includes(name);
 }
 
 /** The job origin and event actor of a principal: `operator:<name>` (at most 80 characters). */

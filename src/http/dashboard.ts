@@ -1,12 +1,21 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { formatJob } from '@bull-board/api/dist/handlers/queues.js';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { appendEvent } from '../adapters/db/daemon-writers';
-import { catalog, isJobName, jobsOfQueue, QUEUES, type QueueName } from '../adapters/queue/catalog';
+import {
+  catalog,
+  isJobName,
+  jobsOfQueue,
+  QUEUES,
+  type JobName,
+  type QueueName,
+} from '../adapters/queue/catalog';
 import { QueueSet } from '../adapters/queue/queues';
-import type { Daemon } from '../daemon';
+import { settingProblem } from '../config';
+import { SCHEDULER_IDS, type Daemon } from '../daemon';
 import { apiErrorHandler, HttpError } from './api';
 import { actorName, guard, isMutating, type Authenticator } from './auth';
 import { manualSchema, prepareTrigger, recordTrigger } from './triggers';
@@ -22,11 +31,29 @@ import { manualSchema, prepareTrigger, recordTrigger } from './triggers';
  *   jobs); `origin` becomes `operator:<name>` and the job options are the catalog's (evaluations
  *   deduplicated per account) — the same path as POST /v1/jobs/{name}. Editing a job's data is
  *   checked the same way.
+ * - A scheduler edit must be an interval (`every`, ms) that passes the check of its setting
+ *   (SCAN_INTERVAL or PLAN_SCAN_INTERVAL, minimums included); cron patterns are refused.
+ * - "Run now" of a scheduler adds its job with `origin: operator:<name>`, not the scheduler's
+ *   `origin: scheduler`, so the job itself says who started it.
  * - Every successful mutating action (add, retry, promote, clean, pause, run a scheduler...) is
  *   written to the enforcement event log with the operator's name.
  */
 
 export const DASHBOARD_PATH = '/admin/queues';
+
+/** The setting each job scheduler's interval comes from. */
+const SCHEDULER_SETTING = {
+  [SCHEDULER_IDS.balance]: 'SCAN_INTERVAL',
+  [SCHEDULER_IDS.plans]: 'PLAN_SCAN_INTERVAL',
+} as const;
+
+const schedulerEditBody = z.object({
+  every: z.union([z.number(), z.string()]).optional(),
+  pattern: z.string().optional().nullable(),
+  tz: z.string().optional().nullable(),
+  limit: z.unknown().optional(),
+  endDate: z.unknown().optional(),
+});
 
 const API_PREFIX = `${DASHBOARD_PATH}/api/queues/`;
 
@@ -50,10 +77,66 @@ function jobsAllowedIn(queue: string): string[] {
   return names;
 }
 
+/**
+ * What the add-job form starts with for each job: valid input to edit (the form pre-fills the
+ * first example of the queue's schema; without one it would build `""` for every field, which
+ * fails the check it is then sent to).
+ */
+export const JOB_EXAMPLES: Readonly<Record<JobName, Record<string, unknown>>> = {
+  'balance-scan': {},
+  'plan-scan': {},
+  'outbox-relay': {},
+  prune: {},
+  'evaluate-account': { accountId: 'acct-123' },
+  'control-plane': { outboxKey: 'suspend-v1-svc-123-1', confirmAccountId: 'acct-123' },
+  'send-notification': { outboxKey: 'notify-v1-acct-123-overdue-reminder-1' },
+};
+
+/** What each job does, shown as the form's hint. */
+const JOB_HINTS: Readonly<Record<JobName, string>> = {
+  'balance-scan': 'Scan every account now (same as the scheduler). No data needed.',
+  'plan-scan': 'Scan plan quotas and expiries now. No data needed.',
+  'outbox-relay': 'Relay pending effects now. No data needed.',
+  prune: 'Delete finished rows past their retention now (same as the scheduler). No data needed.',
+  'evaluate-account': 'Evaluate one account now: accountId.',
+  'control-plane':
+    'Run one control-plane effect again: outboxKey of the effect, confirmAccountId = its account.',
+  'send-notification': 'Resend one message: outboxKey of the notification.',
+};
+
+/** Fields the form never sets: origin is the operator's name; outboxKey/at belong to the relay. */
+const HIDDEN_FIELDS: Readonly<Partial<Record<JobName, readonly string[]>>> = {
+  'evaluate-account': ['origin', 'outboxKey', 'at'],
+  'balance-scan': ['origin'],
+  'plan-scan': ['origin'],
+  'outbox-relay': ['origin'],
+  prune: ['origin'],
+};
+
+function jobSchema(name: JobName): Record<string, unknown> {
+  let schema = manualSchema(name);
+  const hidden = HIDDEN_FIELDS[name] ?? [];
+  if (hidden.length > 0) {
+    schema = schema.omit(Object.fromEntries(hidden.map((f) => [f, true])) as never);
+  }
+  if (name !== 'control-plane') schema = schema.omit({ confirmAccountId: true } as never);
+  return {
+    ...z.toJSONSchema(schema, { io: 'input' }),
+    title: name,
+    description: JOB_HINTS[name],
+    examples: [JOB_EXAMPLES[name]],
+  };
+}
+
 function jsonSchemaOfQueue(queue: QueueName): Record<string, unknown> {
   const names = jobsAllowedIn(queue).filter(isJobName);
-  const schemas = names.map((n) => z.toJSONSchema(manualSchema(n), { io: 'input' }));
-  return schemas.length === 1 ? (schemas[0] ?? {}) : { anyOf: schemas };
+  if (names.length === 1 && names[0] !== undefined) return jobSchema(names[0]);
+  const first = names[0];
+  return {
+    anyOf: names.map(jobSchema),
+    description: `Jobs: ${names.join(', ')}. Set the job name above; the data of each is shown in its example.`,
+    examples: first === undefined ? [] : [JOB_EXAMPLES[first]],
+  };
 }
 
 export async function mountDashboard(
@@ -63,21 +146,38 @@ export async function mountDashboard(
   const { daemon, auth } = deps;
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(DASHBOARD_PATH);
+  const adapters = new Map(
+    Object.entries(daemon.ctx.queues.byName).map(([name, queue]) => [
+      queue.name,
+      new BullMQAdapter(queue, {
+        readOnlyMode: false,
+        allowRetries: true,
+        description: `Jobs: ${jobsAllowedIn(name).join(', ')}`,
+        jobDataSchema: jsonSchemaOfQueue(name as QueueName),
+      }),
+    ]),
+  );
   createBullBoard({
-    queues: Object.entries(daemon.ctx.queues.byName).map(
-      ([name, queue]) =>
-        new BullMQAdapter(queue, {
-          readOnlyMode: false,
-          allowRetries: true,
-          description: `Jobs: ${jobsAllowedIn(name).join(', ')}`,
-          jobDataSchema: jsonSchemaOfQueue(name as QueueName),
-        }),
-    ),
+    queues: [...adapters.values()],
     // @bull-board/fastify 9.10.1 pins its own copy of @bull-board/api: same shape, distinct types.
     serverAdapter: serverAdapter as unknown as Parameters<
       typeof createBullBoard
     >[0]['serverAdapter'],
     options: { uiConfig: { boardTitle: 'overdue-worker' } },
+  });
+  // bull-board's own handler answers with the thrown message (an ioredis "Connection is closed",
+  // a script error): a viewer sees a generic message, the log gets the error.
+  const boardLog = daemon.ctx.logger.child({ component: 'dashboard' });
+  serverAdapter.setErrorHandler((error: Error & { statusCode?: number }) => {
+    const status = error.statusCode !== undefined && error.statusCode < 500 ? 400 : 500;
+    if (status >= 500) boardLog.error({ err: error }, 'dashboard request failed');
+    return {
+      status: status,
+      body: {
+        error: status >= 500 ? 'internal' : 'bad-request',
+        message: status >= 500 ? 'internal error (see the daemon log)' : 'bad request',
+      },
+    };
   });
 
   const queueOfRoute = (req: FastifyRequest): { queue: string; rest: string } | null => {
@@ -93,6 +193,8 @@ export async function mountDashboard(
     // Validate what bull-board would add or write, then let it do so.
     scope.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
       try {
+        const ran = await runSchedulerNow(req);
+        if (ran !== null) return reply.code(200).send(ran);
         await checkMutation(req);
       } catch (error) {
         // Answered here: bull-board's own error handler would turn these into 500s.
@@ -100,6 +202,24 @@ export async function mountDashboard(
       }
       return undefined;
     });
+    /** "Run now" of a job scheduler, answered here so the job's origin names the operator. */
+    const runSchedulerNow = async (req: FastifyRequest): Promise<unknown> => {
+      const principal = req.principal;
+      const target = queueOfRoute(req);
+      const m = target ? /^job-schedulers\/([^/]+)\/run$/.exec(target.rest) : null;
+      if (principal === undefined || req.method !== 'PUT' || !target || !m?.[1]) return null;
+      const queue = Object.values(daemon.ctx.queues.byName).find((q) => q.name === target.queue);
+      const adapter = adapters.get(target.queue);
+      const scheduler = queue ? await queue.getJobScheduler(decodeURIComponent(m[1])) : undefined;
+      if (!queue || !adapter || !scheduler || !isJobName(scheduler.name)) return null; // 404
+      const data = catalog[scheduler.name].payload.parse({
+        ...(scheduler.template?.data as Record<string, unknown> | undefined),
+        origin: actorName(principal),
+      }) as Record<string, unknown>;
+      const job = await queue.add(scheduler.name, data, scheduler.template?.opts);
+      return { job: formatJob(job as Parameters<typeof formatJob>[0], adapter) };
+    };
+
     const checkMutation = async (req: FastifyRequest): Promise<void> => {
       const principal = req.principal;
       if (principal === undefined || !isMutating(req.method)) return;
@@ -109,8 +229,13 @@ export async function mountDashboard(
         const body = addJobBody.safeParse(req.body ?? {});
         if (!body.success)
           throw new HttpError(400, 'bad-request', 'expected {name, data, options}');
-        const { name } = body.data;
         const allowed = jobsAllowedIn(target.queue);
+        // The form sends `__default__` when the job name is left empty: the queue's only job.
+        const given = body.data.name.trim();
+        const name =
+          (given === '' || given === '__default__') && allowed.length === 1
+            ? (allowed[0] ?? given)
+            : given;
         if (!isJobName(name) || !allowed.includes(name)) {
           throw new HttpError(400, 'bad-request', `name: must be one of ${allowed.join(', ')}`, {
             issues: [{ path: 'name', message: `must be one of ${allowed.join(', ')}` }],
@@ -125,6 +250,32 @@ export async function mountDashboard(
         }
         await recordTrigger(daemon, prepared, principal, 'dashboard');
         req.body = { name, data: prepared.data, options: QueueSet.optionsFor(name, prepared.opts) };
+        return;
+      }
+      const schedulerEdit = /^job-schedulers\/([^/]+)$/.exec(target.rest);
+      if (req.method === 'PATCH' && schedulerEdit?.[1] !== undefined) {
+        const id = decodeURIComponent(schedulerEdit[1]);
+        const setting = (
+          SCHEDULER_SETTING as Record<string, 'SCAN_INTERVAL' | 'PLAN_SCAN_INTERVAL'>
+        )[id];
+        if (setting === undefined) return; // not ours: bull-board answers 404
+        const body = schedulerEditBody.safeParse(req.body ?? {});
+        const refuse = (path: string, message: string): never => {
+          throw new HttpError(400, 'bad-request', `${path}: ${message}`, {
+            issues: [{ path, message }],
+          });
+        };
+        if (!body.success) refuse('body', 'expected {every}');
+        const edit = body.data!;
+        if (typeof edit.pattern === 'string' && edit.pattern.trim() !== '') {
+          refuse('pattern', `cron patterns are not accepted; give every (ms), as ${setting}`);
+        }
+        const every = Number(edit.every);
+        if (!Number.isSafeInteger(every) || every <= 0) {
+          refuse('every', 'must be a whole number of milliseconds');
+        }
+        const problem = settingProblem(setting, `${every}ms`);
+        if (problem !== null) refuse('every', `${problem} (as ${setting})`);
         return;
       }
       if (target.rest.endsWith('/update-data')) {

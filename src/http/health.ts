@@ -3,15 +3,17 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { queryRows } from '../adapters/db/client';
 import { SCHEDULER_IDS, type Daemon } from '../daemon';
 import { describeError } from '../describe-error';
+import { LogThrottle } from '../logger';
 import type { Authenticator } from './auth';
 import { guard } from './auth';
-import { ScrapeMetrics } from './metrics';
+import { ScrapeMetrics } from '../observability/metrics';
 
 /**
  * /healthz: the process is up (no dependency is checked: a liveness probe must not restart the
  * daemon because Redis blinked). /readyz: PostgreSQL answers `select 1`, Redis answers PING and
- * both job schedulers exist; 503 naming each failed part. /metrics: Prometheus text; needs
- * credentials unless METRICS_PUBLIC=true.
+ * both job schedulers exist; 503 naming each failed part. The answer is public, so it says only
+ * `failed` or `timed out` per part; the error itself is logged (at most once a minute per part).
+ * /metrics: Prometheus text; needs credentials unless METRICS_PUBLIC=true.
  */
 
 /** Each dependency probe gets this long, ms: a probe must not hang the scrape. */
@@ -23,7 +25,7 @@ export async function withTimeout<T>(work: Promise<T>, ms: number, what: string)
     return await Promise.race([
       work,
       new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+        timer = setTimeout(() => reject(new ProbeTimeout(`${what} timed out after ${ms} ms`)), ms);
       }),
     ]);
   } finally {
@@ -31,14 +33,18 @@ export async function withTimeout<T>(work: Promise<T>, ms: number, what: string)
   }
 }
 
-/** Readiness answers are public: the error's description, without a query's parameters. */
+/** Internal: the error's description (no query parameters), for the log only. */
 const message = (error: unknown): string => describeError(error);
 
 export interface Check {
   readonly ok: boolean;
+  /** What failed, described; for the log, never for the public answer. */
   readonly error?: string;
+  readonly timedOut?: boolean;
   readonly ms: number;
 }
+
+class ProbeTimeout extends Error {}
 
 async function check(fn: () => Promise<unknown>, what: string): Promise<Check> {
   const started = performance.now();
@@ -46,7 +52,12 @@ async function check(fn: () => Promise<unknown>, what: string): Promise<Check> {
     await withTimeout(fn(), PROBE_TIMEOUT_MS, what);
     return { ok: true, ms: Math.round(performance.now() - started) };
   } catch (error) {
-    return { ok: false, error: message(error), ms: Math.round(performance.now() - started) };
+    return {
+      ok: false,
+      error: message(error),
+      timedOut: error instanceof ProbeTimeout,
+      ms: Math.round(performance.now() - started),
+    };
   }
 }
 
@@ -199,14 +210,24 @@ export function registerHealth(
 
   app.get('/healthz', () => Promise.resolve({ status: 'ok' }));
 
-  app.get('/readyz', async (_req, reply) => {
+  const notReadyLog = new LogThrottle(60_000);
+  app.get('/readyz', async (req, reply) => {
     const checks = await readiness(daemon);
     const failed = Object.entries(checks)
       .filter(([, c]) => !c.ok)
       .map(([name]) => name);
+    const shown: Record<string, { ok: boolean; ms: number; error?: string }> = {};
+    for (const [name, c] of Object.entries(checks)) {
+      shown[name] = c.ok
+        ? { ok: true, ms: c.ms }
+        : { ok: false, ms: c.ms, error: c.timedOut ? 'timed out' : 'failed' };
+      if (!c.ok && notReadyLog.take(name) !== null) {
+        req.log.warn({ check: name, error: c.error }, 'readiness check failed');
+      }
+    }
     return reply
       .code(failed.length === 0 ? 200 : 503)
-      .send({ status: failed.length === 0 ? 'ready' : 'not-ready', failed, checks });
+      .send({ status: failed.length === 0 ? 'ready' : 'not-ready', failed, checks: shown });
   });
 
   const metricsGuard = guard(deps.auth, { allowBearer: true });

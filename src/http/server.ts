@@ -2,8 +2,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Daemon } from '../daemon';
 import type { Logger } from '../logger';
 import { Api, apiErrorHandler } from './api';
-import { createAuthenticator, guard } from './auth';
-import { mountDashboard } from './dashboard';
+import { createAuthenticator, guard, hostAllowed } from './auth';
+import { DASHBOARD_PATH, mountDashboard } from './dashboard';
 import { registerHealth } from './health';
 import { registerIngestRoutes } from './routes-ingest';
 import { registerInquiryRoutes } from './routes-inquiry';
@@ -18,7 +18,32 @@ import { registerSmsCallback } from './sms-callback';
  *   mounted only when a Basic account exists, or in demo mode.
  * - /v1/...: the JSON API (Basic or Bearer), OpenAPI document at /v1/openapi.json.
  * - /v1/callbacks/sms: Twilio status callbacks, authenticated by their signature (sms-callback.ts).
+ *
+ * Every answer carries nosniff, Referrer-Policy same-origin, X-Frame-Options DENY and a CSP with
+ * frame-ancestors 'none' (a framed dashboard's clicks would be same-origin, which the Origin
+ * check cannot tell apart). Requests whose Host header is not an allowed host get 421 (DNS
+ * rebinding). Slow clients are cut off by the header and request timeouts, idle connections by
+ * the idle timeout, and connections beyond HTTP_MAX_CONNECTIONS are closed when accepted.
  */
+
+/**
+ * The dashboard's page policy: bull-board's own scripts and styles (its components set inline
+ * styles), its Google font, XHR to this origin only; never framed.
+ */
+const DASHBOARD_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com",
+  "font-src 'self' data: https://fonts.gstatic.com",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+/** Everything else is data (JSON, metrics text): nothing to load, never framed. */
+const DATA_CSP = "default-src 'none'; frame-ancestors 'none'";
 
 export interface HttpDeps {
   readonly daemon: Daemon;
@@ -32,15 +57,45 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   const { daemon } = deps;
   const { config } = daemon.ctx;
   const logger = deps.logger.child({ component: 'http' });
+  const limits = config.http;
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
+    // Node checks the header and request deadlines every connectionsCheckingInterval (30 s by
+    // default, which let a slow client hold a socket for over a minute).
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(
+        100,
+        Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4)),
+      ),
+    },
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
     // Per-request log lines would mostly be /metrics and /readyz polls; errors are still logged.
     logController: new Fastify.LogController({ disableRequestLogging: true }),
     // Ids in paths are at most 64 characters; a bound keeps the router cheap.
     routerOptions: { maxParamLength: 200 },
   }) as unknown as FastifyInstance;
+  app.server.maxConnections = limits.maxConnections;
   const auth = createAuthenticator(config);
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!hostAllowed(req.headers.host, limits.allowedHosts)) {
+      return reply.code(421).send({ error: 'misdirected', message: 'unknown Host' });
+    }
+    return undefined;
+  });
+  app.addHook('onSend', async (req, reply, payload) => {
+    const dashboard = req.url.startsWith(DASHBOARD_PATH);
+    void reply.headers({
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'same-origin',
+      'x-frame-options': 'DENY',
+      'content-security-policy': dashboard ? DASHBOARD_CSP : DATA_CSP,
+    });
+    return payload;
+  });
   // Outside /v1 too (dashboard, SMS callback, health): a 500 answers "internal error" and logs
   // the error described, not Fastify's default of echoing its message (a failed query's SQL and
   // parameters) to the client and into the log line's text.

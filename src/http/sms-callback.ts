@@ -3,7 +3,8 @@ import twilio from 'twilio';
 import type { Db } from '../adapters/db/client';
 import { recordCallback, type CallbackTarget } from '../adapters/db/sms-callback-store';
 import type { Config } from '../config';
-import type { Logger } from '../logger';
+import { LogThrottle, type Logger } from '../logger';
+import { metrics } from '../observability/metrics';
 
 /**
  * POST /v1/callbacks/sms — Twilio's message status callback (form-encoded). Accepted only with a
@@ -13,7 +14,17 @@ import type { Logger } from '../logger';
  * them. A callback for a message id not recorded yet (it beat the sender's row update) is kept
  * and applied when the sender records the id, or dropped after a day
  * (src/adapters/db/sms-callback-store.ts).
+ *
+ * Only form bodies are parsed (anything else is 415 before a byte of it is read), at most
+ * CALLBACK_BODY_LIMIT bytes (413). Every refusal (400, 403, 413, 415) is counted in
+ * overdue_http_refused_total{route="sms-callback"} and logged at most once a minute, with the
+ * number of refusals since the last line: an unauthenticated caller cannot flood the log.
  */
+
+/** Largest callback body, bytes (Twilio's are well under 2 KB). */
+const CALLBACK_BODY_LIMIT = 64 * 1024;
+/** At most one "callback refused" line per this, ms. */
+const REFUSED_LOG_INTERVAL_MS = 60_000;
 
 export const SMS_CALLBACK_PATH = '/v1/callbacks/sms';
 
@@ -44,11 +55,14 @@ export async function registerSmsCallback(
   const authToken = config.sms?.authToken ?? null;
   const publicUrl = config.notify.smsStatusCallbackUrl;
 
+  const refusedLog = new LogThrottle(REFUSED_LOG_INTERVAL_MS);
+
   await app.register((scope, _opts, done) => {
-    // Encapsulated: the form parser applies to this route only.
+    // Encapsulated: only the form parser exists in this scope (JSON and text bodies get 415).
+    scope.removeAllContentTypeParsers();
     scope.addContentTypeParser(
       'application/x-www-form-urlencoded',
-      { parseAs: 'string', bodyLimit: 64 * 1024 },
+      { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT },
       (_req, body, parsed) => {
         const params: Record<string, string> = {};
         for (const [k, v] of new URLSearchParams(body as string)) params[k] = v;
@@ -56,7 +70,24 @@ export async function registerSmsCallback(
       },
     );
 
-    scope.post(SMS_CALLBACK_PATH, async (req, reply) => {
+    scope.addHook('onResponse', async (req, reply) => {
+      const status = reply.statusCode;
+      if (status < 400 || status >= 500) return;
+      metrics.httpRefused('sms-callback', status);
+      const suppressed = refusedLog.take('refused');
+      if (suppressed !== null) {
+        logger.warn(
+          {
+            status,
+            hasSignature: typeof req.headers['x-twilio-signature'] === 'string',
+            suppressed,
+          },
+          'callback refused (further refusals within a minute are only counted in metrics)',
+        );
+      }
+    });
+
+    scope.post(SMS_CALLBACK_PATH, { bodyLimit: CALLBACK_BODY_LIMIT }, async (req, reply) => {
       const signature = req.headers['x-twilio-signature'];
       const params = (req.body ?? {}) as Record<string, string>;
       const valid =
@@ -66,7 +97,6 @@ export async function registerSmsCallback(
         typeof params === 'object' &&
         twilio.validateRequest(authToken, signature, publicUrl, params);
       if (!valid) {
-        logger.warn({ hasSignature: typeof signature === 'string' }, 'callback refused');
         return reply.code(403).send({ error: 'invalid signature' });
       }
 

@@ -1,10 +1,15 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { eq } from 'drizzle-orm';
 import pino from 'pino';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upsertAccount } from '../../src/adapters/db/billing-writers';
+import { enforcementEvents } from '../../src/adapters/db/schema';
 import { buildHttpServer } from '../../src/http/server';
 import { startHarness, type Harness } from '../support/daemon';
 
@@ -99,6 +104,83 @@ describe('dashboard in a browser', () => {
     expect(seen).toBe(true);
     const job = await h.daemon.ctx.queues.byName.scan.getJob(String(jobId));
     expect(await job?.getState()).toBe('completed');
+  });
+
+  it('loads under its CSP without violations, and refuses to be framed by another site', async () => {
+    const context = await browser(OPS);
+    const page = await context.newPage();
+    const console: string[] = [];
+    page.on('console', (m) => console.push(m.text()));
+    await page.goto(`${base}/admin/queues`);
+    await page.getByText('scan', { exact: true }).first().waitFor({ timeout: 15_000 });
+    expect(console.filter((t) => /Content Security Policy/i.test(t))).toEqual([]);
+
+    // A page of another origin framing the dashboard: the frame must stay empty.
+    const evil = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(`<html><body><iframe id="f" src="${base}/admin/queues"></iframe></body></html>`);
+    });
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.2', r));
+    try {
+      const { port } = evil.address() as AddressInfo;
+      const framing = await context.newPage();
+      const messages: string[] = [];
+      framing.on('console', (m) => messages.push(m.text()));
+      await framing.goto(`http://127.0.0.2:${port}/`);
+      await framing.waitForTimeout(1_500);
+      const dashboard = framing.frames().find((f) => f !== framing.mainFrame());
+      // A string expression: this file is compiled without the DOM types.
+      const text = await dashboard
+        ?.evaluate<string>('document.body ? document.body.innerText : ""')
+        .catch(() => '');
+      expect(text ?? '').not.toContain('overdue-worker');
+      expect(messages.some((t) => /frame-ancestors|Refused to (display|frame)/i.test(t))).toBe(
+        true,
+      );
+    } finally {
+      evil.close();
+    }
+  });
+
+  it('Add job: the form starts from a valid example; a refused job shows the field and the reason', async () => {
+    const context = await browser(OPS);
+    const page = await context.newPage();
+    await page.goto(`${base}/admin/queues/queue/evaluate`);
+    // The queue's actions menu (⋮) holds "Add job".
+    await page.locator('button[aria-haspopup="menu"]').first().click({ timeout: 15_000 });
+    await page.getByText('Add job').first().click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByText('Job data').waitFor({ timeout: 10_000 });
+    const editor = dialog.locator('.cm-content').first();
+    expect(JSON.parse(await editor.innerText())).toEqual({ accountId: 'acct-123' });
+
+    // An empty account id: the refusal names the field and says why, in the page.
+    await editor.click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.insertText('{"accountId": ""}');
+    await dialog.getByRole('button', { name: 'Add' }).click();
+    await page
+      .getByText(/data\.accountId: /)
+      .first()
+      .waitFor({ timeout: 10_000 });
+
+    // The example as it is (job name left empty: the queue's only job) is added.
+    await upsertAccount(h.t.db, { id: 'acct-123', currency: 'USD' });
+    await page.locator('button[aria-haspopup="menu"]').first().click();
+    await page.getByText('Add job').first().click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Add' }).click();
+    // recordTrigger files the operator's job under its account.
+    const deadline = Date.now() + 10_000;
+    let found = false;
+    while (!found && Date.now() < deadline) {
+      const rows = await h.t.db
+        .select()
+        .from(enforcementEvents)
+        .where(eq(enforcementEvents.accountId, 'acct-123'));
+      found = rows.some((e) => e.kind === 'operator-job' && e.actor === 'operator:ops');
+      if (!found) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(found).toBe(true);
   });
 
   it('refuses the page without credentials', async () => {

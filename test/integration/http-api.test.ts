@@ -48,6 +48,11 @@ beforeAll(async () => {
     DASHBOARD_VIEWER_PASSWORD: VIEWER.password,
     API_TOKENS: `billing=${TOKEN}`,
     HOLIDAYS: '2026-01-01',
+    // Wrong credentials are tried on every route from one address: no throttle here
+    // (http-hardening.test.ts covers it).
+    AUTH_FAILURE_LIMIT: '10000',
+    // The same-origin test uses the public name ops.example.
+    ALLOWED_HOSTS: 'localhost,ops.example',
   });
   app = await buildHttpServer({ daemon: h.daemon, logger: pino({ level: 'silent' }) });
   await app.ready();

@@ -7,7 +7,7 @@ import { upsertAccount } from '../../src/adapters/db/billing-writers';
 import { insertNotification } from '../../src/adapters/db/daemon-writers';
 import { SCHEDULER_IDS } from '../../src/daemon';
 import { buildHttpServer } from '../../src/http/server';
-import { metrics } from '../../src/http/metrics';
+import { metrics } from '../../src/observability/metrics';
 import { startHarness, waitFor, type Harness } from '../support/daemon';
 
 /**

@@ -3,7 +3,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCHEDULER_IDS } from '../../src/daemon';
-import { jobRegistry } from '../../src/http/metrics';
+import { jobRegistry } from '../../src/observability/metrics';
 import { createTestDatabase } from '../support/db';
 import { deleteKeys, startHarness, TEST_REDIS_URL, waitFor, type Harness } from '../support/daemon';
 

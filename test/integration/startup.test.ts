@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +95,9 @@ describe('start-up with bad configuration', () => {
   });
 });
 
+/** Any free port and a private queue prefix: other daemons may run on this machine. */
+const isolated = () => ({ PORT: '0', QUEUE_PREFIX: `{ow-startup-${process.pid}-${Date.now()}}` });
+
 describe('start-up and shutdown', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'overdue-startup-'));
   let database: TestDatabase | undefined;
@@ -103,7 +107,7 @@ describe('start-up and shutdown', () => {
   });
 
   async function startAndStop(env: Record<string, string>, signal: NodeJS.Signals) {
-    const daemon = startDaemon({ LOG_LEVEL: 'debug', ...env });
+    const daemon = startDaemon({ ...isolated(), LOG_LEVEL: 'debug', ...env });
     await waitFor(() => daemon.output().includes('overdue-worker started'), 45_000, daemon.child);
     daemon.child.kill(signal);
     return daemon.done;
@@ -145,10 +149,57 @@ describe('start-up and shutdown', () => {
     expect(tables[0]?.n).toBeGreaterThan(0);
   }, 60_000);
 
+  it('Ctrl-C under npm start: two SIGINTs 2 ms apart count as one, drain and exit 0', async () => {
+    const daemon = startDaemon({ ...isolated(), LOG_LEVEL: 'debug', DATA_DIR: dataDir });
+    await waitFor(() => daemon.output().includes('overdue-worker started'), 45_000, daemon.child);
+    // What the terminal and npm deliver: the same signal twice, milliseconds apart.
+    daemon.child.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 2));
+    daemon.child.kill('SIGINT');
+    const run = await daemon.done;
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('"clean":true');
+    expect(run.stdout).not.toContain('exiting now');
+    expect(run.stdout.match(/"msg":"shutting down/g)).toHaveLength(1);
+  }, 60_000);
+
+  it('a second Ctrl-C seconds later forces the exit and says so', async () => {
+    // A "database" that accepts connections and never answers: start-up hangs in its first
+    // query, so the shutdown the first signal asks for (which waits for start-up) is still
+    // under way when the second arrives.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const daemon = startDaemon({
+        ...isolated(),
+        LOG_LEVEL: 'debug',
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/none`,
+      });
+      await waitFor(
+        () => daemon.output().includes('starting overdue-worker'),
+        45_000,
+        daemon.child,
+      );
+      daemon.child.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 20));
+      daemon.child.kill('SIGINT'); // npm's copy: still the same request
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(daemon.output()).toContain('"msg":"shutting down');
+      expect(daemon.output()).not.toContain('exiting now');
+      daemon.child.kill('SIGINT');
+      const run = await daemon.done;
+      expect(run.code).toBe(1);
+      expect(run.stdout).toContain('second signal during shutdown: exiting now without draining');
+    } finally {
+      silent.close();
+    }
+  }, 60_000);
+
   it('a SIGTERM during start-up waits for start-up, then stops in order and exits 0', async () => {
     const db = await createTestDatabase({ migrated: false });
     try {
-      const daemon = startDaemon({ LOG_LEVEL: 'debug', DATABASE_URL: db.url });
+      const daemon = startDaemon({ ...isolated(), LOG_LEVEL: 'debug', DATABASE_URL: db.url });
       // The database is open, the daemon (workers, relay, listener) not started yet.
       await waitFor(() => daemon.output().includes('migrations applied'), 45_000, daemon.child);
       daemon.child.kill('SIGTERM');

@@ -8,6 +8,7 @@ import {
   parseDuration,
   redactedConfig,
   redactUrl,
+  renderEnvExample,
   SETTING_NAMES,
   type Config,
   type ConfigProblem,
@@ -88,6 +89,14 @@ describe('defaults', () => {
       metricsPublic: false,
       dashboardViewer: null,
       apiTokens: [],
+      http: {
+        allowedHosts: ['localhost', '127.0.0.1', '[::1]'],
+        authFailureLimit: 10,
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 30_000,
+        idleTimeoutMs: 60_000,
+        maxConnections: 256,
+      },
     } satisfies Config);
   });
 
@@ -97,6 +106,11 @@ describe('defaults', () => {
 
   it('unrelated environment variables are ignored', () => {
     expect(ok({ PATH: '/usr/bin', HOME: '/root', NODE_ENV: 'test' })).toEqual(ok({}));
+  });
+
+  it('.env.example is current: it is what the settings table renders (npm run env:example)', () => {
+    const text = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+    expect(text).toBe(renderEnvExample());
   });
 
   it('.env.example parses, equals the defaults and documents every setting', () => {

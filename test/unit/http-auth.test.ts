@@ -1,7 +1,13 @@
 import type { FastifyRequest } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, redactedConfig, type Config } from '../../src/config';
-import { actorName, createAuthenticator, sameOrigin } from '../../src/http/auth';
+import { isLoopback, loadConfig, redactedConfig, type Config } from '../../src/config';
+import {
+  actorName,
+  createAuthenticator,
+  FailureThrottle,
+  hostAllowed,
+  sameOrigin,
+} from '../../src/http/auth';
 
 const TOKEN = 'tok-0123456789abcdef0123456789abcdef';
 
@@ -138,8 +144,16 @@ describe('same-origin check', () => {
 describe('configuration of the HTTP surface', () => {
   it('parses tokens, the viewer and METRICS_PUBLIC', () => {
     expect(full.apiTokens).toEqual([
-      { name: 'billing', token: TOKEN },
-      { name: 'ci', token: `${TOKEN}x` },
+      { name: 'billing', scope: 'operator', token: TOKEN },
+      { name: 'ci', scope: 'operator', token: `${TOKEN}x` },
+    ]);
+    expect(
+      config({ API_TOKENS: `billing:ingest:${TOKEN}, reports:read:${TOKEN}y, ops=${TOKEN}z` })
+        .apiTokens,
+    ).toEqual([
+      { name: 'billing', scope: 'ingest', token: TOKEN },
+      { name: 'reports', scope: 'read', token: `${TOKEN}y` },
+      { name: 'ops', scope: 'operator', token: `${TOKEN}z` },
     ]);
     expect(full.dashboardViewer).toEqual({ user: 'viewer', password: 'viewer-password-123456' });
     expect(config({ METRICS_PUBLIC: 'true' }).metricsPublic).toBe(true);
@@ -150,6 +164,22 @@ describe('configuration of the HTTP surface', () => {
     { name: 'token without name', env: { API_TOKENS: TOKEN }, bad: ['API_TOKENS'] },
     { name: 'repeated name', env: { API_TOKENS: `a=${TOKEN},a=${TOKEN}y` }, bad: ['API_TOKENS'] },
     { name: 'repeated token', env: { API_TOKENS: `a=${TOKEN},b=${TOKEN}` }, bad: ['API_TOKENS'] },
+    { name: 'unknown scope', env: { API_TOKENS: `a:admin:${TOKEN}` }, bad: ['API_TOKENS'] },
+    {
+      name: 'scoped and old form share a name',
+      env: { API_TOKENS: `a:read:${TOKEN},a=${TOKEN}y` },
+      bad: ['API_TOKENS'],
+    },
+    {
+      name: 'ALLOWED_HOSTS with a path',
+      env: { ALLOWED_HOSTS: 'a.example/x' },
+      bad: ['ALLOWED_HOSTS'],
+    },
+    {
+      name: 'header timeout longer than the request timeout',
+      env: { HTTP_HEADERS_TIMEOUT: '1m', HTTP_REQUEST_TIMEOUT: '30s' },
+      bad: ['HTTP_HEADERS_TIMEOUT'],
+    },
     {
       name: 'viewer without password',
       env: { DASHBOARD_VIEWER_USER: 'v' },
@@ -185,5 +215,82 @@ describe('configuration of the HTTP surface', () => {
     const shown = JSON.stringify(redactedConfig(full));
     expect(shown).not.toContain(TOKEN);
     expect(shown).not.toContain('viewer-password-123456');
+  });
+
+  it('CONTROL_PLANE_URL, TWILIO_API_BASE_URL and the callback URL are logged masked', () => {
+    const withUrls = config({
+      CONTROL_PLANE_URL: 'https://cp:cp-url-password@control.example.com/hook',
+      CONTROL_PLANE_SECRET: `${TOKEN}cp`,
+      TWILIO_ACCOUNT_SID: `AC${'0'.repeat(32)}`,
+      TWILIO_AUTH_TOKEN: 'twilio-token-value',
+      TWILIO_FROM: '+14155550100',
+      TWILIO_API_BASE_URL: 'https://tw:tw-url-password@sms.example.com',
+      SMS_STATUS_CALLBACK_URL: 'https://cb:cb-url-password@worker.example.com/v1/callbacks/sms',
+    });
+    const shown = JSON.stringify(redactedConfig(withUrls));
+    for (const secret of ['cp-url-password', 'tw-url-password', 'cb-url-password']) {
+      expect(shown).not.toContain(secret);
+    }
+    expect(shown).toContain('control.example.com');
+    const bad = loadConfig({ CONTROL_PLANE_URL: 'https://u:cp-url-password@' });
+    expect(JSON.stringify(bad)).not.toContain('cp-url-password');
+  });
+});
+
+describe('loopback is decided on a parsed address', () => {
+  it.each<[string, boolean]>([
+    ['127.0.0.1', true],
+    ['127.1.2.3', true],
+    ['localhost', true],
+    ['::1', true],
+    ['[::1]', true],
+    ['::ffff:127.0.0.1', true],
+    ['127.evil.example', false],
+    ['127.0.0.1.nip.io', false],
+    ['0.0.0.0', false],
+    ['10.0.0.1', false],
+    ['::', false],
+  ])('%s → %s', (host, want) => {
+    expect(isLoopback(host)).toBe(want);
+  });
+
+  it('DEMO without credentials on HOST=127.evil.example is refused', () => {
+    expect(problems({ DEMO: 'true', HOST: '127.evil.example' })).toEqual(['HOST']);
+  });
+});
+
+describe('allowed hosts', () => {
+  it('defaults to the loopback names on a loopback HOST and to any host otherwise', () => {
+    expect(config({}).http.allowedHosts).toEqual(['localhost', '127.0.0.1', '[::1]']);
+    expect(config({ HOST: '0.0.0.0' }).http.allowedHosts).toBeNull();
+    expect(config({ ALLOWED_HOSTS: '*' }).http.allowedHosts).toBeNull();
+  });
+  it.each<[string | undefined, readonly string[] | null, boolean]>([
+    ['localhost:8080', ['localhost'], true],
+    ['LOCALHOST', ['localhost'], true],
+    ['worker.example.com:8443', ['worker.example.com:8443'], true],
+    ['worker.example.com:9999', ['worker.example.com:8443'], false],
+    ['evil.example', ['localhost'], false],
+    [undefined, ['localhost'], false],
+    ['anything', null, true],
+  ])('%s in %j → %s', (host, allowed, want) => {
+    expect(hostAllowed(host, allowed)).toBe(want);
+  });
+});
+
+describe('failed-login throttle', () => {
+  it('blocks an address after the limit until its minute is over', () => {
+    let now = 1_000_000;
+    const t = new FailureThrottle(3, () => now);
+    for (let i = 0; i < 3; i++) {
+      expect(t.retryAfterMs('a')).toBe(0);
+      t.fail('a');
+    }
+    expect(t.retryAfterMs('a')).toBe(60_000);
+    expect(t.retryAfterMs('b')).toBe(0);
+    now += 59_000;
+    expect(t.retryAfterMs('a')).toBe(1_000);
+    now += 1_000;
+    expect(t.retryAfterMs('a')).toBe(0);
   });
 });

@@ -73,8 +73,19 @@ export function httpControlPlane(options: HttpControlPlaneOptions): ControlPlane
           },
           body,
           signal: AbortSignal.timeout(options.timeoutMs),
+          // A 307/308 would re-send the signed body to wherever the answer points.
+          redirect: 'error',
         });
       } catch (error) {
+        const cause = (error as { cause?: { message?: unknown } }).cause?.message;
+        if (typeof cause === 'string' && /redirect/i.test(cause)) {
+          return {
+            ok: false,
+            permanent: false,
+            error:
+              'control plane answered a redirect, which is not followed (set CONTROL_PLANE_URL to the final address)',
+          };
+        }
         // Connection refused, reset or timed out: the call may or may not have landed; the
         // idempotency key makes the retry safe.
         return { ok: false, permanent: false, error: describeError(error) };

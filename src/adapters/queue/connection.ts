@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { describeError } from '../../describe-error';
 import type { Logger } from '../../logger';
+import type { RedisLink } from './redis-link';
 
 /**
  * Redis connections per BullMQ's production guidance: workers never give up on a command
@@ -11,7 +12,11 @@ import type { Logger } from '../../logger';
  */
 export type RedisRole = 'producer' | 'worker';
 
-export function createRedis(url: string, role: RedisRole, logger: Logger): Redis {
+/**
+ * With a `link`, connection errors and recoveries are reported to it (one log line per change of
+ * state, redis-link.ts); without one (the CLI), errors are logged at most once per 10 s.
+ */
+export function createRedis(url: string, role: RedisRole, logger: Logger, link?: RedisLink): Redis {
   const redis = new Redis(url, {
     maxRetriesPerRequest: role === 'worker' ? null : 3,
     enableReadyCheck: true,
@@ -20,6 +25,11 @@ export function createRedis(url: string, role: RedisRole, logger: Logger): Redis
     retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 3_000),
     lazyConnect: false,
   });
+  if (link !== undefined) {
+    redis.on('error', (err: Error) => link.error(err, `redis-${role}`));
+    redis.on('ready', () => link.ready());
+    return redis;
+  }
   let lastLogged = 0;
   redis.on('error', (err: Error) => {
     // A dead Redis emits an error per reconnect attempt; log at most one per 10 s.

@@ -55,6 +55,20 @@ const jobsFinished = new Counter({
   registers: [jobRegistry],
 });
 
+const httpRefused = new Counter({
+  name: 'overdue_http_refused_total',
+  help: 'Refused HTTP requests by route and status: SMS callbacks (bad signature 403, wrong media type 415, too large 413, bad form 400) and failed logins (401, throttled 429)',
+  labelNames: ['route', 'status'] as const,
+  registers: [jobRegistry],
+});
+
+const redisConnected = new Gauge({
+  name: 'overdue_redis_connected',
+  help: 'Whether the workers reach Redis (1) or lost it (0), as last reported by their connections',
+  registers: [jobRegistry],
+});
+redisConnected.set(1);
+
 /** What the jobs call. Each helper is cheap and never throws. */
 export const metrics = {
   /** After a balance or plan scan: its duration (ms) and how many accounts it enqueued. */
@@ -70,6 +84,14 @@ export const metrics = {
   /** A worker finished a job: completed, or failed for good (no retry left). */
   jobFinished(queue: string, state: 'completed' | 'failed'): void {
     jobsFinished.inc({ queue, state });
+  },
+  /** An HTTP request was refused (`route`: sms-callback, auth). */
+  httpRefused(route: string, status: number): void {
+    httpRefused.inc({ route, status: String(status) });
+  },
+  /** The workers' Redis connection state changed. */
+  redisConnected(up: boolean): void {
+    redisConnected.set(up ? 1 : 0);
   },
   /** After a control-plane effect job ran. */
   effect(op: string, outcome: string): void {
