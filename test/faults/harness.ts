@@ -398,8 +398,13 @@ export class World {
       }[]
     >`select idempotency_key as key, kind, status, last_error, payload from outbox`;
     const notOk = outbox.filter((r) => r.status !== 'done');
-    // Permanent notification failures (a scripted 5xx) end 'failed' on purpose; count the rest.
-    const unexpected = notOk.filter((r) => !(r.kind === 'notify' && r.status === 'failed'));
+    // Permanent notification failures (a scripted 5xx) end 'failed' on purpose, and a row settled
+    // 'superseded' with its reason is final too (a cancelled timer, a notice no longer true when
+    // its turn came: a release warning for an instance already released); count the rest.
+    const settled = (r: (typeof outbox)[number]) =>
+      (r.kind === 'notify' && r.status === 'failed') ||
+      (r.status === 'superseded' && (r.last_error ?? '') !== '');
+    const unexpected = notOk.filter((r) => !settled(r));
     if (unexpected.length > 0) {
       problems.push(
         `${unexpected.length} outbox rows not done: ${unexpected
