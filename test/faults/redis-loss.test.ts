@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCHEDULER_IDS } from '../../src/daemon';
 import {
   envInt,
   payInFull,
@@ -70,7 +71,7 @@ describe(`Redis FLUSHALL and restart mid-run (${ACCOUNTS} accounts)`, () => {
     const flushedAt = Date.now();
     await infra.redis.flushAll();
     await until(
-      async () => (await scheduled()) === 'balance-scan,plan-scan',
+      async () => (await scheduled()) === Object.values(SCHEDULER_IDS).sort().join(','),
       30_000,
       'schedulers back after FLUSHALL',
     );
@@ -80,7 +81,7 @@ describe(`Redis FLUSHALL and restart mid-run (${ACCOUNTS} accounts)`, () => {
     const restartedAt = Date.now();
     await infra.redis.restart(2_000);
     await until(
-      async () => (await scheduled()) === 'balance-scan,plan-scan',
+      async () => (await scheduled()) === Object.values(SCHEDULER_IDS).sort().join(','),
       60_000,
       'schedulers back after restart',
     );
