@@ -1,15 +1,15 @@
 import type { Job } from 'bullmq';
 import { balanceCandidates, repairCandidates } from '../src/adapters/db/scan-queries';
 import { parsePayload } from '../src/adapters/queue/catalog';
-import { evaluationOptions } from '../src/adapters/queue/queues';
+import { evaluationBatches, evaluationOptions } from '../src/adapters/queue/queues';
 import { metrics } from '../src/observability/metrics';
 import type { JobContext, JobHandler } from './context';
 
 /**
  * The balance scan: the safety net under the event-driven path. Pages through the accounts
  * whose state could change (low balance, overdue, protected or suspended, holds to repair,
- * releases due) and fans them out to per-account evaluations, deduplicated per account so
- * overlapping scans collapse. Then re-enqueues any effect Redis lost.
+ * releases due) and fans them out to evaluations, one `evaluate-batch` job per
+ * EVALUATE_BATCH_SIZE candidates (a page already waiting is not added again). Then re-enqueues any effect Redis lost.
  */
 export const balanceScanJob: JobHandler = async (job, ctx, log) => {
   const { origin } = parsePayload('balance-scan', job.data);
@@ -67,10 +67,18 @@ export async function fanOut(
   accountIds: readonly string[],
   mode: 'scan' | 'event',
 ): Promise<void> {
+  if (mode === 'scan') {
+    // A page of candidates is evaluated in batches: one job, one transaction per batch.
+    await ctx.queues.addBulk(
+      'evaluate-batch',
+      evaluationBatches(accountIds, ctx.config.evaluateBatchSize, 'scan'),
+    );
+    return;
+  }
   await ctx.queues.addBulk(
     'evaluate-account',
     accountIds.map((accountId) => ({
-      data: { accountId, origin: mode === 'scan' ? 'scan' : 'repair' },
+      data: { accountId, origin: 'repair' },
       opts: evaluationOptions(accountId, mode),
     })),
   );

@@ -1,15 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { evaluateAccount } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { actorOf, type JobHandler, type JobOutcome } from './context';
+import { evaluateWithOthers } from './evaluation-batcher';
 import { metrics } from '../src/observability/metrics';
 
 /** A timer that fires a little early (clock skew between hosts) waits at most this long, ms. */
 const MAX_EARLY_WAIT_MS = 5_000;
 
 /**
- * Evaluates one account: one transaction that locks it, decides and writes the decisions'
- * state changes and outbox rows; then asks the relay to dispatch the new effects at once. A
+ * Evaluates one account, in one transaction with the other single-account evaluations in flight
+ * (jobs/evaluation-batcher.ts): lock, decide, write the decisions' state changes and outbox rows;
+ * then asks the relay to dispatch the new effects at once. A
  * timer's evaluation (a `wake` row) returns the row's outcome for the registry to settle.
  */
 export const evaluateAccountJob: JobHandler = async (job, ctx, log) => {
@@ -37,13 +38,10 @@ const evaluate = async (
     const early = payload.at - ctx.clock.now().getTime();
     if (early > 0 && early <= MAX_EARLY_WAIT_MS) await sleep(early);
   }
-  const outcome = await evaluateAccount(
-    ctx.db,
-    payload.accountId,
-    ctx.clock,
-    ctx.config.rules,
-    actorOf(payload.origin),
-  );
+  const outcome = await evaluateWithOthers(ctx, {
+    accountId: payload.accountId,
+    actor: actorOf(payload.origin),
+  });
   if (outcome.status === 'evaluated' && outcome.newEffects > 0) ctx.relay.request();
   switch (outcome.status) {
     case 'not-found':

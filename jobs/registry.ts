@@ -23,6 +23,7 @@ import {
 } from './context';
 import { controlPlaneJob } from './control-plane';
 import { evaluateAccountJob } from './evaluate-account';
+import { evaluateBatchJob } from './evaluate-batch';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
 import { pruneJob } from './prune';
@@ -38,6 +39,7 @@ export const HANDLERS: Partial<Record<JobName, JobHandler>> = {
   prune: pruneJob,
   'outbox-relay': outboxRelayJob,
   'evaluate-account': evaluateAccountJob,
+  'evaluate-batch': evaluateBatchJob,
   'control-plane': controlPlaneJob,
 };
 

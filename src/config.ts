@@ -646,12 +646,21 @@ const SETTINGS = {
     section: 'Policy defaults (rule ids refer to the README)',
     doc: ['Accounts read per keyset page of a scan (10..50000).'],
   }),
-  DB_POOL_SIZE: required(intInRange(2, 500), '32', {
+  DB_POOL_SIZE: required(intInRange(2, 500), '16', {
     section: 'Policy defaults (rule ids refer to the README)',
     doc: [
-      'PostgreSQL connections of one daemon (2..500). Evaluations, control-plane effects, senders and',
-      'the relay share them; keep it near EVALUATE_CONCURRENCY + EFFECTS_CONCURRENCY, and mind the',
-      "server's max_connections when several daemons run.",
+      'PostgreSQL connections of one daemon (2..500), plus one for LISTEN. Evaluations, effects,',
+      'senders and the relay share them, and each of those works in batches (one statement for many',
+      'rows), so few connections are busy at once: the default lets three daemons and a benchmark',
+      "share a server's default max_connections of 100 (3 x 17 + the rest). Behind PgBouncer in",
+      'transaction mode, set DB_PREPARE=false.',
+    ],
+  }),
+  DB_PREPARE: required(bool, 'true', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Use named prepared statements (true: each statement text is parsed once per connection). Set',
+      'false behind a pooler in transaction mode (PgBouncer), which cannot keep them per client.',
     ],
   }),
   DB_STATEMENT_TIMEOUT: required(dbTimeout, '60s', {
@@ -672,9 +681,20 @@ const SETTINGS = {
       'makes no network call inside a transaction, so this only fires on a stuck process.',
     ],
   }),
-  EVALUATE_CONCURRENCY: required(intInRange(1, 256), '16', {
+  EVALUATE_CONCURRENCY: required(intInRange(1, 256), '32', {
     section: 'Policy defaults (rule ids refer to the README)',
-    doc: ['Account evaluations one daemon runs at once (1..256).'],
+    doc: [
+      'Evaluation jobs one daemon runs at once (1..256). Single-account jobs in flight together',
+      '(payments, timers, operators) are evaluated together, one transaction per batch.',
+    ],
+  }),
+  EVALUATE_BATCH_SIZE: required(intInRange(1, 1_000), '200', {
+    section: 'Policy defaults (rule ids refer to the README)',
+    doc: [
+      'Accounts per evaluation transaction (1..1000): a scan enqueues one job per this many',
+      'candidates, and single-account jobs are grouped up to this many. Their rows stay locked for',
+      'the transaction, so a payment on one of them waits for at most one batch.',
+    ],
   }),
   EFFECTS_CONCURRENCY: required(intInRange(1, 256), '16', {
     section: 'Policy defaults (rule ids refer to the README)',
@@ -1127,6 +1147,7 @@ export interface Config {
   readonly scanPageSize: number;
   /** PostgreSQL connections of one daemon (evaluations, effects and senders share them). */
   readonly dbPoolSize: number;
+  readonly dbPrepare: boolean;
   /**
    * statement_timeout of the daemon's connections, ms; null: none. A connection silent this
    * long plus 30 s while it owes answers is taken for dead on the client side.
@@ -1136,6 +1157,7 @@ export interface Config {
   readonly dbIdleInTransactionTimeoutMs: number | null;
   /** Evaluations one daemon runs at once. */
   readonly evaluateConcurrency: number;
+  readonly evaluateBatchSize: number;
   /** Control-plane effects one daemon runs at once. */
   readonly effectsConcurrency: number;
   /** Safety-net poll of the outbox (the relay also runs right after each commit). */
@@ -1222,9 +1244,11 @@ function toConfig(env: Env): Config {
     },
     scanPageSize: env.SCAN_PAGE_SIZE,
     dbPoolSize: env.DB_POOL_SIZE,
+    dbPrepare: env.DB_PREPARE,
     dbStatementTimeoutMs: env.DB_STATEMENT_TIMEOUT,
     dbIdleInTransactionTimeoutMs: env.DB_IDLE_IN_TRANSACTION_TIMEOUT,
     evaluateConcurrency: env.EVALUATE_CONCURRENCY,
+    evaluateBatchSize: env.EVALUATE_BATCH_SIZE,
     effectsConcurrency: env.EFFECTS_CONCURRENCY,
     outboxPollIntervalMs: env.OUTBOX_POLL_INTERVAL,
     controlPlaneTimeoutMs: env.CONTROL_PLANE_TIMEOUT,

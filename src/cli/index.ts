@@ -9,7 +9,7 @@ import { migrateDatabase } from '../adapters/db/migrate';
 import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
 import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
 import { OutboxRelay } from '../adapters/queue/outbox-relay';
-import { evaluationOptions, QueueSet } from '../adapters/queue/queues';
+import { evaluationBatches, QueueSet } from '../adapters/queue/queues';
 import { parseConfigOrExit, parseDuration, type Config } from '../config';
 import { describeDecision, payEverything, simulate, type ScriptedEvent } from '../domain/simulate';
 import { DAY, HOUR } from '../domain/time';
@@ -90,11 +90,8 @@ async function scan(config: Config, plans: boolean, out: NodeJS.WriteStream): Pr
         const page = await select(database.db, cursor, config.scanPageSize, now, config.rules);
         if (page.length === 0) break;
         await queues.addBulk(
-          'evaluate-account',
-          page.map((accountId) => ({
-            data: { accountId, origin: 'operator:cli' },
-            opts: evaluationOptions(accountId, 'scan'),
-          })),
+          'evaluate-batch',
+          evaluationBatches(page, config.evaluateBatchSize, 'operator:cli'),
         );
         done += page.length;
         bar?.update(done);

@@ -88,6 +88,7 @@ export const JOB_EXAMPLES: Readonly<Record<JobName, Record<string, unknown>>> = 
   'outbox-relay': {},
   prune: {},
   'evaluate-account': { accountId: 'acct-123' },
+  'evaluate-batch': { accountIds: ['acct-123', 'acct-456'] },
   'control-plane': { outboxKey: 'suspend-v1-svc-123-1', confirmAccountId: 'acct-123' },
   'send-notification': { outboxKey: 'notify-v1-acct-123-overdue-reminder-1' },
 };
@@ -99,6 +100,7 @@ const JOB_HINTS: Readonly<Record<JobName, string>> = {
   'outbox-relay': 'Relay pending effects now. No data needed.',
   prune: 'Delete finished rows past their retention now (same as the scheduler). No data needed.',
   'evaluate-account': 'Evaluate one account now: accountId.',
+  'evaluate-batch': 'Evaluate several accounts now, in one transaction: accountIds (1 to 1,000).',
   'control-plane':
     'Run one control-plane effect again: outboxKey of the effect, confirmAccountId = its account.',
   'send-notification': 'Resend one message: outboxKey of the notification.',
@@ -107,6 +109,7 @@ const JOB_HINTS: Readonly<Record<JobName, string>> = {
 /** Fields the form never sets: origin is the operator's name; outboxKey/at belong to the relay. */
 const HIDDEN_FIELDS: Readonly<Partial<Record<JobName, readonly string[]>>> = {
   'evaluate-account': ['origin', 'outboxKey', 'at'],
+  'evaluate-batch': ['origin'],
   'balance-scan': ['origin'],
   'plan-scan': ['origin'],
   'outbox-relay': ['origin'],

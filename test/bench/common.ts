@@ -181,6 +181,15 @@ export interface QueueStat {
 }
 
 /** Counts completed / failed events of the named queues of `prefix`. */
+/** How many units of work a completed job stands for: accounts of an evaluate-batch job, else 1. */
+export function jobWeight(returnvalue: unknown): number {
+  if (typeof returnvalue === 'object' && returnvalue !== null && 'accounts' in returnvalue) {
+    const r = returnvalue as { accounts: unknown; requeued?: unknown };
+    if (typeof r.accounts === 'number') return r.accounts - Number(r.requeued ?? 0);
+  }
+  return 1;
+}
+
 export async function watchQueues(
   prefix: string,
   names: readonly string[],
@@ -204,7 +213,9 @@ export async function watchQueues(
       const now = Date.now();
       if (stat.first === 0) stat.first = now;
       stat.last = now;
-      stat.completed += 1;
+      // A batch evaluation job counts the accounts it evaluated (those it re-queued complete
+      // later as jobs of their own); any other job counts one.
+      stat.completed += jobWeight(returnvalue);
       if (options.keepTimes === true) stat.times.push(now);
       if (options.keepReturnValues?.includes(name) === true) stat.returnValues.push(returnvalue);
     });

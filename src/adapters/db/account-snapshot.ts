@@ -1,4 +1,4 @@
-import { and, asc, eq, gt } from 'drizzle-orm';
+import { and, asc, eq, gt, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import { z } from 'zod';
 import { isCurrencyCode } from '../../domain/money';
 import type { ProtectionQuota } from '../../domain/rules';
@@ -281,36 +281,87 @@ export function mapAccountSnapshot(rows: AccountRows): SnapshotResult {
   }
 }
 
+/** How a batch load takes its row locks: wait for each, or skip those another holds. */
+export type LockMode = 'wait' | 'skip';
+
+export interface LoadedSnapshots {
+  /** Per requested id that was locked or found missing: its snapshot, or why there is none. */
+  readonly results: Map<string, SnapshotResult>;
+  /** Ids another transaction held (`skip` only): not loaded, to evaluate again later. */
+  readonly skipped: readonly string[];
+}
+
+/** `column in (ids)` with the ids as one jsonb parameter: the SQL text is the same for any count. */
+function inIds(column: SQL | SQLWrapper, ids: string): SQL {
+  return sql`${column} in (select jsonb_array_elements_text(${ids}::jsonb))`;
+}
+
 /**
- * Loads everything `decide` needs about one account. Must run inside the transaction that applies
- * the decisions: the account row is locked `FOR UPDATE`, which serialises evaluations of the same
- * account across workers and daemons.
+ * Loads everything `decide` needs about a set of accounts, with five statements whatever their
+ * number (pipelined by postgres.js on one connection). Must run inside the transaction that
+ * applies the decisions: the account rows are locked `FOR UPDATE` in id order (the order every
+ * evaluation takes them in, so two batches never deadlock), which serialises evaluations of the
+ * same account across workers and daemons. With `skip`, accounts another transaction holds are
+ * left out and reported in `skipped` (`FOR UPDATE SKIP LOCKED`).
  *
- * Loads: unpaid bills with a remainder (any due date), all services and studio instances (the
- * domain needs released ones to know a release is final), plans not expired before
+ * Per account: unpaid bills with a remainder (any due date), all services and studio instances
+ * (the domain needs released ones to know a release is final), plans not expired before
  * `now - revertNoticeWindowMs`. Rows come in a stable order (due date / expiry, then id).
  */
-export async function loadAccountSnapshot(
+export async function loadAccountSnapshots(
   tx: Tx,
-  accountId: string,
+  accountIds: readonly string[],
   now: Date,
   options: SnapshotOptions,
-): Promise<SnapshotResult> {
-  if (!ID_RE.test(accountId)) {
-    return {
-      ok: false,
-      code: 'invalid',
-      reason: `account id ${JSON.stringify(accountId)} must match ${ID_PATTERN}`,
-    };
+  lock: LockMode,
+): Promise<LoadedSnapshots> {
+  const results = new Map<string, SnapshotResult>();
+  const valid: string[] = [];
+  for (const accountId of new Set(accountIds)) {
+    if (ID_RE.test(accountId)) valid.push(accountId);
+    else {
+      results.set(accountId, {
+        ok: false,
+        code: 'invalid',
+        reason: `account id ${JSON.stringify(accountId)} must match ${ID_PATTERN}`,
+      });
+    }
   }
-  const [account] = await tx
+  if (valid.length === 0) return { results, skipped: [] };
+  const ids = JSON.stringify(valid);
+  const accountRows = await tx
     .select()
     .from(accounts)
-    .where(eq(accounts.id, accountId))
-    .for('update');
-  if (account === undefined) {
-    return { ok: false, code: 'not-found', reason: `account ${accountId} not found` };
+    .where(inIds(accounts.id, ids))
+    .orderBy(asc(accounts.id))
+    .for('update', lock === 'skip' ? { skipLocked: true } : {});
+  const locked = new Set(accountRows.map((a) => a.id));
+  let skipped: string[] = [];
+  const absent = valid.filter((accountId) => !locked.has(accountId));
+  if (absent.length > 0) {
+    const present =
+      lock === 'skip'
+        ? new Set(
+            (
+              await tx
+                .select({ id: accounts.id })
+                .from(accounts)
+                .where(inIds(accounts.id, JSON.stringify(absent)))
+            ).map((a) => a.id),
+          )
+        : new Set<string>();
+    skipped = absent.filter((accountId) => present.has(accountId));
+    for (const accountId of absent) {
+      if (present.has(accountId)) continue;
+      results.set(accountId, {
+        ok: false,
+        code: 'not-found',
+        reason: `account ${accountId} not found`,
+      });
+    }
   }
+  if (accountRows.length === 0) return { results, skipped };
+  const lockedIds = JSON.stringify([...locked]);
   const oldestExpiry = new Date(now.getTime() - options.revertNoticeWindowMs);
   // Issued together: on one connection postgres.js pipelines them (one round trip, not four).
   const [billRows, serviceRows, studioRows, planRows] = await Promise.all([
@@ -319,32 +370,74 @@ export async function loadAccountSnapshot(
       .from(bills)
       .where(
         and(
-          eq(bills.accountId, accountId),
+          inIds(bills.accountId, lockedIds),
           eq(bills.status, 'unpaid'),
           gt(bills.amountMinor, bills.paidMinor),
         ),
       )
       .orderBy(asc(bills.dueAt), asc(bills.id)),
-    tx.select().from(services).where(eq(services.accountId, accountId)).orderBy(asc(services.id)),
+    tx
+      .select()
+      .from(services)
+      .where(inIds(services.accountId, lockedIds))
+      .orderBy(asc(services.id)),
     tx
       .select()
       .from(studioInstances)
-      .where(eq(studioInstances.accountId, accountId))
+      .where(inIds(studioInstances.accountId, lockedIds))
       .orderBy(asc(studioInstances.id)),
     tx
       .select()
       .from(resourcePlans)
-      .where(and(eq(resourcePlans.accountId, accountId), gt(resourcePlans.expiresAt, oldestExpiry)))
+      .where(
+        and(inIds(resourcePlans.accountId, lockedIds), gt(resourcePlans.expiresAt, oldestExpiry)),
+      )
       .orderBy(asc(resourcePlans.expiresAt), asc(resourcePlans.id)),
   ]);
-  const mapped = mapAccountSnapshot({
-    account,
-    bills: billRows,
-    services: serviceRows,
-    studioInstances: studioRows,
-    plans: planRows,
-  });
-  return mapped.ok
-    ? { ...mapped, contacts: { email: account.email, phone: account.phone } }
-    : mapped;
+  const billsOf = groupBy(billRows);
+  const servicesOf = groupBy(serviceRows);
+  const studiosOf = groupBy(studioRows);
+  const plansOf = groupBy(planRows);
+  for (const account of accountRows) {
+    const mapped = mapAccountSnapshot({
+      account,
+      bills: billsOf.get(account.id) ?? [],
+      services: servicesOf.get(account.id) ?? [],
+      studioInstances: studiosOf.get(account.id) ?? [],
+      plans: plansOf.get(account.id) ?? [],
+    });
+    results.set(
+      account.id,
+      mapped.ok ? { ...mapped, contacts: { email: account.email, phone: account.phone } } : mapped,
+    );
+  }
+  return { results, skipped };
+}
+
+/** Rows by account id, each group in the order the rows came. */
+function groupBy<R extends { accountId: string }>(rows: readonly R[]): Map<string, R[]> {
+  const groups = new Map<string, R[]>();
+  for (const row of rows) {
+    const group = groups.get(row.accountId);
+    if (group) group.push(row);
+    else groups.set(row.accountId, [row]);
+  }
+  return groups;
+}
+
+/** One account's snapshot, its row locked (waiting for the lock): see loadAccountSnapshots. */
+export async function loadAccountSnapshot(
+  tx: Tx,
+  accountId: string,
+  now: Date,
+  options: SnapshotOptions,
+): Promise<SnapshotResult> {
+  const { results } = await loadAccountSnapshots(tx, [accountId], now, options, 'wait');
+  return (
+    results.get(accountId) ?? {
+      ok: false,
+      code: 'not-found',
+      reason: `account ${accountId} not found`,
+    }
+  );
 }

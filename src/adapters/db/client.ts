@@ -63,6 +63,11 @@ export interface DbOptions {
    * statements have none.
    */
   readonly responseTimeoutMs?: number | null;
+  /**
+   * Named prepared statements, one per statement text and connection (postgres.js's default).
+   * false behind a pooler in transaction mode (PgBouncer). Default true.
+   */
+  readonly prepare?: boolean;
 }
 
 /**
@@ -76,10 +81,14 @@ const RESPONSE_TIMEOUT_MARGIN_MS = 30_000;
 
 /** The pool the settings describe (DB_POOL_SIZE, DB_STATEMENT_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT). */
 export function dbOptions(
-  config: Pick<Config, 'dbPoolSize' | 'dbStatementTimeoutMs' | 'dbIdleInTransactionTimeoutMs'>,
+  config: Pick<
+    Config,
+    'dbPoolSize' | 'dbPrepare' | 'dbStatementTimeoutMs' | 'dbIdleInTransactionTimeoutMs'
+  >,
 ): DbOptions {
   return {
     poolSize: config.dbPoolSize,
+    prepare: config.dbPrepare,
     statementTimeoutMs: config.dbStatementTimeoutMs ?? 0,
     idleInTransactionTimeoutMs: config.dbIdleInTransactionTimeoutMs ?? 0,
   };
@@ -122,6 +131,7 @@ export async function createDb(
         : null;
   const client = postgres(url, {
     max: options.poolSize ?? 10,
+    prepare: options.prepare ?? true,
     /** Seconds before an idle connection is closed. */
     idle_timeout: 30,
     /** Seconds to wait for a connection before the query fails. */

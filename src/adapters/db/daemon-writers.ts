@@ -1,6 +1,6 @@
+import { sql } from 'drizzle-orm';
 import type { Channel } from '../../domain/snapshot';
-import type { Db } from './client';
-import { enforcementEvents, notifications, outbox } from './schema';
+import { queryRows, type Db } from './client';
 
 /**
  * Inserts the daemon makes in the transaction that applies a decision. Each is idempotent on its
@@ -23,23 +23,19 @@ export interface EventInput {
 /** The row an event becomes (defaults: no episode, empty detail, actor 'daemon'). */
 function eventRow(event: EventInput) {
   return {
-    accountId: event.accountId,
+    account_id: event.accountId,
     kind: event.kind,
-    episodeSeq: event.episodeSeq ?? null,
+    episode_seq: event.episodeSeq ?? null,
     detail: event.detail ?? {},
     actor: event.actor ?? 'daemon',
-    idempotencyKey: event.idempotencyKey ?? null,
+    idempotency_key: event.idempotencyKey ?? null,
   };
 }
 
 /** Appends an audit event. Returns its id, or null when its idempotency key was already used. */
 export async function appendEvent(db: Db, event: EventInput): Promise<number | null> {
-  const rows = await db
-    .insert(enforcementEvents)
-    .values(eventRow(event))
-    .onConflictDoNothing({ target: enforcementEvents.idempotencyKey })
-    .returning({ id: enforcementEvents.id });
-  return rows[0]?.id ?? null;
+  const [id] = await insertEvents(db, [event]);
+  return id ?? null;
 }
 
 export interface OutboxInput {
@@ -78,19 +74,33 @@ export async function insertNotification(db: Db, message: NotificationInput): Pr
 }
 
 /*
- * Many rows in one statement each: an evaluation writes its events, messages and effects with
- * three round trips instead of one per row. Same idempotency as the single-row writers.
+ * Many rows in one statement each, and the statement's text does not depend on how many: the rows
+ * travel as one jsonb parameter (`jsonb_to_recordset`), so PostgreSQL (and postgres.js, which
+ * prepares each text once per connection) sees one statement shape whatever the batch size. An
+ * evaluation of one account or of a page of accounts writes its events, messages and effects with
+ * three statements. Same idempotency as the single-row writers.
  */
 
 /** Appends audit events; returns how many were new. */
 export async function appendEvents(db: Db, events: readonly EventInput[]): Promise<number> {
-  if (events.length === 0) return 0;
-  const rows = await db
-    .insert(enforcementEvents)
-    .values(events.map(eventRow))
-    .onConflictDoNothing({ target: enforcementEvents.idempotencyKey })
-    .returning({ id: enforcementEvents.id });
-  return rows.length;
+  return (await insertEvents(db, events)).length;
+}
+
+/** The ids of the events inserted (an event whose key was already used is not). */
+async function insertEvents(db: Db, events: readonly EventInput[]): Promise<number[]> {
+  if (events.length === 0) return [];
+  const rows = await queryRows<{ id: string }>(
+    db,
+    sql`
+    insert into enforcement_events (account_id, kind, episode_seq, detail, actor, idempotency_key)
+    select r.account_id, r.kind, r.episode_seq, r.detail, r.actor, r.idempotency_key
+      from jsonb_to_recordset(${JSON.stringify(events.map(eventRow))}::jsonb)
+           as r(account_id text, kind text, episode_seq integer, detail jsonb, actor text,
+                idempotency_key text)
+    on conflict (idempotency_key) do nothing
+    returning id`,
+  );
+  return rows.map((r) => Number(r.id));
 }
 
 /** Queues effects; returns the keys that were new (an existing key is left as it is). */
@@ -99,19 +109,25 @@ export async function insertOutboxRows(
   entries: readonly OutboxInput[],
 ): Promise<Set<string>> {
   if (entries.length === 0) return new Set();
-  const rows = await db
-    .insert(outbox)
-    .values(
-      entries.map((entry) => ({
-        idempotencyKey: entry.idempotencyKey,
-        kind: entry.kind,
-        accountId: entry.accountId,
-        payload: entry.payload,
-        ...(entry.availableAt === undefined ? {} : { availableAt: entry.availableAt }),
-      })),
-    )
-    .onConflictDoNothing({ target: outbox.idempotencyKey })
-    .returning({ key: outbox.idempotencyKey });
+  const rows = await queryRows<{ key: string }>(
+    db,
+    sql`
+    insert into outbox (idempotency_key, kind, account_id, payload, available_at)
+    select r.idempotency_key, r.kind, r.account_id, r.payload, coalesce(r.available_at, now())
+      from jsonb_to_recordset(${JSON.stringify(
+        entries.map((entry) => ({
+          idempotency_key: entry.idempotencyKey,
+          kind: entry.kind,
+          account_id: entry.accountId,
+          payload: entry.payload,
+          available_at: entry.availableAt?.toISOString() ?? null,
+        })),
+      )}::jsonb)
+           as r(idempotency_key text, kind text, account_id text, payload jsonb,
+                available_at timestamptz)
+    on conflict (idempotency_key) do nothing
+    returning idempotency_key as key`,
+  );
   return new Set(rows.map((r) => r.key));
 }
 
@@ -121,21 +137,29 @@ export async function insertNotifications(
   messages: readonly NotificationInput[],
 ): Promise<Set<string>> {
   if (messages.length === 0) return new Set();
-  const rows = await db
-    .insert(notifications)
-    .values(
-      messages.map((message) => ({
-        dedupeKey: message.dedupeKey,
-        accountId: message.accountId,
-        channel: message.channel,
-        template: message.template,
-        locale: message.locale,
-        recipient: message.recipient,
-        params: message.params,
-        ...(message.notBefore === undefined ? {} : { notBefore: message.notBefore }),
-      })),
-    )
-    .onConflictDoNothing({ target: notifications.dedupeKey })
-    .returning({ key: notifications.dedupeKey });
+  const rows = await queryRows<{ key: string }>(
+    db,
+    sql`
+    insert into notifications (dedupe_key, account_id, channel, template, locale, recipient,
+                               params, not_before)
+    select r.dedupe_key, r.account_id, r.channel, r.template, r.locale, r.recipient, r.params,
+           coalesce(r.not_before, now())
+      from jsonb_to_recordset(${JSON.stringify(
+        messages.map((message) => ({
+          dedupe_key: message.dedupeKey,
+          account_id: message.accountId,
+          channel: message.channel,
+          template: message.template,
+          locale: message.locale,
+          recipient: message.recipient,
+          params: message.params,
+          not_before: message.notBefore?.toISOString() ?? null,
+        })),
+      )}::jsonb)
+           as r(dedupe_key text, account_id text, channel text, template text, locale text,
+                recipient text, params jsonb, not_before timestamptz)
+    on conflict (dedupe_key) do nothing
+    returning dedupe_key as key`,
+  );
   return new Set(rows.map((r) => r.key));
 }

@@ -4,10 +4,11 @@ import type { Decision } from '../../domain/decisions';
 import { keys } from '../../domain/keys';
 import type { RuleSettings } from '../../domain/rules';
 import type { Clock } from '../clock/clock';
-import { loadAccountSnapshot } from './account-snapshot';
-import { applyDecisions } from './apply-decisions';
+import { loadAccountSnapshots, type LockMode } from './account-snapshot';
+import { applyWrites, planWrites, type AccountWrites } from './apply-decisions';
 import type { Db, Tx } from './client';
-import { appendEvent } from './daemon-writers';
+import type { EventInput } from './daemon-writers';
+import { appendEvents } from './daemon-writers';
 
 export type EvaluationOutcome =
   | {
@@ -18,6 +19,24 @@ export type EvaluationOutcome =
   | { readonly status: 'not-found' }
   | { readonly status: 'invalid'; readonly reason: string };
 
+/** An account's outcome in a batch: also the two that ask for another evaluation. */
+export type BatchOutcome =
+  | EvaluationOutcome
+  /** Another transaction held the account's row (`skip` only): evaluate it again later. */
+  | { readonly status: 'skipped' }
+  /**
+   * Writing this account's decisions failed when it was evaluated on its own (after the batch
+   * failed): evaluate it again on its own, where the error is retried and reported as usual.
+   */
+  | { readonly status: 'failed'; readonly error: string };
+
+/** One account to evaluate, and who the event log names for it. */
+export interface EvaluationRequest {
+  readonly accountId: string;
+  /** 'daemon', or the operator who asked. */
+  readonly actor: string;
+}
+
 /**
  * Marks the transaction as the daemon's, so the NOTIFY triggers (migration 0002) stay quiet about
  * the daemon's own writes and an evaluation never wakes itself.
@@ -27,10 +46,46 @@ export async function markDaemonTransaction(tx: Tx): Promise<void> {
 }
 
 /**
- * One evaluation, in one transaction: lock the account, load its snapshot, decide, write state
- * changes, events and outbox rows, commit. Evaluations of one account serialize on the row lock,
- * so two daemons evaluating the same account at once decide one after the other.
+ * Evaluates a batch of accounts in one transaction: lock them (in id order; with `skip`, those
+ * another evaluation holds are left out and answered `skipped`), load every snapshot with five
+ * statements, call the pure `decide` per account, and write all state changes, events, messages
+ * and outbox rows with a fixed set of statements (apply-decisions.ts). Commit.
+ *
+ * A row the billing system wrote that breaks the contract makes that account `invalid` (an event
+ * says why) and the others go on. A statement that fails for the batch (a constraint the data
+ * breaks in a way validation did not foresee) rolls the batch back; each account is then
+ * evaluated on its own, so one bad account fails alone.
  */
+export async function evaluateBatch(
+  db: Db,
+  requests: readonly EvaluationRequest[],
+  clock: Clock,
+  rules: RuleSettings,
+  lock: LockMode,
+): Promise<Map<string, BatchOutcome>> {
+  if (requests.length === 0) return new Map();
+  try {
+    return await evaluateInOneTransaction(db, requests, clock, rules, lock);
+  } catch (error) {
+    if (requests.length === 1 || !isDataError(error)) throw error;
+    const outcomes = new Map<string, BatchOutcome>();
+    for (const request of requests) {
+      try {
+        const one = await evaluateInOneTransaction(db, [request], clock, rules, lock);
+        for (const [id, outcome] of one) outcomes.set(id, outcome);
+      } catch (single) {
+        if (!isDataError(single)) throw single;
+        outcomes.set(request.accountId, {
+          status: 'failed',
+          error: `writing its decisions failed (SQLSTATE ${dataErrorCode(single)})`,
+        });
+      }
+    }
+    return outcomes;
+  }
+}
+
+/** Evaluates one account, waiting for its row lock. */
 export async function evaluateAccount(
   db: Db,
   accountId: string,
@@ -38,37 +93,105 @@ export async function evaluateAccount(
   rules: RuleSettings,
   actor: string,
 ): Promise<EvaluationOutcome> {
+  const outcome = (await evaluateBatch(db, [{ accountId, actor }], clock, rules, 'wait')).get(
+    accountId,
+  );
+  // One account waiting for its lock is never skipped, and a failure alone is thrown.
+  if (outcome === undefined || outcome.status === 'skipped' || outcome.status === 'failed') {
+    throw new Error(`evaluation of ${accountId} ended without an outcome`);
+  }
+  return outcome;
+}
+
+async function evaluateInOneTransaction(
+  db: Db,
+  requests: readonly EvaluationRequest[],
+  clock: Clock,
+  rules: RuleSettings,
+  lock: LockMode,
+): Promise<Map<string, BatchOutcome>> {
+  const actorOf = new Map<string, string>();
+  for (const r of requests) {
+    // An operator's request names the operator even when the daemon also asked.
+    if (!actorOf.has(r.accountId) || r.actor !== 'daemon') actorOf.set(r.accountId, r.actor);
+  }
   return db.transaction(async (tx) => {
     await markDaemonTransaction(tx);
-    const loaded = await loadAccountSnapshot(tx, accountId, clock.now(), {
-      revertNoticeWindowMs: rules.revertNoticeWindowMs,
-    });
-    if (!loaded.ok) {
-      if (loaded.code === 'not-found') return { status: 'not-found' } as const;
-      // A row the billing system wrote breaks the contract: say why, once per reason, and skip.
-      await appendEvent(tx, {
-        accountId,
-        kind: 'invalid-snapshot',
-        detail: { reason: loaded.reason },
-        actor,
-        idempotencyKey: keys.invalid(accountId, reasonCode(loaded.reason)),
-      });
-      return { status: 'invalid', reason: loaded.reason } as const;
-    }
-    // The clock is read after the row lock is held: a wait for the lock does not age `now`.
+    const loaded = await loadAccountSnapshots(
+      tx,
+      [...actorOf.keys()].sort(),
+      clock.now(),
+      { revertNoticeWindowMs: rules.revertNoticeWindowMs },
+      lock,
+    );
+    // The clock is read after the row locks are held: a wait for a lock does not age `now`.
     const now = clock.now();
-    const decisions = decide(loaded.snapshot, now, rules);
-    const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
-    const summary = await applyDecisions(tx, loaded.snapshot, decisions, now, {
-      rules,
-      actor,
-      ...(loaded.contacts ? { contacts: loaded.contacts } : {}),
-    });
-    if (invalid?.kind === 'invalid-snapshot') {
-      return { status: 'invalid', reason: invalid.reason } as const;
+    const outcomes = new Map<string, BatchOutcome>();
+    for (const id of loaded.skipped) outcomes.set(id, { status: 'skipped' });
+    const plans: AccountWrites[] = [];
+    const invalidEvents: EventInput[] = [];
+    const decided = new Map<string, readonly Decision[]>();
+    for (const [accountId, result] of loaded.results) {
+      const actor = actorOf.get(accountId) ?? 'daemon';
+      if (!result.ok) {
+        if (result.code === 'not-found') {
+          outcomes.set(accountId, { status: 'not-found' });
+          continue;
+        }
+        // A row the billing system wrote breaks the contract: say why, once per reason, and skip.
+        invalidEvents.push({
+          accountId,
+          kind: 'invalid-snapshot',
+          detail: { reason: result.reason },
+          actor,
+          idempotencyKey: keys.invalid(accountId, reasonCode(result.reason)),
+        });
+        outcomes.set(accountId, { status: 'invalid', reason: result.reason });
+        continue;
+      }
+      const decisions = decide(result.snapshot, now, rules);
+      decided.set(accountId, decisions);
+      plans.push(
+        planWrites(result.snapshot, decisions, now, {
+          rules,
+          actor,
+          contacts: result.contacts ?? { email: null, phone: null },
+        }),
+      );
     }
-    return { status: 'evaluated', decisions, newEffects: summary.newEffects } as const;
+    await appendEvents(tx, invalidEvents);
+    const summary = await applyWrites(tx, plans, now);
+    for (const [accountId, decisions] of decided) {
+      const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
+      outcomes.set(
+        accountId,
+        invalid?.kind === 'invalid-snapshot'
+          ? { status: 'invalid', reason: invalid.reason }
+          : {
+              status: 'evaluated',
+              decisions,
+              newEffects: summary.newEffects.get(accountId) ?? 0,
+            },
+      );
+    }
+    return outcomes;
   });
+}
+
+/** SQLSTATE classes of errors the data causes (22 data exception, 23 integrity constraint). */
+function isDataError(error: unknown): boolean {
+  const code = dataErrorCode(error);
+  return code.startsWith('22') || code.startsWith('23');
+}
+
+function dataErrorCode(error: unknown): string {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return '';
 }
 
 /** A short stable code for an invalid-row reason (its first words), safe in a key. */

@@ -49,6 +49,18 @@ export const catalog = {
     attempts: 8,
     backoffMs: 500,
   },
+  'evaluate-batch': {
+    queue: QUEUES.evaluate,
+    payload: z
+      .object({
+        /** A page of a scan's candidates, evaluated in one transaction (EVALUATE_BATCH_SIZE). */
+        accountIds: z.array(id).min(1).max(1_000),
+        origin,
+      })
+      .strict(),
+    attempts: 8,
+    backoffMs: 500,
+  },
   prune: {
     queue: QUEUES.scan,
     payload: z.object({ origin }).strict(),

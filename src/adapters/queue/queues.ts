@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { catalog, QUEUES, type JobInput, type JobName, type QueueName } from './catalog';
@@ -115,4 +116,26 @@ export function evaluationOptions(accountId: string, mode: 'event' | 'scan'): Jo
       ...(mode === 'event' ? { keepLastIfActive: true } : {}),
     },
   };
+}
+
+/**
+ * A scan's candidates as `evaluate-batch` jobs of at most `batchSize` accounts each, in the
+ * order given (id order), at scan priority. A page already waiting (the same ids from an earlier
+ * scan) is not added twice.
+ */
+export function evaluationBatches(
+  accountIds: readonly string[],
+  batchSize: number,
+  origin: string,
+): { data: { accountIds: string[]; origin: string }; opts: JobsOptions }[] {
+  const jobs = [];
+  for (let i = 0; i < accountIds.length; i += batchSize) {
+    const page = accountIds.slice(i, i + batchSize);
+    const digest = createHash('sha1').update(page.join(',')).digest('hex');
+    jobs.push({
+      data: { accountIds: page, origin },
+      opts: { priority: SCAN_PRIORITY, deduplication: { id: `eval-page-${digest}` } },
+    });
+  }
+  return jobs;
 }
