@@ -625,6 +625,7 @@ async function daemonPhase(
       completed: number;
       failed: number;
       first: number;
+      firstActive: number;
       last: number;
       cpu: number;
     } | null = null;
@@ -686,7 +687,9 @@ async function daemonPhase(
     const ev = evalWindow ?? { ...events.get('evaluate')!, cpu: cpuSeconds(pid) };
     const daemonCpuAfterEval = ev.cpu;
     const ef = events.get('effects')!;
-    const evalSpanS = (ev.last - ev.first) / 1000;
+    // From the first evaluation job taken to the last one finished (a batch job's own time
+    // counts).
+    const evalSpanS = (ev.last - (ev.firstActive || ev.first)) / 1000;
     const hwmAfterEval = Math.max(...mem.map((m) => m.hwmKb));
     const [state] = await sql<Record<string, string>[]>`
       select count(*) filter (where enforcement_state = 'suspended') as suspended,
@@ -708,7 +711,7 @@ async function daemonPhase(
       effects: {
         completed: ef.completed,
         failed: ef.failed,
-        perSecond: round(ef.completed / ((ef.last - ef.first) / 1000)),
+        perSecond: round(ef.completed / ((ef.last - (ef.firstActive || ef.first)) / 1000)),
         controlPlaneCalls: cp.calls.length,
       },
       accountStates: { suspended: Number(state?.suspended), protected: Number(state?.protected) },
