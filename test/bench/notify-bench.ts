@@ -65,6 +65,8 @@ export interface PhaseResult {
   failed: number;
   seconds: number;
   perSecond: number;
+  /** CPU (user + system) of this process, the sender, per message, ms. */
+  cpuMsPerMessage: number;
 }
 
 export interface NotifyBenchResult {
@@ -194,6 +196,7 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
       }
     }
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     const workers = (['email', 'sms'] as const).map((channel) => {
       const limiter = notifyWorkerLimiter(config, channel);
       const worker = new Worker(`${notifyQueueNameFor(channel)}-${label}`, handler, {
@@ -225,6 +228,7 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
       }, 50);
     });
     const seconds = (performance.now() - t0) / 1_000;
+    const cpu = process.cpuUsage(cpu0);
     await Promise.all(workers.map((w) => w.close()));
     for (const q of queues.values()) {
       await q.obliterate({ force: true });
@@ -237,9 +241,10 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
       failed,
       seconds: Math.round(seconds * 100) / 100,
       perSecond: Math.round(total / seconds),
+      cpuMsPerMessage: Math.round((cpu.user + cpu.system) / 10 / total) / 100,
     };
     o.print(
-      `${label}: ${total} messages (${result.email} email, ${result.sms} SMS, ${failed} failed) in ${seconds.toFixed(2)} s = ${result.perSecond} messages/s`,
+      `${label}: ${total} messages (${result.email} email, ${result.sms} SMS, ${failed} failed) in ${seconds.toFixed(2)} s = ${result.perSecond} messages/s, sender CPU ${result.cpuMsPerMessage} ms/message`,
     );
     return { started, result };
   }
