@@ -148,7 +148,7 @@ export interface ClaimRequest {
  * its `leaseMs` on the database's clock; tells whether an earlier attempt may have handed the
  * message over already (the row was `sending` without a provider id). One statement for all the
  * requests (rows locked in id order, so two batches never deadlock); one result per request, in
- * order. Two requests for the same row: only one takes it (its token is the one written).
+ * order. Two requests for the same row: the first takes it, the other is told `changed`.
  */
 export async function claimNotifications(
   db: Db,
@@ -176,8 +176,8 @@ export async function claimNotifications(
     db,
     sql`
     with x as (
-      select * from jsonb_to_recordset(${input}::jsonb)
-        as x(id bigint, token text, at timestamptz, lease_ms integer)
+      select * from rows from (jsonb_to_recordset(${input}::jsonb)
+        as (id bigint, token text, at timestamptz, lease_ms integer)) with ordinality as x
     ),
     prev as (
       select n.id, n.status, n.claim_expires_at
@@ -194,7 +194,7 @@ export async function claimNotifications(
              claim_token = x.token,
              claim_expires_at = clock_timestamp() + x.lease_ms * interval '1 millisecond',
              updated_at = now()
-        from prev, (select distinct on (id) * from x order by id) x
+        from prev, (select distinct on (id) * from x order by id, ordinality) x
        where n.id = prev.id and x.id = prev.id
          and (prev.status = 'pending'
               or (prev.status = 'sending'
