@@ -15,6 +15,7 @@ import {
   notifyBackoffStrategy,
   notifyJobOptions,
   notifyQueueNameFor,
+  notifyWorkerLimiter,
 } from '../../src/adapters/queue/notify-wiring';
 import { loadConfig, type Config } from '../../src/config';
 import type { Channel } from '../../src/domain/snapshot';
@@ -106,6 +107,12 @@ beforeAll(async () => {
   t = await createTestDatabase();
   sink = await createSmtpSink({ parse: false });
   fake = await createFakeTwilio();
+  config = configWith({});
+  ports = createNotifyPorts(config, logger);
+  connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+});
+
+function configWith(env: Record<string, string>): Config {
   const result = loadConfig({
     SMTP_URL: sink.url,
     MAIL_FROM: FROM,
@@ -118,12 +125,11 @@ beforeAll(async () => {
     EMAIL_RATE_LIMIT: 'off',
     SMS_RATE_LIMIT: 'off',
     NOTIFY_CONCURRENCY: '16',
+    ...env,
   });
   if (!result.ok) throw new Error(JSON.stringify(result.problems));
-  config = result.config;
-  ports = createNotifyPorts(config, logger);
-  connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-});
+  return result.config;
+}
 
 afterAll(async () => {
   connection.disconnect();
@@ -303,5 +309,66 @@ describe('concurrent sends sharing statements', () => {
       await queue.obliterate({ force: true });
       await queue.close();
     }
+  });
+
+  it("holds the channel's rate limit across two senders sharing its queue", async () => {
+    const limited = configWith({ EMAIL_RATE_LIMIT: '10' });
+    const limiter = notifyWorkerLimiter(limited, 'email');
+    expect(limiter).toEqual({ max: 10, duration: 1_000 });
+    const keys = await insertMessages('limit', 40, 'email');
+    const name = `${notifyQueueNameFor('email')}-limit`;
+    const queue = new Queue(name, { connection, prefix });
+    await queue.addBulk(
+      keys.map((key) => ({
+        name: 'send-notification',
+        data: { outboxKey: key },
+        opts: { ...notifyJobOptions(), jobId: key },
+      })),
+    );
+    const starts: number[] = [];
+    let finished = 0;
+    // Two daemons: each its own handler (and statement batches), worker and Redis connection.
+    const daemons = [0, 1].map(() => {
+      const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+      const handler = createSendNotificationHandler({
+        db: t.db,
+        config: limited,
+        logger,
+        clock: systemClock,
+        ports,
+        requestRelay: () => undefined,
+      });
+      const worker = new Worker(name, handler, {
+        connection: redis,
+        prefix,
+        concurrency: limited.notify.concurrency,
+        limiter,
+        settings: { backoffStrategy: notifyBackoffStrategy },
+      });
+      worker.on('active', () => starts.push(performance.now()));
+      worker.on('completed', () => (finished += 1));
+      worker.on('failed', () => (finished += 1));
+      return { redis, worker };
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (finished < keys.length && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    } finally {
+      for (const d of daemons) {
+        await d.worker.close();
+        d.redis.disconnect();
+      }
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+    expect(finished).toBe(keys.length);
+    // The limiter admits 10 starts per 1 s window across both workers: starts spanning S s fall
+    // in at most S + 1 windows (test/bench/notify-bench.ts counts the same way).
+    const span = ((starts[starts.length - 1] ?? 0) - (starts[0] ?? 0)) / 1_000;
+    expect(starts).toHaveLength(keys.length);
+    expect(keys.length / (span + 1)).toBeLessThanOrEqual(10 * 1.05);
+    for (const key of keys) expect((await rowOf(key)).status).toBe('sent');
   });
 });
