@@ -2,17 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Clock } from '../src/adapters/clock/clock';
 import type { Db } from '../src/adapters/db/client';
+import { createNotificationBatches } from '../src/adapters/db/notification-batches';
 import {
-  claimNotification,
   failNotification,
-  loadForSend,
-  markSent,
   recheckForSend,
   releaseAfterTransient,
 } from '../src/adapters/db/notification-store';
 import { settleOutbox, type FinalStatus } from '../src/adapters/db/outbox-store';
 import { persistWithin } from '../src/adapters/db/persist-within';
-import { applyEarlyCallbacks } from '../src/adapters/db/sms-callback-store';
 import { deliver } from '../src/adapters/notify/deliver';
 import type { NotifyPorts, SendOutcome } from '../src/adapters/notify/index';
 import { InvalidPayloadError, parsePayload } from '../src/adapters/queue/catalog';
@@ -33,7 +30,9 @@ import { toJobError } from './context';
  * send-notification: delivers one `notifications` row, once (the row, not Redis, is the
  * authority): re-checked while pending, claimed under a lease, handed to the provider, recorded
  * `sent` (src/adapters/db/notification-store.ts). Transient errors → a plain Error (BullMQ
- * retries); permanent or given up → failed with one fallback, and UnrecoverableError.
+ * retries); permanent or given up → failed with one fallback, and UnrecoverableError. One job
+ * per message; the load, claim and record of the jobs running at the same time share statements
+ * (src/adapters/db/notification-batches.ts).
  */
 export interface SendNotificationDeps {
   readonly db: Db;
@@ -58,6 +57,7 @@ export function createSendNotificationHandler(
   const leaseMs = config.notify.timeoutMs + 20_000; // an attempt's lease: NOTIFY_TIMEOUT + 20 s
   const settle = (key: string, status: FinalStatus, reason: string | null) =>
     settleOutbox(db, key, { status, reason });
+  const batches = createNotificationBatches(db, config.rules.lowBalanceThresholdMinor);
 
   // What is thrown becomes the job's failedReason: described without personal data.
   return async function sendNotification(job: Job, token?: string): Promise<void> {
@@ -84,12 +84,12 @@ export function createSendNotificationHandler(
       throw error;
     }
     const ctx = { key: outboxKey, jobId: job.id, attempt: job.attemptsMade + 1 };
-    const loaded = await loadForSend(db, outboxKey);
+    const loaded = await batches.load(outboxKey);
     if (loaded === null) {
       await settle(outboxKey, 'failed', 'no notification row with this key');
       throw new UnrecoverableError(`no notification with dedupe key ${outboxKey}`);
     }
-    const { row, contact } = loaded;
+    const { row, contact, recheck } = loaded;
     if (isFinalNotification(row.status)) {
       await settle(outboxKey, outboxStatusOf(row.status), null);
       logger.debug({ ...ctx, status: row.status }, 'already final; nothing sent');
@@ -106,11 +106,7 @@ export function createSendNotificationHandler(
     // Still true? Re-checked on every attempt on a pending row (a `sending` row may be at the
     // provider already: it is reconciled, not superseded).
     if (row.status === 'pending') {
-      const { result, others } = await recheckForSend(
-        db,
-        row.id,
-        config.rules.lowBalanceThresholdMinor,
-      );
+      const { result, others } = await recheckForSend(db, row.id, recheck);
       for (const o of others) logger.info({ ...ctx, other: o.key, reason: o.reason }, 'superseded');
       if (result.kind === 'superseded') {
         logger.info({ ...ctx, template: row.template, reason: result.reason }, 'superseded');
@@ -129,7 +125,7 @@ export function createSendNotificationHandler(
       const message = renderOrFail({ template, locale, params, timeZone: zone, topUpUrl });
       const claimToken = randomUUID();
       const claimedAt = Date.now();
-      const claim = await claimNotification(db, row.id, claimToken, now, leaseMs);
+      const claim = await batches.claim({ id: row.id, claimToken, now, leaseMs });
       if (claim.kind === 'final') {
         await settle(outboxKey, outboxStatusOf(claim.status), null);
         logger.debug({ ...ctx, status: claim.status }, 'finished elsewhere; nothing sent');
@@ -158,15 +154,19 @@ export function createSendNotificationHandler(
       const outcome = await deliver(ports, delivery, opts, logger, ctx);
       deps.onOutcome?.(channel, outcome);
       if (outcome.ok) {
-        // Committed on its own first, and waited for while the lease lasts: the provider has the
-        // message now, so a retry must find it `sent` rather than send it again.
-        await persistWithin(claimedAt + leaseMs - 5_000, () =>
-          markSent(db, row.id, claimToken, outcome.provider, outcome.messageId),
+        // Recorded at once (with its outbox row), and waited for while the lease lasts: the
+        // provider has the message now, so a retry must find it `sent` rather than send it again.
+        const { provider, messageId } = outcome;
+        const recorded = await persistWithin(claimedAt + leaseMs - 5_000, () =>
+          batches.markSent({ id: row.id, claimToken, provider, messageId }),
         );
+        if (!recorded) {
+          logger.warn({ ...ctx, channel }, 'lease lost before the send was recorded; not recorded');
+          return;
+        }
         // A delivery callback that came before this update was kept: apply it now.
-        if (channel === 'sms') await applyEarlyCallbacks(db, outcome.provider, [outcome.messageId]);
-        await settle(outboxKey, 'done', null);
-        logger.debug({ ...ctx, channel, provider: outcome.provider }, 'sent');
+        if (channel === 'sms') await batches.applyEarlyCallbacks(provider, messageId);
+        logger.debug({ ...ctx, channel, provider }, 'sent');
         return;
       }
       if (outcome.permanent) throw new PermanentFailure(outcome.code, outcome.reason, outcome.mark);

@@ -712,9 +712,12 @@ const SETTINGS = {
       'Deadline of one control-plane request (duration); a timeout is retried with the same key.',
     ],
   }),
-  NOTIFY_CONCURRENCY: required(intInRange(1, 256), '32', {
+  NOTIFY_CONCURRENCY: required(intInRange(1, 256), '64', {
     section: 'Policy defaults (rule ids refer to the README)',
-    doc: ['Notification jobs one daemon runs at once, per channel (1..256).'],
+    doc: [
+      'Notification jobs one daemon runs at once, per channel (1..256); also the SMTP connections',
+      'it keeps open. 2 × 64 in flight carry 1,000 messages/s while a message takes up to 128 ms.',
+    ],
   }),
   NOTIFY_TIMEOUT: required(positiveDuration, '10s', {
     section: 'Policy defaults (rule ids refer to the README)',

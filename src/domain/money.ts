@@ -35,11 +35,32 @@ export function isCurrencyCode(code: string): boolean {
   }
 }
 
+/**
+ * Intl formatters by their options: building one costs far more than using it (a message renders
+ * several amounts), and they are immutable. Bounded: cleared when it grows past 1,000 entries.
+ */
+const formatters = new Map<string, Intl.NumberFormat>();
+
+function currencyFormatter(locale: string, currency: string, digits?: number): Intl.NumberFormat {
+  const key = `${locale}|${currency}|${digits ?? ''}`;
+  let f = formatters.get(key);
+  if (f === undefined) {
+    f = new Intl.NumberFormat(locale, {
+      style: 'currency',
+      currency,
+      ...(digits === undefined
+        ? {}
+        : { minimumFractionDigits: digits, maximumFractionDigits: digits }),
+    });
+    if (formatters.size >= 1_000) formatters.clear();
+    formatters.set(key, f);
+  }
+  return f;
+}
+
 /** Number of minor-unit digits of a currency (USD 2, JPY 0, KWD 3). */
 export function minorDigits(currency: string): number {
-  const digits = new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions()
-    .maximumFractionDigits;
-  return digits ?? 2;
+  return currencyFormatter('en', currency).resolvedOptions().maximumFractionDigits ?? 2;
 }
 
 export function sumMinor(values: readonly Minor[]): Minor {
@@ -63,12 +84,7 @@ export function formatMoney(money: Money, locale: string): string {
   const abs = String(Math.abs(money.amountMinor)).padStart(digits + 1, '0');
   const decimal =
     digits === 0 ? abs : `${abs.slice(0, abs.length - digits)}.${abs.slice(abs.length - digits)}`;
-  const formatter = new Intl.NumberFormat(locale, {
-    style: 'currency',
-    currency: money.currency,
-    minimumFractionDigits: digits,
-    maximumFractionDigits: digits,
-  });
+  const formatter = currencyFormatter(locale, money.currency, digits);
   // Intl accepts decimal strings exactly (ES2023 "string as exact decimal").
   return formatter.format(`${negative ? '-' : ''}${decimal}` as unknown as number);
 }

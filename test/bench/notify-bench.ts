@@ -10,7 +10,8 @@
  * concurrency, no database and no provider: what BullMQ alone moves on this host.
  * Phase 1 sends N notifications, half email, half SMS, through the real send-notification
  * handler on real BullMQ workers (Redis), a PostgreSQL database, a real SMTP server on
- * loopback and the fake Twilio API driven through the twilio library, with rate limits off.
+ * loopback and the fake Twilio API driven through the twilio library, with rate limits off; each
+ * sink runs in a process of its own (sink-child.ts).
  * It reports messages/s and the duplicates seen at the sinks (same Message-ID twice; same number
  * and body twice). Phase 2 sets a per-channel limit (NOTIFY_BENCH_RATE per second, default 200)
  * and measures the rate actually held (job starts ÷ (their span + one 1 s window), see below)
@@ -42,8 +43,7 @@ import type { Channel } from '../../src/domain/snapshot';
 import { createLogger } from '../../src/logger';
 import { createTestDatabase } from '../support/db';
 import { deleteKeys } from '../support/daemon';
-import { createFakeTwilio } from '../support/fake-twilio';
-import { createSmtpSink } from '../support/smtp-sink';
+import { startSinkChild } from './sink-child';
 
 export interface NotifyBenchOptions {
   /** A database to use (migrated here); none: a fresh `ow_test_<hex>`, dropped at the end. */
@@ -65,6 +65,8 @@ export interface PhaseResult {
   failed: number;
   seconds: number;
   perSecond: number;
+  /** CPU (user + system) of this process, the sender, per message, ms. */
+  cpuMsPerMessage: number;
 }
 
 export interface NotifyBenchResult {
@@ -108,19 +110,20 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
     raw = t.raw;
     drop = () => t.drop();
   }
-  const sink = await createSmtpSink({ parse: false });
-  const fake = await createFakeTwilio();
+  // Each sink in a process of its own (sink-child.ts): their work is not the sender's.
+  const [sink, fake] = await Promise.all([startSinkChild('smtp'), startSinkChild('sms')]);
+  const { accountSid = '', authToken = '' } = fake.ready;
   const handle = await createDb(url, '/unused', { poolSize: 40 });
   const connection = new Redis(o.redisUrl, { maxRetriesPerRequest: null });
 
   const configFor = (limits: { email: string; sms: string }): Config => {
     const r = loadConfig({
-      SMTP_URL: sink.url,
+      SMTP_URL: sink.ready.url,
       MAIL_FROM: 'Billing <billing@example.com>',
-      TWILIO_ACCOUNT_SID: fake.accountSid,
-      TWILIO_AUTH_TOKEN: fake.authToken,
+      TWILIO_ACCOUNT_SID: accountSid,
+      TWILIO_AUTH_TOKEN: authToken,
       TWILIO_FROM: '+15005550006',
-      TWILIO_API_BASE_URL: fake.url,
+      TWILIO_API_BASE_URL: fake.ready.url,
       QUIET_HOURS: 'off',
       NOTIFY_CONCURRENCY: String(o.concurrency),
       EMAIL_RATE_LIMIT: limits.email,
@@ -193,6 +196,7 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
       }
     }
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     const workers = (['email', 'sms'] as const).map((channel) => {
       const limiter = notifyWorkerLimiter(config, channel);
       const worker = new Worker(`${notifyQueueNameFor(channel)}-${label}`, handler, {
@@ -224,6 +228,7 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
       }, 50);
     });
     const seconds = (performance.now() - t0) / 1_000;
+    const cpu = process.cpuUsage(cpu0);
     await Promise.all(workers.map((w) => w.close()));
     for (const q of queues.values()) {
       await q.obliterate({ force: true });
@@ -236,9 +241,10 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
       failed,
       seconds: Math.round(seconds * 100) / 100,
       perSecond: Math.round(total / seconds),
+      cpuMsPerMessage: Math.round((cpu.user + cpu.system) / 10 / total) / 100,
     };
     o.print(
-      `${label}: ${total} messages (${result.email} email, ${result.sms} SMS, ${failed} failed) in ${seconds.toFixed(2)} s = ${result.perSecond} messages/s`,
+      `${label}: ${total} messages (${result.email} email, ${result.sms} SMS, ${failed} failed) in ${seconds.toFixed(2)} s = ${result.perSecond} messages/s, sender CPU ${result.cpuMsPerMessage} ms/message`,
     );
     return { started, result };
   }
@@ -274,12 +280,13 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
     await unlimitedSend.close();
     const sent = await raw<{ n: string }[]>`
       select count(*)::text as n from notifications where status = 'sent' and dedupe_key like 'bench-b1-%'`;
+    const [smtpStats, smsStats] = await Promise.all([sink.stats(), fake.stats()]);
     const afterUnlimited = {
       rowsSent: Number(sent[0]?.n ?? 0),
-      smtpAccepted: sink.accepted(),
-      smtpDuplicates: sink.duplicates(),
-      smsStored: fake.messages.length,
-      smsDuplicates: fake.duplicates(),
+      smtpAccepted: smtpStats.accepted,
+      smtpDuplicates: smtpStats.duplicates,
+      smsStored: smsStats.accepted,
+      smsDuplicates: smsStats.duplicates,
     };
     o.print(
       `  rows sent: ${afterUnlimited.rowsSent}; SMTP sink accepted ${afterUnlimited.smtpAccepted}, duplicate Message-IDs ${afterUnlimited.smtpDuplicates}; ` +
@@ -323,10 +330,11 @@ export async function runNotifyBench(o: NotifyBenchOptions): Promise<NotifyBench
         `  ${channel}: limit ${rate}/s, measured ${measured.toFixed(1)}/s (${starts.length} starts over ${span.toFixed(2)} s + 1 window; ${((100 * (measured - rate)) / rate).toFixed(1)} %)`,
       );
     }
+    const [smtpEnd, smsEnd] = await Promise.all([sink.stats(), fake.stats()]);
     const duplicates = {
-      smtp: sink.duplicates(),
-      sms: fake.duplicates(),
-      total: sink.duplicates() + fake.duplicates(),
+      smtp: smtpEnd.duplicates,
+      sms: smsEnd.duplicates,
+      total: smtpEnd.duplicates + smsEnd.duplicates,
     };
     o.print(`  totals: SMTP duplicates ${duplicates.smtp}, SMS duplicates ${duplicates.sms}`);
     return {

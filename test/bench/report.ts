@@ -193,7 +193,7 @@ export const WHY: Readonly<Record<FigureKey, string>> = {
   overdueSuspend:
     'same path as payment → resume: one evaluation transaction (about 8 statements), then the outbox relay and the effects job, on a CPU-starved host. Would close it: dedicated cores, a second daemon.',
   notifyThroughput:
-    'round trips per message: each send reads the row, claims it under a lease, calls the provider, records it sent and settles its outbox row (4 PostgreSQL statements plus several BullMQ scripts), and the SMTP sink and fake SMS API (with mailparser) run on the same 2 cores; compare the no-op job baseline. Would close it: fewer statements per message (load and claim in one, sent and outbox in one) and sinks on other cores.',
+    "the sender is CPU-bound on one event loop: compare its CPU per message with the no-op jobs' (in the figure). The database statements are shared by the jobs in flight (a few per batch), so what is left per message is the provider libraries (nodemailer builds and sends each email, the twilio library and axios each request), BullMQ's scripts per job and garbage collection, while PostgreSQL, Redis and the two sink processes share the same cores. Would close it: cores not shared with other load; then a second daemon (the limits are per queue, across daemons).",
   notifyDuplicates:
     'a duplicate at a sink is a message sent twice: a correctness bug, not a performance one. Look at the send-notification claim/lease and the provider idempotency keys before anything else.',
   notifyRateLimit:
@@ -395,7 +395,7 @@ export function buildRows(r: BenchResults, runs: number): Row[] {
   if (nb !== undefined) {
     add({
       key: 'notifyThroughput',
-      figure: `notifications/s, ${n(nb.unlimited.total)} messages (half email, half SMS), limits off, concurrency ${nb.concurrencyPerChannel}/channel`,
+      figure: `notifications/s, ${n(nb.unlimited.total)} messages (half email, half SMS), limits off, concurrency ${nb.concurrencyPerChannel}/channel; sender CPU ${fmt(nb.unlimited.cpuMsPerMessage, 2)} ms/message (no-op jobs ${fmt(nb.noop.cpuMsPerMessage, 2)})`,
       value: `${fmt(nb.unlimited.perSecond, 0)} msg/s`,
       baseline: `no-op jobs, same queues ${fmt(nb.noop.perSecond, 0)} /s`,
       ratio: ratio(nb.unlimited.perSecond, nb.noop.perSecond, 3),

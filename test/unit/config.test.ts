@@ -76,7 +76,7 @@ describe('defaults', () => {
       outboxPollIntervalMs: 1_000,
       controlPlaneTimeoutMs: 5_000,
       notify: {
-        concurrency: 32,
+        concurrency: 64,
         timeoutMs: 10_000,
         giveUpAfterMs: 86_400_000,
         emailRatePerSecond: 50,

@@ -10,9 +10,10 @@ import { queryRows, type Db } from './client';
 import { supersedeOutboxOfNotices } from './outbox-store';
 
 /**
- * The sender's re-check at send time (src/domain/notice-check.ts decides): one statement reads
- * the notice, its account's state, the account's other notices of the same episode on the same
- * channel, and the release state of the studio instances they name; one statement settles the
+ * The sender's re-check at send time (src/domain/notice-check.ts decides): the send load
+ * (notification-store.ts, loadForSendMany) reads, in its one statement, the notice, its account's
+ * state, the account's other notices of the same episode on the same channel, and the release
+ * state of the studio instances they name (RECHECK_COLUMNS_SQL); one statement settles the
  * notices that are no longer true.
  */
 
@@ -53,62 +54,66 @@ function toNotice(row: JsonNotice): QueuedNotice {
 
 const date = (v: string | null): Date | null => (v === null ? null : new Date(v));
 
-/** Reads what the re-check needs for notification `id`; null when the row is gone. */
-export async function loadNoticeRecheck(
-  db: Db,
-  id: number,
+/** The re-check's account columns, as the send load reads them (null: no account row). */
+export interface RecheckAccountColumns {
+  readonly episodeSeq: number | null;
+  readonly episodeOpen: boolean | null;
+  readonly enforcementState: EnforcementState | null;
+  readonly availableBalanceMinor: string | number | null;
+  readonly lowBalanceThresholdMinor: string | number | null;
+}
+
+/** The JSON columns of the send load: the notice, its siblings and their studio instances. */
+export interface RecheckJson {
+  readonly notice: JsonNotice;
+  readonly siblings: readonly JsonNotice[];
+  readonly instances: readonly JsonInstance[];
+}
+
+/** Siblings of the row `notifications` (in scope under that name): same account, episode, channel. */
+const SIBLINGS_OF_ROW = `
+       from notifications e
+      where notifications.params ? 'episodeSeq'
+        and e.account_id = notifications.account_id
+        and (e.params ->> 'episodeSeq') = (notifications.params ->> 'episodeSeq')
+        and e.channel = notifications.channel
+        and e.id <> notifications.id`;
+
+/**
+ * The re-check's JSON columns for the row `notifications` (in scope under that name): the notice,
+ * its siblings, and the release state of the studio instances they name; siblings and instances
+ * are read only for a pending row.
+ */
+export const RECHECK_SQL = {
+  notice: sql.raw(`json_build_object('id', notifications.id,
+    'dedupeKey', notifications.dedupe_key, 'template', notifications.template,
+    'status', notifications.status, 'params', notifications.params)`),
+  siblings: sql.raw(`case when notifications.status = 'pending' then
+    (select coalesce(json_agg(json_build_object(
+              'id', e.id, 'dedupeKey', e.dedupe_key, 'template', e.template,
+              'status', e.status, 'params', e.params) order by e.id), '[]'::json)
+     ${SIBLINGS_OF_ROW})
+  else '[]'::json end`),
+  instances: sql.raw(`case when notifications.status = 'pending' then
+    (select coalesce(json_agg(json_build_object(
+              'id', i.id, 'releasedAt', i.released_at, 'releaseDueAt', i.release_due_at,
+              'releaseEpisodeSeq', i.release_episode_seq)), '[]'::json)
+       from studio_instances i
+      where i.account_id = notifications.account_id
+        and i.id in (select notifications.params ->> 'instanceId'
+                     union all
+                     select e.params ->> 'instanceId' ${SIBLINGS_OF_ROW}))
+  else '[]'::json end`),
+};
+
+/** The re-check's input from the columns the send load read. */
+export function toNoticeRecheck(
+  json: RecheckJson,
+  account: RecheckAccountColumns,
   defaultLowBalanceThresholdMinor: Minor,
-): Promise<NoticeRecheck | null> {
-  const [row] = await queryRows<{
-    notice: JsonNotice;
-    siblings: JsonNotice[];
-    instances: JsonInstance[];
-    episode_seq: number | null;
-    episode_open: boolean | null;
-    enforcement_state: EnforcementState | null;
-    available_balance_minor: string | number | null;
-    low_balance_threshold_minor: string | number | null;
-  }>(
-    db,
-    sql`
-    with n as (
-      select id, dedupe_key, account_id, channel, template, status, params
-        from notifications where id = ${id}
-    ),
-    sib as (
-      select e.id, e.dedupe_key, e.template, e.status, e.params
-        from notifications e, n
-       where n.params ? 'episodeSeq'
-         and e.account_id = n.account_id
-         and (e.params ->> 'episodeSeq') = (n.params ->> 'episodeSeq')
-         and e.channel = n.channel
-         and e.id <> n.id
-    ),
-    inst as (
-      select i.id, i.released_at, i.release_due_at, i.release_episode_seq
-        from studio_instances i
-       where i.account_id = (select account_id from n)
-         and i.id in (select params ->> 'instanceId' from n
-                      union all select params ->> 'instanceId' from sib)
-    )
-    select json_build_object('id', n.id, 'dedupeKey', n.dedupe_key, 'template', n.template,
-                             'status', n.status, 'params', n.params) as notice,
-           (select coalesce(json_agg(json_build_object(
-                     'id', sib.id, 'dedupeKey', sib.dedupe_key, 'template', sib.template,
-                     'status', sib.status, 'params', sib.params) order by sib.id), '[]'::json)
-              from sib) as siblings,
-           (select coalesce(json_agg(json_build_object(
-                     'id', inst.id, 'releasedAt', inst.released_at,
-                     'releaseDueAt', inst.release_due_at,
-                     'releaseEpisodeSeq', inst.release_episode_seq)), '[]'::json)
-              from inst) as instances,
-           a.episode_seq, a.episode_started_at is not null as episode_open, a.enforcement_state,
-           a.available_balance_minor, a.low_balance_threshold_minor
-      from n left join accounts a on a.id = n.account_id`,
-  );
-  if (row === undefined) return null;
+): NoticeRecheck {
   const instances = new Map<string, InstanceReleaseState>(
-    row.instances.map((i) => [
+    json.instances.map((i) => [
       i.id,
       {
         releasedAt: date(i.releasedAt),
@@ -118,20 +123,20 @@ export async function loadNoticeRecheck(
     ]),
   );
   return {
-    notice: toNotice(row.notice),
-    siblings: row.siblings.map(toNotice),
+    notice: toNotice(json.notice),
+    siblings: json.siblings.map(toNotice),
     state:
-      row.enforcement_state === null
+      account.enforcementState === null
         ? null
         : {
-            episodeSeq: row.episode_seq ?? 0,
-            episodeOpen: row.episode_open === true,
-            enforcementState: row.enforcement_state,
-            availableBalanceMinor: Number(row.available_balance_minor ?? 0),
+            episodeSeq: account.episodeSeq ?? 0,
+            episodeOpen: account.episodeOpen === true,
+            enforcementState: account.enforcementState,
+            availableBalanceMinor: Number(account.availableBalanceMinor ?? 0),
             lowBalanceThresholdMinor:
-              row.low_balance_threshold_minor === null
+              account.lowBalanceThresholdMinor === null
                 ? defaultLowBalanceThresholdMinor
-                : Number(row.low_balance_threshold_minor),
+                : Number(account.lowBalanceThresholdMinor),
             instances,
           },
   };

@@ -9,14 +9,22 @@ import {
 } from '../../notify/send-rules';
 import { queryRows, type Db } from './client';
 import { appendEvent, insertNotification, insertOutbox } from './daemon-writers';
-import { loadNoticeRecheck, supersedeNotices } from './notice-recheck';
-import { settleOutbox } from './outbox-store';
+import {
+  RECHECK_SQL,
+  supersedeNotices,
+  toNoticeRecheck,
+  type NoticeRecheck,
+  type RecheckJson,
+} from './notice-recheck';
+import { settleOutbox, settleOutboxOfSentNotices } from './outbox-store';
 import { accounts, notifications } from './schema';
 
 /**
  * The statements that move a `notifications` row while it is sent: load, claim under a lease
  * (a token and an expiry on the database's clock), record sent, release after a transient
- * failure, fail for good with one fallback. Each names the statuses it moves from.
+ * failure, fail for good with one fallback. Each names the statuses it moves from. Load, claim
+ * and record sent take many messages at once (fixed-shape SQL: the rows travel as one JSON
+ * parameter), so concurrent sends share statements (notification-batches.ts).
  */
 
 export type NotificationRow = typeof notifications.$inferSelect;
@@ -28,12 +36,27 @@ export interface AccountContact {
   readonly emailBounced: boolean;
 }
 
-/** The row and the account's contact state (undefined when the account is gone), one read. */
-export async function loadForSend(
+/** What the sender needs of one message, read in one statement with other messages'. */
+export interface SendState {
+  readonly row: NotificationRow;
+  /** The account's contact state; undefined when the account is gone. */
+  readonly contact: AccountContact | undefined;
+  /** The re-check's input (siblings and instances are read only for a pending row). */
+  readonly recheck: NoticeRecheck;
+}
+
+/**
+ * The rows with these dedupe keys, their accounts' contact state and what the re-check at send
+ * time needs, in one statement whose text does not change with the number of keys. One result
+ * per key, in order; null where no row has the key.
+ */
+export async function loadForSendMany(
   db: Db,
-  key: string,
-): Promise<{ row: NotificationRow; contact: AccountContact | undefined } | null> {
-  const [loaded] = await db
+  keys: readonly string[],
+  lowBalanceThresholdMinor: number,
+): Promise<(SendState | null)[]> {
+  if (keys.length === 0) return [];
+  const loaded = await db
     .select({
       row: notifications,
       timeZone: accounts.timeZone,
@@ -41,25 +64,37 @@ export async function loadForSend(
       phone: accounts.phone,
       smsOptedOut: accounts.smsOptedOut,
       emailBounced: accounts.emailBounced,
+      episodeSeq: accounts.episodeSeq,
+      episodeOpen: sql<boolean | null>`${accounts.episodeStartedAt} is not null`,
+      enforcementState: accounts.enforcementState,
+      availableBalanceMinor: accounts.availableBalanceMinor,
+      lowBalanceThresholdMinor: accounts.lowBalanceThresholdMinor,
+      notice: sql<RecheckJson['notice']>`${RECHECK_SQL.notice}`,
+      siblings: sql<RecheckJson['siblings']>`${RECHECK_SQL.siblings}`,
+      instances: sql<RecheckJson['instances']>`${RECHECK_SQL.instances}`,
     })
     .from(notifications)
     .leftJoin(accounts, eq(accounts.id, notifications.accountId))
-    .where(eq(notifications.dedupeKey, key))
-    .limit(1);
-  if (loaded === undefined) return null;
-  return {
-    row: loaded.row,
-    contact:
-      loaded.timeZone === null
+    .where(
+      sql`${notifications.dedupeKey} in (select jsonb_array_elements_text(${JSON.stringify(keys)}::jsonb))`,
+    );
+  const byKey = new Map(loaded.map((l) => [l.row.dedupeKey, l]));
+  return keys.map((key) => {
+    const l = byKey.get(key);
+    if (l === undefined) return null;
+    const contact =
+      l.timeZone === null
         ? undefined
         : {
-            timeZone: loaded.timeZone,
-            email: loaded.email,
-            phone: loaded.phone,
-            smsOptedOut: loaded.smsOptedOut ?? false,
-            emailBounced: loaded.emailBounced ?? false,
-          },
-  };
+            timeZone: l.timeZone,
+            email: l.email,
+            phone: l.phone,
+            smsOptedOut: l.smsOptedOut ?? false,
+            emailBounced: l.emailBounced ?? false,
+          };
+    const recheck = toNoticeRecheck(l, l, lowBalanceThresholdMinor);
+    return { row: l.row, contact, recheck };
+  });
 }
 
 export type RecheckResult =
@@ -67,19 +102,18 @@ export type RecheckResult =
   | { readonly kind: 'changed' };
 
 /**
- * The notice's condition at send time (src/domain/notice-check.ts), one read: settles it, and
- * pending notices of its episode that are no longer true, as superseded. Returns the verdict
- * and the other notices superseded; `changed` when a row left `pending` meanwhile.
+ * The notice's condition at send time (src/domain/notice-check.ts), from what the send load
+ * read: settles it, and pending notices of its episode that are no longer true, as superseded
+ * (a statement only when there is one to settle). Returns the verdict and the other notices
+ * superseded; `changed` when a row left `pending` meanwhile.
  */
 export async function recheckForSend(
   db: Db,
   id: number,
-  lowBalanceThresholdMinor: number,
+  loaded: NoticeRecheck,
 ): Promise<{ result: RecheckResult; others: { key: string; reason: string }[] }> {
-  const loaded = await loadNoticeRecheck(db, id, lowBalanceThresholdMinor);
   // No account: the send path fails the message with that reason.
-  if (loaded === null || loaded.state === null)
-    return { result: { kind: 'send', reason: null }, others: [] };
+  if (loaded.state === null) return { result: { kind: 'send', reason: null }, others: [] };
   const { verdict, supersedeOthers } = checkNotice(loaded.notice, loaded.siblings, loaded.state);
   const items = supersedeOthers.map((o) => ({ id: o.notice.id, reason: o.reason }));
   if (verdict.kind === 'supersede') items.push({ id, reason: verdict.reason });
@@ -97,61 +131,146 @@ export async function recheckForSend(
 export type Claim =
   | { kind: 'claimed'; firstAttemptAt: Date; interrupted: boolean }
   | { kind: 'held'; until: Date }
-  | { kind: 'final'; status: string };
+  | { kind: 'final'; status: string }
+  /** Released or moved back to pending while being claimed: take it on the next attempt. */
+  | { kind: 'changed' };
+
+export interface ClaimRequest {
+  readonly id: number;
+  readonly claimToken: string;
+  /** The attempt's instant, kept as `sent_at` by the first attempt. */
+  readonly now: Date;
+  readonly leaseMs: number;
+}
 
 /**
- * pending, or sending with an expired lease → sending, held by `claimToken` for `leaseMs` on the
- * database's clock; tells whether an earlier attempt may have handed the message over already
- * (the row was `sending` without a provider id).
+ * pending, or sending with an expired lease → sending, held by each request's `claimToken` for
+ * its `leaseMs` on the database's clock; tells whether an earlier attempt may have handed the
+ * message over already (the row was `sending` without a provider id). One statement for all the
+ * requests (rows locked in id order, so two batches never deadlock); one result per request, in
+ * order. Two requests for the same row: the first takes it, the other is told `changed`.
  */
-export async function claimNotification(
+export async function claimNotifications(
   db: Db,
-  id: number,
-  claimToken: string,
-  now: Date,
-  leaseMs: number,
-): Promise<Claim> {
-  const [claimed] = await queryRows<{
-    prev_status: string;
+  requests: readonly ClaimRequest[],
+): Promise<Claim[]> {
+  if (requests.length === 0) return [];
+  const input = JSON.stringify(
+    requests.map((r) => ({
+      id: r.id,
+      token: r.claimToken,
+      at: r.now.toISOString(),
+      lease_ms: r.leaseMs,
+    })),
+  );
+  const rows = await queryRows<{
+    id: number | string;
+    token: string;
+    claimed: boolean;
+    prev_status: string | null;
     message_id: string | null;
-    sent_at: Date | string;
+    sent_at: Date | string | null;
+    status: string | null;
+    until: Date | string | null;
   }>(
     db,
-    sql`with prev as (
-          select id, status from notifications where id = ${id} for update
-        )
-        update notifications n
-           set status = 'sending',
-               attempts = n.attempts + 1,
-               sent_at = coalesce(n.sent_at, ${now.toISOString()}::timestamptz),
-               claim_token = ${claimToken},
-               claim_expires_at = clock_timestamp() + ${leaseMs} * interval '1 millisecond',
-               updated_at = now()
-          from prev
-         where n.id = prev.id
-           and (prev.status = 'pending'
-                or (prev.status = 'sending'
-                    and (n.claim_expires_at is null or n.claim_expires_at < clock_timestamp())))
-     returning prev.status as prev_status, n.message_id, n.sent_at`,
+    sql`
+    with x as (
+      select * from rows from (jsonb_to_recordset(${input}::jsonb)
+        as (id bigint, token text, at timestamptz, lease_ms integer)) with ordinality as x
+    ),
+    prev as (
+      select n.id, n.status, n.claim_expires_at
+        from notifications n
+       where n.id in (select id from x)
+       order by n.id
+         for update
+    ),
+    claimed as (
+      update notifications n
+         set status = 'sending',
+             attempts = n.attempts + 1,
+             sent_at = coalesce(n.sent_at, x.at),
+             claim_token = x.token,
+             claim_expires_at = clock_timestamp() + x.lease_ms * interval '1 millisecond',
+             updated_at = now()
+        from prev, (select distinct on (id) * from x order by id, ordinality) x
+       where n.id = prev.id and x.id = prev.id
+         and (prev.status = 'pending'
+              or (prev.status = 'sending'
+                  and (prev.claim_expires_at is null or prev.claim_expires_at < clock_timestamp())))
+   returning n.id, n.claim_token, prev.status as prev_status, n.message_id, n.sent_at,
+             n.claim_expires_at
+    )
+    select x.id, x.token, c.id is not null as claimed, c.prev_status, c.message_id, c.sent_at,
+           coalesce(c.prev_status, p.status) as status,
+           coalesce(c.claim_expires_at, p.claim_expires_at) as until
+      from x
+      left join claimed c on c.id = x.id and c.claim_token = x.token
+      left join prev p on p.id = x.id`,
   );
-  if (claimed !== undefined) {
-    return {
-      kind: 'claimed',
-      firstAttemptAt: new Date(claimed.sent_at),
-      interrupted: claimed.prev_status === 'sending' && claimed.message_id === null,
-    };
-  }
-  const [current] = await queryRows<{ status: string; until: Date | string | null }>(
+  const byToken = new Map(rows.map((r) => [r.token, r]));
+  return requests.map((req): Claim => {
+    const r = byToken.get(req.claimToken);
+    if (r === undefined || r.status === null) return { kind: 'final', status: 'failed' };
+    if (r.claimed) {
+      return {
+        kind: 'claimed',
+        firstAttemptAt: new Date(r.sent_at ?? req.now),
+        interrupted: r.prev_status === 'sending' && r.message_id === null,
+      };
+    }
+    if (r.status === 'sending' && r.until !== null)
+      return { kind: 'held', until: new Date(r.until) };
+    if (isFinalNotification(r.status)) return { kind: 'final', status: r.status };
+    return { kind: 'changed' };
+  });
+}
+
+export interface SentRecord {
+  readonly id: number;
+  readonly claimToken: string;
+  readonly provider: string;
+  readonly messageId: string;
+}
+
+/**
+ * sending (held by the record's `claimToken`) → sent, with the provider's id, and its outbox row
+ * pending | dispatched → done, for every record in one statement. One result per record: true
+ * when it was recorded, false when the attempt no longer held the row (a fenced-off late holder
+ * records nothing).
+ */
+export async function markSentMany(db: Db, records: readonly SentRecord[]): Promise<boolean[]> {
+  if (records.length === 0) return [];
+  const input = JSON.stringify(
+    records.map((r) => ({
+      id: r.id,
+      token: r.claimToken,
+      provider: r.provider,
+      message_id: r.messageId,
+    })),
+  );
+  const rows = await queryRows<{ token: string }>(
     db,
-    sql`select status, claim_expires_at as until from notifications where id = ${id}`,
+    sql`
+    with x as (
+      select * from jsonb_to_recordset(${input}::jsonb)
+        as x(id bigint, token text, provider text, message_id text)
+    ),
+    sent as (
+      update notifications n
+         set status = 'sent', provider_id = x.provider, message_id = x.message_id,
+             last_error = null, claim_expires_at = null, updated_at = now()
+        from x
+       where n.id = x.id and n.status = 'sending' and n.claim_token = x.token
+   returning n.id, n.dedupe_key, x.token
+    ),
+    ob as (${settleOutboxOfSentNotices('sent')}
+    )
+    select token from sent`,
   );
-  if (current === undefined) return { kind: 'final', status: 'failed' };
-  if (current.status === 'sending' && current.until !== null) {
-    return { kind: 'held', until: new Date(current.until) };
-  }
-  if (isFinalNotification(current.status)) return { kind: 'final', status: current.status };
-  // Released between the two statements: take it on the next attempt.
-  throw new Error(`notification ${id} changed while being claimed; retrying`);
+  const recorded = new Set(rows.map((r) => r.token));
+  return records.map((r) => recorded.has(r.claimToken));
 }
 
 const held = (id: number, claimToken: string) =>
@@ -160,20 +279,6 @@ const held = (id: number, claimToken: string) =>
     eq(notifications.status, 'sending'),
     eq(notifications.claimToken, claimToken),
   );
-
-/** sending (held by `claimToken`) → sent, with the provider's id. */
-export async function markSent(
-  db: Db,
-  id: number,
-  claimToken: string,
-  provider: string,
-  messageId: string,
-): Promise<void> {
-  await db
-    .update(notifications)
-    .set({ status: 'sent', providerId: provider, messageId, lastError: null, claimExpiresAt: null })
-    .where(held(id, claimToken));
-}
 
 /**
  * sending (held) → pending after a transient failure the provider did not accept (the next

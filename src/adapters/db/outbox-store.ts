@@ -181,6 +181,21 @@ export function supersedeOutboxOfNotices(source: string): SQL {
 }
 
 /**
+ * The CTE step that settles, as done, the outbox rows of notifications recorded sent in the same
+ * statement. `source` names a preceding CTE with column dedupe_key.
+ */
+export function settleOutboxOfSentNotices(source: string): SQL {
+  if (!/^[a-z_]+$/.test(source)) throw new Error(`bad CTE name ${source}`);
+  const from = sql.raw(source);
+  return sql`
+      update outbox o
+         set status = 'done', last_error = null,
+             claim_token = null, claim_expires_at = null, updated_at = now()
+        from ${from}
+       where o.idempotency_key = ${from}.dedupe_key and o.status in ('pending', 'dispatched')`;
+}
+
+/**
  * dispatched → dispatched: a retryable attempt (the control plane unavailable) is counted, its
  * reason kept, and the lease released so the retry may claim at once. With a token, only the
  * holder's note lands. True when it did.

@@ -31,7 +31,8 @@ export function createNotifyPorts(config: Config, logger: Logger): NotifyPorts {
             url: config.mail.smtpUrl,
             from: config.mail.from,
             timeoutMs: config.notify.timeoutMs,
-            maxConnections: Math.min(16, Math.max(2, Math.ceil(config.notify.concurrency / 4))),
+            // One per email job in flight: a send never queues inside the pool behind another.
+            maxConnections: config.notify.concurrency,
             dkim: config.notify.dkim,
           },
           log,
