@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import {
-  claimEffect,
+  claimEffectBatched,
   controlPayloadSchema,
-  loadOutbox,
   releaseLease,
 } from '../src/adapters/db/outbox-store';
 import { parsePayload } from '../src/adapters/queue/catalog';
@@ -27,18 +26,30 @@ const WAIT_MS = 1_000;
 
 /**
  * Carries one suspend / resume / release to the control plane, exactly once per key:
- * claim under a lease (one statement, re-checking that it is still wanted and that no older
- * effect on the service is unfinished), call with no transaction open, and return the outcome;
- * the registry records it under the claim token (jobs/registry.ts).
+ * claim under a lease (one statement, coalesced with the claims of the other effect jobs running
+ * at the same moment; it returns the row, re-checks that no older effect on the service is
+ * unfinished and reads the service's state), re-check that the effect is still wanted, call with
+ * no transaction open, and return the outcome; the registry records it under the claim token
+ * (jobs/registry.ts), again in a coalesced statement.
  */
 export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   const { outboxKey } = parsePayload('control-plane', job.data);
-  const entry = await loadOutbox(ctx.db, outboxKey);
-  if (entry === null) throw new UnrecoverableError(`no outbox row ${outboxKey}`);
+  const claimToken = randomUUID();
+  const leaseMs = ctx.config.controlPlaneTimeoutMs + EFFECT_LEASE_MARGIN_MS;
+  const claim = await claimEffectBatched(ctx.db, { key: outboxKey, claimToken, leaseMs });
+  if (claim.kind === 'missing') throw new UnrecoverableError(`no outbox row ${outboxKey}`);
+  const entry = claim.entry;
   const jobLog = log.child({ accountId: entry.accountId, idempotencyKey: outboxKey });
-  if (entry.status !== 'pending' && entry.status !== 'dispatched') {
-    jobLog.debug({ status: entry.status }, 'effect already finished');
-    return { status: entry.status };
+  if (claim.kind === 'finished') {
+    jobLog.debug({ status: claim.status }, 'effect already finished');
+    return { status: claim.status };
+  }
+  if (claim.kind === 'busy') {
+    jobLog.debug({ reason: claim.reason }, 'effect waits (older effect on the service, or held)');
+    return {
+      outbox: { kind: 'wait', untilMs: Date.now() + WAIT_MS, why: claim.reason },
+      value: null,
+    } satisfies JobOutcome;
   }
   const parsed = controlPayloadSchema.safeParse(entry.payload);
   if (!parsed.success) {
@@ -47,7 +58,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
       outbox: {
         kind: 'settle',
         key: outboxKey,
-        settlement: { status: 'failed', reason },
+        settlement: { status: 'failed', reason, claimToken },
         fail: reason,
       },
       value: null,
@@ -59,28 +70,6 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
     episodeSeq: p.episodeSeq ?? null,
     ...(p.actor !== undefined ? { actor: p.actor } : {}),
   };
-
-  const claimToken = randomUUID();
-  const leaseMs = ctx.config.controlPlaneTimeoutMs + EFFECT_LEASE_MARGIN_MS;
-  const claim = await claimEffect(
-    ctx.db,
-    outboxKey,
-    p.serviceId,
-    p.instanceId ?? null,
-    claimToken,
-    leaseMs,
-  );
-  if (claim.kind === 'finished') {
-    jobLog.debug({ status: claim.status }, 'effect finished elsewhere meanwhile');
-    return { status: claim.status };
-  }
-  if (claim.kind === 'busy') {
-    jobLog.debug({ reason: claim.reason }, 'effect waits (older effect on the service, or held)');
-    return {
-      outbox: { kind: 'wait', untilMs: Date.now() + WAIT_MS, why: claim.reason },
-      value: null,
-    } satisfies JobOutcome;
-  }
 
   const skip = effectSuperseded(p.op, claim.target);
   if (skip !== null) {

@@ -6,7 +6,11 @@ import {
   QUEUES,
   type JobName,
 } from '../src/adapters/queue/catalog';
-import { noteOutboxAttempt, settleOutbox } from '../src/adapters/db/outbox-store';
+import {
+  noteOutboxAttempt,
+  settleOutbox,
+  settleOutboxBatched,
+} from '../src/adapters/db/outbox-store';
 import {
   notifyBackoffStrategy,
   notifyQueueNameFor,
@@ -186,7 +190,8 @@ async function recordOutcome(
   const o = outcome.outbox;
   switch (o.kind) {
     case 'settle': {
-      const recorded = await settleOutbox(ctx.db, o.key, o.settlement);
+      // Coalesced with the settles of the jobs finishing at the same moment (one statement).
+      const recorded = await settleOutboxBatched(ctx.db, o.key, o.settlement);
       if (!recorded) {
         ctx.logger.warn(
           { outboxKey: o.key, status: o.settlement.status },

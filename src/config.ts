@@ -650,8 +650,8 @@ const SETTINGS = {
     section: 'Policy defaults (rule ids refer to the README)',
     doc: [
       'PostgreSQL connections of one daemon (2..500). Evaluations, control-plane effects, senders and',
-      'the relay share them; keep it near EVALUATE_CONCURRENCY + EFFECTS_CONCURRENCY, and mind the',
-      "server's max_connections when several daemons run.",
+      'the relay share them; keep it near EVALUATE_CONCURRENCY plus a few (the effects coalesce their',
+      "statements), and mind the server's max_connections when several daemons run.",
     ],
   }),
   DB_STATEMENT_TIMEOUT: required(dbTimeout, '60s', {
@@ -676,9 +676,14 @@ const SETTINGS = {
     section: 'Policy defaults (rule ids refer to the README)',
     doc: ['Account evaluations one daemon runs at once (1..256).'],
   }),
-  EFFECTS_CONCURRENCY: required(intInRange(1, 256), '16', {
+  EFFECTS_CONCURRENCY: required(intInRange(1, 256), '64', {
     section: 'Policy defaults (rule ids refer to the README)',
-    doc: ['Control-plane effects (suspend, resume, release) one daemon runs at once (1..256).'],
+    doc: [
+      'Control-plane effects (suspend, resume, release) one daemon runs at once (1..256), and the',
+      'most keep-alive connections it holds to the control plane. Their claims and their outcomes',
+      'are coalesced into one statement per batch, so this costs few database connections; the',
+      "throughput is about concurrency ÷ the control plane's answer time.",
+    ],
   }),
   OUTBOX_POLL_INTERVAL: required(positiveDuration, '1s', {
     section: 'Policy defaults (rule ids refer to the README)',
