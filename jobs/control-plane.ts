@@ -39,13 +39,18 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   const claim = await claimEffectBatched(ctx.db, { key: outboxKey, claimToken, leaseMs });
   if (claim.kind === 'missing') throw new UnrecoverableError(`no outbox row ${outboxKey}`);
   const entry = claim.entry;
-  const jobLog = log.child({ accountId: entry.accountId, idempotencyKey: outboxKey });
+  // Bound per call, not as a child logger: a child costs its redaction set-up on every job,
+  // while calls below the log level cost nothing.
+  const ids = { accountId: entry.accountId, idempotencyKey: outboxKey };
   if (claim.kind === 'finished') {
-    jobLog.debug({ status: claim.status }, 'effect already finished');
+    log.debug({ ...ids, status: claim.status }, 'effect already finished');
     return { status: claim.status };
   }
   if (claim.kind === 'busy') {
-    jobLog.debug({ reason: claim.reason }, 'effect waits (older effect on the service, or held)');
+    log.debug(
+      { ...ids, reason: claim.reason },
+      'effect waits (older effect on the service, or held)',
+    );
     return {
       outbox: { kind: 'wait', untilMs: Date.now() + WAIT_MS, why: claim.reason },
       value: null,
@@ -74,7 +79,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   const skip = effectSuperseded(p.op, claim.target);
   if (skip !== null) {
     metrics.effect(p.op, 'superseded');
-    jobLog.info({ op: p.op, reason: skip }, 'control-plane effect superseded');
+    log.info({ ...ids, op: p.op, reason: skip }, 'control-plane effect superseded');
     return {
       outbox: {
         kind: 'settle',
@@ -113,7 +118,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   }
   if (outcome.ok) {
     metrics.effect(p.op, 'applied');
-    jobLog.info({ op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');
+    log.info({ ...ids, op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');
     return {
       outbox: {
         kind: 'settle',
@@ -140,7 +145,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   }
   if (outcome.permanent) {
     metrics.effect(p.op, 'failed');
-    jobLog.error({ op: p.op, error: outcome.error }, 'control plane refused the effect');
+    log.error({ ...ids, op: p.op, error: outcome.error }, 'control plane refused the effect');
     return {
       outbox: {
         kind: 'settle',
@@ -162,8 +167,8 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
     } satisfies JobOutcome;
   }
   metrics.effect(p.op, 'retry');
-  jobLog.warn(
-    { op: p.op, error: outcome.error, attempt: job.attemptsMade + 1 },
+  log.warn(
+    { ...ids, op: p.op, error: outcome.error, attempt: job.attemptsMade + 1 },
     'control plane unavailable; will retry',
   );
   return {

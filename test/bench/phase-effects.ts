@@ -34,6 +34,7 @@ import { deleteKeys } from '../support/daemon';
 import type { SinkStats } from './cp-sink-child';
 import type { EffectsResult, Throughput } from './report';
 import {
+  cpuSeconds,
   log,
   REDIS_URL,
   ROOT,
@@ -147,6 +148,7 @@ export async function effectsPhase(
     );
     await sleep(1_000);
 
+    const cpuBefore = cpuSeconds(d.pid);
     await sql`
       insert into outbox (idempotency_key, kind, account_id, payload)
       select 'suspend-bench-v1-' || id || '-1', 'control-plane', id,
@@ -155,6 +157,7 @@ export async function effectsPhase(
     const committedAt = Date.now();
     log(`effects: ${N} pending control-plane rows inserted; waiting for the daemon`);
     let settledAt = 0;
+    let relayedAt = 0;
     let statuses: Record<string, number> = {};
     await waitUntil(
       'every control-plane effect settled',
@@ -164,6 +167,7 @@ export async function effectsPhase(
           select status, count(*)::int as n from outbox where kind = 'control-plane'
            group by status`;
         statuses = Object.fromEntries(rows.map((r) => [r.status, r.n]));
+        if (relayedAt === 0 && (statuses.pending ?? 0) === 0) relayedAt = Date.now();
         const open = (statuses.pending ?? 0) + (statuses.dispatched ?? 0);
         if (open === 0) settledAt = Date.now();
         return open === 0;
@@ -171,6 +175,7 @@ export async function effectsPhase(
       Math.max(120_000, N * 20),
       50,
     );
+    const daemonCpuSeconds = cpuSeconds(d.pid) - cpuBefore;
     // Late repeats (a retry after a lost answer) would arrive after the rows settled.
     await sleep(1_000);
     const stats = await sink.stats();
@@ -183,6 +188,8 @@ export async function effectsPhase(
         seconds: round(seconds, 2),
         perSecond: round(N / seconds, 0),
         commitToSettledSeconds: round((settledAt - committedAt) / 1000, 2),
+        commitToRelayedSeconds: round((relayedAt - committedAt) / 1000, 2),
+        daemonCpuMsPerEffect: round((daemonCpuSeconds * 1000) / N, 2),
         statuses,
         sink: stats,
         duplicates: stats.requests - stats.calls,

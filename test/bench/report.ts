@@ -152,6 +152,10 @@ export interface EffectsResult {
   daemon: Throughput & {
     /** From the INSERT's commit to every row settled (relay fan-out included). */
     commitToSettledSeconds: number;
+    /** From the INSERT's commit to no row pending (every job enqueued by the relay). */
+    commitToRelayedSeconds: number;
+    /** CPU time (user + system) of the daemon process from the INSERT to all settled, per effect. */
+    daemonCpuMsPerEffect: number;
     /** Rows per final status. */
     statuses: Record<string, number>;
     sink: SinkStats;
@@ -470,6 +474,15 @@ export function buildRows(r: BenchResults, runs: number): Row[] {
       value: `${fmt(d.perSecond, 0)} /s`,
       baseline: `no-op jobs ${fmt(eff.noopJobs.perSecond, 0)} /s`,
       ratio: ratio(d.perSecond, eff.noopJobs.perSecond),
+      goal: '–',
+      met: null,
+    });
+    add({
+      figure:
+        'daemon CPU per control-plane effect (user + system, INSERT → all settled; relay included)',
+      value: `${fmt(d.daemonCpuMsPerEffect, 2)} ms`,
+      baseline: '–',
+      ratio: '–',
       goal: '–',
       met: null,
     });
