@@ -70,7 +70,7 @@ describe('defaults', () => {
       dbStatementTimeoutMs: 60_000,
       dbIdleInTransactionTimeoutMs: 60_000,
       evaluateConcurrency: 16,
-      effectsConcurrency: 16,
+      effectsConcurrency: 64,
       outboxPollIntervalMs: 1_000,
       controlPlaneTimeoutMs: 5_000,
       notify: {
