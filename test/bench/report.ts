@@ -205,7 +205,7 @@ export type FigureKey =
 
 export const WHY: Readonly<Record<FigureKey, string>> = {
   effects:
-    'each effect is one BullMQ job (its Redis scripts: compare the no-op jobs row), one claim and one settle statement (coalesced across concurrent jobs into one statement per batch) and one HTTP call; the daemon, Redis, PostgreSQL and the sink share 2 cores. Would close it: a daemon per core (effects of different keys run in any daemon), or more EFFECTS_CONCURRENCY if the host has idle CPU.',
+    "each effect is one BullMQ job (its Redis scripts: compare the no-op jobs row), a share of one claim and one settle statement (coalesced across the concurrent jobs) and one HTTP call. The daemon needs about 1 ms of CPU per effect (daemonCpuMsPerEffect in the JSON), so it is not the limit while it has a core; the sink, Redis, PostgreSQL and the bench share the host's 2 cores with it, and the bare HTTP baseline (the sink alone, same concurrency) is itself near or below the goal on a loaded host. Would close it: the sink and the daemon on cores of their own; then a second daemon (effects of different keys run in any daemon).",
   effectsDuplicates:
     'a key called twice at the control plane: a correctness bug, not a performance one. Look at the claim (lease, token, re-check) and the settle fencing in src/adapters/db/outbox-store.ts first.',
   ingest:

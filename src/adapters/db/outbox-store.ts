@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
+import { dbErrorInfo } from '../../describe-error';
 import type { EffectTargetState } from '../../domain/effect-wanted';
 import { queryRows, type Db, type Tx } from './client';
 import { Coalescer } from './coalesce';
@@ -426,7 +427,7 @@ export async function settleOutboxRows(
 
 /** SQLSTATE classes one row's data can cause (22 data exception, 23 constraint violation). */
 function oneRowCanCause(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
+  const code = dbErrorInfo(error)?.code;
   return typeof code === 'string' && /^2[23]/.test(code);
 }
 
