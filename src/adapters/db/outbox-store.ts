@@ -15,7 +15,7 @@ import type { OUTBOX_STATUSES } from './schema';
  *   pending ──relay──► dispatched ──settle──► done | failed | superseded
  *      └────────────settle (cancelled, unknown kind, no job needed)──────┘
  *
- * A control-plane effect is also claimed under a lease while dispatched (claimEffect): its
+ * A control-plane effect is also claimed under a lease while unfinished (claimEffects): its
  * outcome is recorded only under the holder's token, so a holder whose lease ran out (a GC
  * pause, a partition) records nothing once another has taken over.
  */
@@ -246,14 +246,19 @@ export interface EffectClaimRequest {
 }
 
 /**
- * dispatched (unheld, its lease expired, or already held by the same token) → dispatched, held by
- * each request's `claimToken` until now + `leaseMs` on the database's clock. One statement for
- * the whole batch, its text the same for any number of requests (jsonb_to_recordset): it reads
- * each row, takes the lease only when no older control-plane effect on the same service (the
- * payload's serviceId) is unfinished (a resume never overtakes the suspend it undoes), and reads
- * the service and instance the effect is about, so the caller re-checks that it is still wanted
- * before calling out. No lock is held after it returns. Keys must be distinct. One answer per
- * request, in order.
+ * pending | dispatched (unheld, its lease expired, or already held by the same token) → the same
+ * status, held by each request's `claimToken` until now + `leaseMs` on the database's clock. One
+ * statement for the whole batch, its text the same for any number of requests
+ * (jsonb_to_recordset): it reads each row, takes the lease only when no older control-plane
+ * effect on the same service (the payload's serviceId) is unfinished (a resume never overtakes
+ * the suspend it undoes), and reads the service and instance the effect is about, so the caller
+ * re-checks that it is still wanted before calling out. No lock is held after it returns. Keys
+ * must be distinct. One answer per request, in order.
+ *
+ * A pending row is claimed too: its job exists, so either a relay pass enqueued it and holds the
+ * row locked until it commits (the claim waits for that lock and then holds a dispatched row), or
+ * an operator triggered it by hand. Claiming dispatched rows only would skip a row read just
+ * before the relay's commit, and its effect would wait a retry for nothing.
  */
 export async function claimEffects(
   db: Executor,
@@ -301,7 +306,7 @@ export async function claimEffects(
              claim_expires_at = clock_timestamp() + me.lease_ms * interval '1 millisecond',
              updated_at = now()
         from me
-       where o.id = me.id and o.status = 'dispatched' and not me.behind
+       where o.id = me.id and o.status in ('pending', 'dispatched') and not me.behind
          and (o.claim_expires_at is null or o.claim_expires_at < clock_timestamp()
               or o.claim_token = me.token)
    returning o.id, o.claim_token
