@@ -205,7 +205,7 @@ export type FigureKey =
 
 export const WHY: Readonly<Record<FigureKey, string>> = {
   effects:
-    "each effect is one BullMQ job (its Redis scripts: compare the no-op jobs row), a share of one claim and one settle statement (coalesced across the concurrent jobs) and one HTTP call. The daemon needs about 1 ms of CPU per effect (daemonCpuMsPerEffect in the JSON), so it is not the limit while it has a core; the sink, Redis, PostgreSQL and the bench share the host's 2 cores with it, and the bare HTTP baseline (the sink alone, same concurrency) is itself near or below the goal on a loaded host. Would close it: the sink and the daemon on cores of their own; then a second daemon (effects of different keys run in any daemon).",
+    "each effect is one BullMQ job (its Redis scripts: compare the no-op jobs row), a share of one claim and one settle statement (coalesced across the concurrent jobs, about 20 rows per statement at concurrency 64) and one HTTP call. The daemon process spends about 0.7–0.8 ms of CPU per effect, relay included (daemonCpuMsPerEffect in the JSON), so one daemon tops out near 1,300/s with a core to itself; on this host it shares 2 cores with the sink, Redis, PostgreSQL and the bench. Would close it: a second daemon (effects of different keys run in any daemon), or less CPU per job in BullMQ and the job's own logging set-up.",
   effectsDuplicates:
     'a key called twice at the control plane: a correctness bug, not a performance one. Look at the claim (lease, token, re-check) and the settle fencing in src/adapters/db/outbox-store.ts first.',
   ingest:
