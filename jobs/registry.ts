@@ -190,8 +190,12 @@ async function recordOutcome(
   const o = outcome.outbox;
   switch (o.kind) {
     case 'settle': {
-      // Coalesced with the settles of the jobs finishing at the same moment (one statement).
-      const recorded = await settleOutboxBatched(ctx.db, o.key, o.settlement);
+      // A claimed effect's outcome is coalesced with those of the effects finishing at the same
+      // moment (one statement per batch); other rows (timers) settle alone.
+      const recorded =
+        o.settlement.claimToken === undefined
+          ? await settleOutbox(ctx.db, o.key, o.settlement)
+          : await settleOutboxBatched(ctx.db, o.key, o.settlement);
       if (!recorded) {
         ctx.logger.warn(
           { outboxKey: o.key, status: o.settlement.status },
