@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import {
-  claimEffect,
+  claimEffectBatched,
   controlPayloadSchema,
-  loadOutbox,
   releaseLease,
 } from '../src/adapters/db/outbox-store';
 import { parsePayload } from '../src/adapters/queue/catalog';
@@ -27,18 +26,35 @@ const WAIT_MS = 1_000;
 
 /**
  * Carries one suspend / resume / release to the control plane, exactly once per key:
- * claim under a lease (one statement, re-checking that it is still wanted and that no older
- * effect on the service is unfinished), call with no transaction open, and return the outcome;
- * the registry records it under the claim token (jobs/registry.ts).
+ * claim under a lease (one statement, coalesced with the claims of the other effect jobs running
+ * at the same moment; it returns the row, re-checks that no older effect on the service is
+ * unfinished and reads the service's state), re-check that the effect is still wanted, call with
+ * no transaction open, and return the outcome; the registry records it under the claim token
+ * (jobs/registry.ts), again in a coalesced statement.
  */
 export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   const { outboxKey } = parsePayload('control-plane', job.data);
-  const entry = await loadOutbox(ctx.db, outboxKey);
-  if (entry === null) throw new UnrecoverableError(`no outbox row ${outboxKey}`);
-  const jobLog = log.child({ accountId: entry.accountId, idempotencyKey: outboxKey });
-  if (entry.status !== 'pending' && entry.status !== 'dispatched') {
-    jobLog.debug({ status: entry.status }, 'effect already finished');
-    return { status: entry.status };
+  const claimToken = randomUUID();
+  const leaseMs = ctx.config.controlPlaneTimeoutMs + EFFECT_LEASE_MARGIN_MS;
+  const claim = await claimEffectBatched(ctx.db, { key: outboxKey, claimToken, leaseMs });
+  if (claim.kind === 'missing') throw new UnrecoverableError(`no outbox row ${outboxKey}`);
+  const entry = claim.entry;
+  // Bound per call, not as a child logger: a child costs its redaction set-up on every job,
+  // while calls below the log level cost nothing.
+  const ids = { accountId: entry.accountId, idempotencyKey: outboxKey };
+  if (claim.kind === 'finished') {
+    log.debug({ ...ids, status: claim.status }, 'effect already finished');
+    return { status: claim.status };
+  }
+  if (claim.kind === 'busy') {
+    log.debug(
+      { ...ids, reason: claim.reason },
+      'effect waits (older effect on the service, or held)',
+    );
+    return {
+      outbox: { kind: 'wait', untilMs: Date.now() + WAIT_MS, why: claim.reason },
+      value: null,
+    } satisfies JobOutcome;
   }
   const parsed = controlPayloadSchema.safeParse(entry.payload);
   if (!parsed.success) {
@@ -47,7 +63,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
       outbox: {
         kind: 'settle',
         key: outboxKey,
-        settlement: { status: 'failed', reason },
+        settlement: { status: 'failed', reason, claimToken },
         fail: reason,
       },
       value: null,
@@ -60,32 +76,10 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
     ...(p.actor !== undefined ? { actor: p.actor } : {}),
   };
 
-  const claimToken = randomUUID();
-  const leaseMs = ctx.config.controlPlaneTimeoutMs + EFFECT_LEASE_MARGIN_MS;
-  const claim = await claimEffect(
-    ctx.db,
-    outboxKey,
-    p.serviceId,
-    p.instanceId ?? null,
-    claimToken,
-    leaseMs,
-  );
-  if (claim.kind === 'finished') {
-    jobLog.debug({ status: claim.status }, 'effect finished elsewhere meanwhile');
-    return { status: claim.status };
-  }
-  if (claim.kind === 'busy') {
-    jobLog.debug({ reason: claim.reason }, 'effect waits (older effect on the service, or held)');
-    return {
-      outbox: { kind: 'wait', untilMs: Date.now() + WAIT_MS, why: claim.reason },
-      value: null,
-    } satisfies JobOutcome;
-  }
-
   const skip = effectSuperseded(p.op, claim.target);
   if (skip !== null) {
     metrics.effect(p.op, 'superseded');
-    jobLog.info({ op: p.op, reason: skip }, 'control-plane effect superseded');
+    log.info({ ...ids, op: p.op, reason: skip }, 'control-plane effect superseded');
     return {
       outbox: {
         kind: 'settle',
@@ -124,7 +118,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   }
   if (outcome.ok) {
     metrics.effect(p.op, 'applied');
-    jobLog.info({ op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');
+    log.info({ ...ids, op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');
     return {
       outbox: {
         kind: 'settle',
@@ -151,7 +145,7 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   }
   if (outcome.permanent) {
     metrics.effect(p.op, 'failed');
-    jobLog.error({ op: p.op, error: outcome.error }, 'control plane refused the effect');
+    log.error({ ...ids, op: p.op, error: outcome.error }, 'control plane refused the effect');
     return {
       outbox: {
         kind: 'settle',
@@ -173,8 +167,8 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
     } satisfies JobOutcome;
   }
   metrics.effect(p.op, 'retry');
-  jobLog.warn(
-    { op: p.op, error: outcome.error, attempt: job.attemptsMade + 1 },
+  log.warn(
+    { ...ids, op: p.op, error: outcome.error, attempt: job.attemptsMade + 1 },
     'control plane unavailable; will retry',
   );
   return {

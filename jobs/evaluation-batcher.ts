@@ -25,14 +25,17 @@ const batchers = new WeakMap<JobContext, Coalescer<EvaluationRequest, BatchOutco
 function batcherOf(ctx: JobContext): Coalescer<EvaluationRequest, BatchOutcome> {
   let batcher = batchers.get(ctx);
   if (batcher === undefined) {
-    batcher = new Coalescer(async (requests) => {
-      const outcomes = await evaluateBatch(ctx.db, requests, ctx.clock, ctx.config.rules, 'skip');
-      return requests.map((r) => {
-        const outcome = outcomes.get(r.accountId);
-        if (outcome === undefined) throw new Error(`no outcome for account ${r.accountId}`);
-        return outcome;
-      });
-    }, ctx.config.evaluateBatchSize);
+    batcher = new Coalescer(
+      async (requests) => {
+        const outcomes = await evaluateBatch(ctx.db, requests, ctx.clock, ctx.config.rules, 'skip');
+        return requests.map((r) => {
+          const outcome = outcomes.get(r.accountId);
+          if (outcome === undefined) throw new Error(`no outcome for account ${r.accountId}`);
+          return outcome;
+        });
+      },
+      { maxBatch: ctx.config.evaluateBatchSize },
+    );
     batchers.set(ctx, batcher);
   }
   return batcher;

@@ -6,7 +6,11 @@ import {
   QUEUES,
   type JobName,
 } from '../src/adapters/queue/catalog';
-import { noteOutboxAttempt, settleOutbox } from '../src/adapters/db/outbox-store';
+import {
+  noteOutboxAttempt,
+  settleOutbox,
+  settleOutboxBatched,
+} from '../src/adapters/db/outbox-store';
 import {
   notifyBackoffStrategy,
   notifyQueueNameFor,
@@ -188,7 +192,12 @@ async function recordOutcome(
   const o = outcome.outbox;
   switch (o.kind) {
     case 'settle': {
-      const recorded = await settleOutbox(ctx.db, o.key, o.settlement);
+      // A claimed effect's outcome is coalesced with those of the effects finishing at the same
+      // moment (one statement per batch); other rows (timers) settle alone.
+      const recorded =
+        o.settlement.claimToken === undefined
+          ? await settleOutbox(ctx.db, o.key, o.settlement)
+          : await settleOutboxBatched(ctx.db, o.key, o.settlement);
       if (!recorded) {
         ctx.logger.warn(
           { outboxKey: o.key, status: o.settlement.status },

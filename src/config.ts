@@ -696,9 +696,14 @@ const SETTINGS = {
       'the transaction, so a payment on one of them waits for at most one batch.',
     ],
   }),
-  EFFECTS_CONCURRENCY: required(intInRange(1, 256), '16', {
+  EFFECTS_CONCURRENCY: required(intInRange(1, 256), '64', {
     section: 'Policy defaults (rule ids refer to the README)',
-    doc: ['Control-plane effects (suspend, resume, release) one daemon runs at once (1..256).'],
+    doc: [
+      'Control-plane effects (suspend, resume, release) one daemon runs at once (1..256), and the',
+      'most keep-alive connections it holds to the control plane. Their claims and their outcomes',
+      'are coalesced into one statement per batch, so this costs few database connections; the',
+      "throughput is about concurrency ÷ the control plane's answer time.",
+    ],
   }),
   OUTBOX_POLL_INTERVAL: required(positiveDuration, '1s', {
     section: 'Policy defaults (rule ids refer to the README)',

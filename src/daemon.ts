@@ -114,6 +114,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           url: config.controlPlane.url,
           secret: config.controlPlane.secret,
           timeoutMs: config.controlPlaneTimeoutMs,
+          connections: config.effectsConcurrency,
         })
       : databaseControlPlane());
   const ctx: JobContext = {
@@ -308,6 +309,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     producerRedis.disconnect();
     workerRedis.disconnect();
     if (!options.notifyPorts) await ports.close().catch(() => undefined);
+    if (!options.controlPlane) await controlPlane.close?.().catch(() => undefined);
     if (!options.database) await database.close().catch(() => undefined);
     throw error;
   }
@@ -331,6 +333,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await quit(producerRedis);
       await quit(workerRedis);
       if (!options.notifyPorts) await ports.close();
+      if (!options.controlPlane) await controlPlane.close?.().catch(() => undefined);
       if (!options.database) await database.close();
     },
   };

@@ -300,7 +300,8 @@ export interface DaemonHandle {
 export interface DaemonSpec {
   readonly url: string;
   readonly prefix: string;
-  readonly cp: FakeControlPlane;
+  /** The control plane the daemon calls (a fake one on loopback, in this process or a child). */
+  readonly cp: Pick<FakeControlPlane, 'url' | 'secret'>;
   /** Names its log and memory files in bench-results/. */
   readonly label: string;
   /** Settings added to the daemon's environment. */

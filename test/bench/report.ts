@@ -4,6 +4,7 @@
  * for each missed goal a "why / what would close it" line from WHY below, the table of known
  * explanations keyed by figure. The maintainer edits WHY; a missed figure without an entry says so.
  */
+import type { SinkStats } from './cp-sink-child';
 import type { NotifyBenchResult } from './notify-bench';
 
 // ------------------------------------------------------------------------------------------
@@ -143,7 +144,30 @@ export interface IngestResult {
   httpBillsPaid: number;
 }
 
+/** Control-plane effects (phase-effects.ts). */
+export interface EffectsResult {
+  effects: number;
+  /** Effects jobs the daemon runs at once (its EFFECTS_CONCURRENCY); the baselines use the same. */
+  concurrency: number;
+  daemon: Throughput & {
+    /** From the INSERT's commit to every row settled (relay fan-out included). */
+    commitToSettledSeconds: number;
+    /** From the INSERT's commit to no row pending (every job enqueued by the relay). */
+    commitToRelayedSeconds: number;
+    /** CPU time (user + system) of the daemon process from the INSERT to all settled, per effect. */
+    daemonCpuMsPerEffect: number;
+    /** Rows per final status. */
+    statuses: Record<string, number>;
+    sink: SinkStats;
+    /** Requests at the sink beyond one per key (calls per key > 1). */
+    duplicates: number;
+  };
+  bareHttp: Throughput;
+  noopJobs: Throughput;
+}
+
 export interface BenchResults {
+  effects?: EffectsResult;
   sizes: number[];
   daemon: { mode: 'dist' | 'tsx'; argv: string[] };
   settings: Record<string, unknown>;
@@ -175,9 +199,15 @@ export type FigureKey =
   | 'notifyDuplicates'
   | 'notifyRateLimit'
   | 'releaseLag'
-  | 'ingest';
+  | 'ingest'
+  | 'effects'
+  | 'effectsDuplicates';
 
 export const WHY: Readonly<Record<FigureKey, string>> = {
+  effects:
+    "each effect is one BullMQ job (its Redis scripts: compare the no-op jobs row), a share of one claim and one settle statement (coalesced across the concurrent jobs, about 20 rows per statement at concurrency 64) and one HTTP call. The daemon process spends about 0.7–0.8 ms of CPU per effect, relay included (daemonCpuMsPerEffect in the JSON), so one daemon tops out near 1,300/s with a core to itself; on this host it shares 2 cores with the sink, Redis, PostgreSQL and the bench. Would close it: a second daemon (effects of different keys run in any daemon), or less CPU per job in BullMQ and the job's own logging set-up.",
+  effectsDuplicates:
+    'a key called twice at the control plane: a correctness bug, not a performance one. Look at the claim (lease, token, re-check) and the settle fencing in src/adapters/db/outbox-store.ts first.',
   ingest:
     'a batch is a fixed number of statements (compare the "ingest store alone" row). A payment changes the balance, so each payment batch queues the evaluation of its accounts, and those evaluations take the account row locks the next batch takes and share the 2 cores with it: over HTTP the payment rate is bounded by the daemon\'s evaluation rate (the evaluations/s row). Would close it: faster evaluation, or evaluations on another host.',
   scanRatio:
@@ -425,6 +455,45 @@ export function buildRows(r: BenchResults, runs: number): Row[] {
       ratio: ratio(worst, limit, 3),
       goal: `≤ ${limit}/s (+2 % timing)`,
       met: worst <= limit * 1.02,
+    });
+  }
+  const eff = r.effects;
+  if (eff !== undefined) {
+    const d = eff.daemon;
+    add({
+      key: 'effects',
+      figure: `control-plane effects/s against a loopback sink in its own process (${n(eff.effects)} suspends, concurrency ${eff.concurrency}; first call → all settled, ${n(d.statuses.done ?? 0)} done)`,
+      value: `${fmt(d.perSecond, 0)} /s`,
+      baseline: `bare signed HTTP calls to the sink ${fmt(eff.bareHttp.perSecond, 0)} /s`,
+      ratio: ratio(d.perSecond, eff.bareHttp.perSecond),
+      goal: '≥ 1500 /s',
+      met: d.perSecond >= 1500 && (d.statuses.done ?? 0) === eff.effects,
+    });
+    add({
+      figure: `control-plane effects/s against no-op jobs on an effects queue (same concurrency, in the bench process)`,
+      value: `${fmt(d.perSecond, 0)} /s`,
+      baseline: `no-op jobs ${fmt(eff.noopJobs.perSecond, 0)} /s`,
+      ratio: ratio(d.perSecond, eff.noopJobs.perSecond),
+      goal: '–',
+      met: null,
+    });
+    add({
+      figure:
+        'daemon CPU per control-plane effect (user + system, INSERT → all settled; relay included)',
+      value: `${fmt(d.daemonCpuMsPerEffect, 2)} ms`,
+      baseline: '–',
+      ratio: '–',
+      goal: '–',
+      met: null,
+    });
+    add({
+      key: 'effectsDuplicates',
+      figure: 'duplicate control-plane calls (requests per idempotency key > 1)',
+      value: `${d.duplicates} (max ${d.sink.maxPerKey} per key)`,
+      baseline: `${n(d.sink.calls)} keys called`,
+      ratio: ratio(d.duplicates, d.sink.calls, 4),
+      goal: '0',
+      met: d.duplicates === 0 && d.sink.badSignatures === 0,
     });
   }
   const ing = r.ingest;

@@ -14,8 +14,10 @@
  * BENCH_SCALE_WINDOW_S (longest evaluation window of a scaling run, 120), BENCH_RELEASES (200),
  * BENCH_RELEASE_RATE (overdue bills per second, 10), BENCH_NOTIFY_N (20000), BENCH_NOTIFY_RATE
  * (rate limit per channel, 200), BENCH_NOTIFY_SECONDS (10), BENCH_INGEST_ITEMS (bills and
- * payments each, 20000), BENCH_INGEST_ACCOUNTS (2000), BENCH_INGEST_BATCH (1000), BENCH_SKIP
- * (comma list of scaling, daemon, release, ingest, notify), BENCH_LOG_LEVEL (daemon log level, warn), BENCH_TIMEOUT_S (whole
+ * payments each, 20000), BENCH_INGEST_ACCOUNTS (2000), BENCH_INGEST_BATCH (1000), BENCH_EFFECTS
+ * (control-plane effects, 5000), BENCH_EFFECTS_CONCURRENCY (the daemon's EFFECTS_CONCURRENCY in
+ * that phase; default: the daemon's default), BENCH_SKIP
+ * (comma list of scaling, daemon, release, ingest, effects, notify), BENCH_LOG_LEVEL (daemon log level, warn), BENCH_TIMEOUT_S (whole
  * run, 3600), BENCH_KEEP_DB=1, BENCH_CPU_PROF=1, BENCH_DAEMON_NODE_FLAGS, TEST_DATABASE_URL,
  * TEST_REDIS_URL.
  *
@@ -45,7 +47,11 @@
  *    release, release lag behind the due instant.
  * 6. Ingest (phase-ingest.ts): bills and payments per second over HTTP, one client, batches of
  *    1,000, against a bare multi-row INSERT of the same rows.
- * 7. Notifications (notify-bench.ts as a child): messages/s against no-op jobs on the same
+ * 7. Control-plane effects (phase-effects.ts): BENCH_EFFECTS pending suspend rows worked by a
+ *    daemon child against the fake control plane in a process of its own; effects/s from the
+ *    first call to the last row settled, and duplicates (calls per key > 1). Baselines at the
+ *    same concurrency: bare signed HTTP calls to the sink, and no-op jobs on an `effects` queue.
+ * 8. Notifications (notify-bench.ts as a child): messages/s against no-op jobs on the same
  *    queues, duplicates at the SMTP and SMS sinks, the rate limit held.
  *
  * report.ts turns the results into rows (value, baseline, ratio, goal, met) and prints a "why /
@@ -99,6 +105,7 @@ import {
 } from './common';
 import { generate } from './generate';
 import type { NotifyBenchResult } from './notify-bench';
+import { effectsPhase } from './phase-effects';
 import { ingestPhase } from './phase-ingest';
 import { releasePhase } from './phase-release';
 import { scalingPhase } from './phase-scaling';
@@ -136,6 +143,8 @@ const TIMEOUT_MS = envNumber('BENCH_TIMEOUT_S', 3600) * 1000;
 const INGEST_ITEMS = envNumber('BENCH_INGEST_ITEMS', 20_000);
 const INGEST_ACCOUNTS = envNumber('BENCH_INGEST_ACCOUNTS', 2_000);
 const INGEST_BATCH = envNumber('BENCH_INGEST_BATCH', 1_000);
+const EFFECTS = envNumber('BENCH_EFFECTS', 5_000);
+const EFFECTS_CONCURRENCY_OVERRIDE = process.env.BENCH_EFFECTS_CONCURRENCY;
 const SKIP = new Set(
   (process.env.BENCH_SKIP ?? '')
     .split(',')
@@ -153,10 +162,18 @@ const DAEMON_DEFAULTS = (() => {
     LOG_LEVEL: 'silent',
   });
   if (!r.ok) throw new Error(JSON.stringify(r.problems));
-  return { evaluateConcurrency: r.config.evaluateConcurrency, dbPoolSize: r.config.dbPoolSize };
+  return {
+    evaluateConcurrency: r.config.evaluateConcurrency,
+    effectsConcurrency: r.config.effectsConcurrency,
+    dbPoolSize: r.config.dbPoolSize,
+  };
 })();
 const EVAL_CONCURRENCY = DAEMON_DEFAULTS.evaluateConcurrency;
 const POOL = DAEMON_DEFAULTS.dbPoolSize;
+const EFFECTS_CONCURRENCY =
+  EFFECTS_CONCURRENCY_OVERRIDE === undefined
+    ? DAEMON_DEFAULTS.effectsConcurrency
+    : envNumber('BENCH_EFFECTS_CONCURRENCY', DAEMON_DEFAULTS.effectsConcurrency);
 
 const TAG = randomBytes(5).toString('hex');
 const RESULTS_DIR = path.join(ROOT, 'bench-results');
@@ -860,6 +877,8 @@ async function main(): Promise<void> {
       INGEST_ITEMS,
       INGEST_ACCOUNTS,
       INGEST_BATCH,
+      EFFECTS,
+      EFFECTS_CONCURRENCY,
       TIMEOUT_S: TIMEOUT_MS / 1000,
       LOG_LEVEL,
       EVAL_CONCURRENCY,
@@ -905,6 +924,17 @@ async function main(): Promise<void> {
         accounts: INGEST_ACCOUNTS,
         items: INGEST_ITEMS,
         batch: INGEST_BATCH,
+      });
+    }
+    if (!SKIP.has('effects')) {
+      log(`effects: ${EFFECTS} control-plane effects at concurrency ${EFFECTS_CONCURRENCY}`);
+      results.effects = await effectsPhase(ctx, {
+        effects: EFFECTS,
+        concurrency: EFFECTS_CONCURRENCY,
+        daemonEnv:
+          EFFECTS_CONCURRENCY_OVERRIDE === undefined
+            ? {}
+            : { EFFECTS_CONCURRENCY: String(EFFECTS_CONCURRENCY) },
       });
     }
     if (!SKIP.has('notify')) {

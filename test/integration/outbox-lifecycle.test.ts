@@ -230,14 +230,14 @@ describe('control-plane effects under a lease', () => {
     const expire = () => h.t.raw`update outbox set claim_expires_at = now() - interval '1 second'
                                    where idempotency_key = ${key}`;
     // Holder A claims, then stalls past its lease (a GC pause, a partition); B takes over.
-    const a = await claimEffect(db, key, `${id}-streaming`, null, 'holder-a', 60_000);
+    const a = await claimEffect(db, key, 'holder-a', 60_000);
     expect(a.kind).toBe('claimed');
-    expect(await claimEffect(db, key, `${id}-streaming`, null, 'holder-b', 60_000)).toMatchObject({
+    expect(await claimEffect(db, key, 'holder-b', 60_000)).toMatchObject({
       kind: 'busy',
       reason: 'held',
     });
     await expire();
-    const b = await claimEffect(db, key, `${id}-streaming`, null, 'holder-b', 60_000);
+    const b = await claimEffect(db, key, 'holder-b', 60_000);
     expect(b.kind).toBe('claimed');
     // A's late outcome, while B holds the row, is fenced off: nothing recorded, no event.
     const late = await settleOutbox(db, key, {
@@ -276,9 +276,9 @@ describe('control-plane effects under a lease', () => {
     const suspend = await effectRow(id, 'suspend', 'a');
     const resume = await effectRow(id, 'resume', 'b');
     const db = h.daemon.ctx.db;
-    const held = await claimEffect(db, suspend, `${id}-streaming`, null, 'slow-holder', 60_000);
+    const held = await claimEffect(db, suspend, 'slow-holder', 60_000);
     expect(held.kind).toBe('claimed');
-    const behind = await claimEffect(db, resume, `${id}-streaming`, null, 'eager', 60_000);
+    const behind = await claimEffect(db, resume, 'eager', 60_000);
     expect(behind).toMatchObject({ kind: 'busy', reason: 'behind' });
 
     await h.daemon.ctx.queues.add('control-plane', { outboxKey: resume }, { jobId: resume });

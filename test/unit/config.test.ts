@@ -72,7 +72,7 @@ describe('defaults', () => {
       dbIdleInTransactionTimeoutMs: 60_000,
       evaluateConcurrency: 32,
       evaluateBatchSize: 200,
-      effectsConcurrency: 16,
+      effectsConcurrency: 64,
       outboxPollIntervalMs: 1_000,
       controlPlaneTimeoutMs: 5_000,
       notify: {

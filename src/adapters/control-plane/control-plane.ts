@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { Agent, request } from 'undici';
 import { describeError, scrubPersonalData } from '../../describe-error';
 
 /**
@@ -35,6 +36,8 @@ export type ControlResult =
 export interface ControlPlane {
   readonly mode: 'http' | 'database';
   apply(command: ControlCommand): Promise<ControlResult>;
+  /** Closes kept-alive connections (after the workers have stopped). */
+  close?(): Promise<void>;
 }
 
 export const SIGNATURE_HEADER = 'x-overdue-signature';
@@ -50,21 +53,50 @@ export interface HttpControlPlaneOptions {
   readonly secret: string;
   /** Per-request deadline, ms. */
   readonly timeoutMs: number;
+  /**
+   * Most connections kept open to the control plane (keep-alive, one request at a time each):
+   * the effects concurrency, so every running effect has one and none is opened per call.
+   * Default 16.
+   */
+  readonly connections?: number;
   /** Injected for tests that pin time; defaults to the system clock. */
   readonly nowMs?: () => number;
 }
 
+/** Redirect statuses, which are not followed (fetch's redirect: 'error' set). */
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** How long an idle kept-alive connection stays open, ms (the server may close it sooner). */
+const KEEP_ALIVE_MS = 30_000;
+
+/**
+ * POSTs each command, signed, with undici's request on a keep-alive Agent of its own (Node's
+ * fetch is undici too, but its WHATWG layer costs CPU per call and its shared pool has no cap).
+ * Redirects are never followed: a 307/308 would re-send the signed body to wherever the answer
+ * points.
+ */
 export function httpControlPlane(options: HttpControlPlaneOptions): ControlPlane {
   const nowMs = options.nowMs ?? Date.now;
+  const agent = new Agent({
+    connections: options.connections ?? 16,
+    pipelining: 1,
+    keepAliveTimeout: KEEP_ALIVE_MS,
+    keepAliveMaxTimeout: KEEP_ALIVE_MS,
+    connectTimeout: options.timeoutMs,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+  });
   return {
     mode: 'http',
     async apply(command) {
       const body = JSON.stringify(command);
       const timestamp = String(Math.floor(nowMs() / 1000));
-      let response: Response;
+      let status: number;
+      let text: string;
       try {
-        response = await fetch(options.url, {
+        const response = await request(options.url, {
           method: 'POST',
+          dispatcher: agent,
           headers: {
             'content-type': 'application/json',
             'idempotency-key': command.idempotencyKey,
@@ -73,38 +105,34 @@ export function httpControlPlane(options: HttpControlPlaneOptions): ControlPlane
           },
           body,
           signal: AbortSignal.timeout(options.timeoutMs),
-          // A 307/308 would re-send the signed body to wherever the answer points.
-          redirect: 'error',
         });
+        status = response.statusCode;
+        text = await response.body.text().catch(() => '');
       } catch (error) {
-        const cause = (error as { cause?: { message?: unknown } }).cause?.message;
-        if (typeof cause === 'string' && /redirect/i.test(cause)) {
-          return {
-            ok: false,
-            permanent: false,
-            error:
-              'control plane answered a redirect, which is not followed (set CONTROL_PLANE_URL to the final address)',
-          };
-        }
         // Connection refused, reset or timed out: the call may or may not have landed; the
         // idempotency key makes the retry safe.
         return { ok: false, permanent: false, error: describeError(error) };
       }
-      const text = await response.text().catch(() => '');
-      if (response.ok) return { ok: true, status: response.status };
+      if (REDIRECTS.has(status)) {
+        return {
+          ok: false,
+          permanent: false,
+          status,
+          error:
+            'control plane answered a redirect, which is not followed (set CONTROL_PLANE_URL to the final address)',
+        };
+      }
+      if (status >= 200 && status < 300) return { ok: true, status };
       const permanent =
-        response.status >= 400 &&
-        response.status < 500 &&
-        response.status !== 408 &&
-        response.status !== 409 &&
-        response.status !== 429;
+        status >= 400 && status < 500 && status !== 408 && status !== 409 && status !== 429;
       return {
         ok: false,
         permanent,
-        status: response.status,
-        error: `control plane answered ${response.status}${text ? `: ${scrubPersonalData(text).slice(0, 200)}` : ''}`,
+        status,
+        error: `control plane answered ${status}${text ? `: ${scrubPersonalData(text).slice(0, 200)}` : ''}`,
       };
     },
+    close: () => agent.close(),
   };
 }
 

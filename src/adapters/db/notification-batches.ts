@@ -39,23 +39,25 @@ export function createNotificationBatches(
 ): NotificationBatches {
   const loads = new Coalescer<string, SendState | null>(
     (keys) => loadForSendMany(db, keys, lowBalanceThresholdMinor),
-    MAX_BATCH,
+    { maxBatch: MAX_BATCH },
   );
   const claims = new Coalescer<ClaimRequest, Claim>(
     (requests) => claimNotifications(db, requests),
-    MAX_BATCH,
+    { maxBatch: MAX_BATCH },
   );
-  const marks = new Coalescer<SentRecord, boolean>(
-    (records) => markSentMany(db, records),
-    MAX_BATCH,
+  const marks = new Coalescer<SentRecord, boolean>((records) => markSentMany(db, records), {
+    maxBatch: MAX_BATCH,
+  });
+  const early = new Coalescer<{ provider: string; messageId: string }, null>(
+    async (items) => {
+      const byProvider = new Map<string, string[]>();
+      for (const i of items)
+        byProvider.set(i.provider, [...(byProvider.get(i.provider) ?? []), i.messageId]);
+      for (const [provider, ids] of byProvider) await applyEarlyCallbacks(db, provider, ids);
+      return items.map(() => null);
+    },
+    { maxBatch: MAX_BATCH },
   );
-  const early = new Coalescer<{ provider: string; messageId: string }, null>(async (items) => {
-    const byProvider = new Map<string, string[]>();
-    for (const i of items)
-      byProvider.set(i.provider, [...(byProvider.get(i.provider) ?? []), i.messageId]);
-    for (const [provider, ids] of byProvider) await applyEarlyCallbacks(db, provider, ids);
-    return items.map(() => null);
-  }, MAX_BATCH);
   return {
     load: (key) => loads.load(key),
     claim: async (request) => {

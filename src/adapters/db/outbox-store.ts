@@ -1,7 +1,9 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
+import { dbErrorInfo } from '../../describe-error';
 import type { EffectTargetState } from '../../domain/effect-wanted';
 import { queryRows, type Db, type Tx } from './client';
+import { Coalescer } from './coalesce';
 import { appendEvent, type EventInput } from './daemon-writers';
 import type { OUTBOX_STATUSES } from './schema';
 
@@ -13,7 +15,7 @@ import type { OUTBOX_STATUSES } from './schema';
  *   pending ──relay──► dispatched ──settle──► done | failed | superseded
  *      └────────────settle (cancelled, unknown kind, no job needed)──────┘
  *
- * A control-plane effect is also claimed under a lease while dispatched (claimEffect): its
+ * A control-plane effect is also claimed under a lease while unfinished (claimEffects): its
  * outcome is recorded only under the holder's token, so a holder whose lease ran out (a GC
  * pause, a partition) records nothing once another has taken over.
  */
@@ -234,30 +236,64 @@ export async function releaseLease(db: Executor, key: string, claimToken: string
 }
 
 export type EffectClaim =
-  | { readonly kind: 'claimed'; readonly target: EffectTargetState }
+  | {
+      readonly kind: 'claimed';
+      readonly entry: OutboxEntry;
+      /** The service and instance named by the row's payload, read in the claiming statement. */
+      readonly target: EffectTargetState;
+    }
   /** Another holder's lease is live, or an older effect on the service is unfinished. */
-  | { readonly kind: 'busy'; readonly reason: 'held' | 'behind'; readonly status: OutboxStatus }
-  | { readonly kind: 'finished'; readonly status: OutboxStatus };
+  | {
+      readonly kind: 'busy';
+      readonly entry: OutboxEntry;
+      readonly reason: 'held' | 'behind';
+      readonly status: OutboxStatus;
+    }
+  | { readonly kind: 'finished'; readonly entry: OutboxEntry; readonly status: OutboxStatus }
+  /** No outbox row has this key. */
+  | { readonly kind: 'missing' };
+
+export interface EffectClaimRequest {
+  readonly key: string;
+  /** Fresh per attempt: the lease is this holder's; claiming again with it is a no-op. */
+  readonly claimToken: string;
+  readonly leaseMs: number;
+}
 
 /**
- * dispatched (unheld, or its lease expired) → dispatched, held by `claimToken` until now +
- * `leaseMs` on the database's clock. One statement: it takes the lease only when no older
- * control-plane effect on the same service is unfinished (a resume never overtakes the suspend
- * it undoes), and reads the service and instance the effect is about, so the caller re-checks
- * that it is still wanted before calling out. No lock is held after it returns.
+ * pending | dispatched (unheld, its lease expired, or already held by the same token) → the same
+ * status, held by each request's `claimToken` until now + `leaseMs` on the database's clock. One
+ * statement for the whole batch, its text the same for any number of requests
+ * (jsonb_to_recordset): it reads each row, takes the lease only when no older control-plane
+ * effect on the same service (the payload's serviceId) is unfinished (a resume never overtakes
+ * the suspend it undoes), and reads the service and instance the effect is about, so the caller
+ * re-checks that it is still wanted before calling out. No lock is held after it returns. Keys
+ * must be distinct. One answer per request, in order.
+ *
+ * A pending row is claimed too: its job exists, so either a relay pass enqueued it and holds the
+ * row locked until it commits (the claim waits for that lock and then holds a dispatched row), or
+ * an operator triggered it by hand. Claiming dispatched rows only would skip a row read just
+ * before the relay's commit, and its effect would wait a retry for nothing.
  */
-export async function claimEffect(
-  db: Db,
-  key: string,
-  serviceId: string,
-  instanceId: string | null,
-  claimToken: string,
-  leaseMs: number,
-): Promise<EffectClaim> {
-  const [row] = await queryRows<{
+export async function claimEffects(
+  db: Executor,
+  requests: readonly EffectClaimRequest[],
+): Promise<EffectClaim[]> {
+  if (requests.length === 0) return [];
+  const input = JSON.stringify(
+    requests.map((r, i) => ({ i, key: r.key, token: r.claimToken, lease_ms: r.leaseMs })),
+  );
+  const rows = await queryRows<{
+    i: number;
     claimed: boolean;
+    id: number | string;
+    kind: string;
+    account_id: string;
+    payload: unknown;
     status: OutboxStatus;
+    attempts: number;
     behind: boolean;
+    has_instance: boolean;
     svc_status: 'active' | 'suspended' | 'released' | null;
     overdue_hold: boolean | null;
     operator_hold: boolean | null;
@@ -265,51 +301,201 @@ export async function claimEffect(
   }>(
     db,
     sql`
-    with me as (
-      select o.id, o.account_id, o.status,
+    with x as (
+      select * from jsonb_to_recordset(${input}::jsonb)
+                 as x(i int, key text, token text, lease_ms bigint)
+    ),
+    me as (
+      select x.i, x.token, x.lease_ms, o.id, o.kind, o.account_id, o.payload, o.status,
+             o.attempts, o.payload ->> 'serviceId' as service_id,
+             o.payload ->> 'instanceId' as instance_id,
              exists (select 1 from outbox e
                       where e.kind = 'control-plane' and e.status in ('pending', 'dispatched')
-                        and (e.payload ->> 'serviceId') = ${serviceId} and e.id < o.id) as behind
-        from outbox o where o.idempotency_key = ${key}
+                        and (e.payload ->> 'serviceId') = (o.payload ->> 'serviceId')
+                        and e.id < o.id) as behind
+        from x join outbox o on o.idempotency_key = x.key
     ),
     claimed as (
       update outbox o
-         set claim_token = ${claimToken},
-             claim_expires_at = clock_timestamp() + ${leaseMs} * interval '1 millisecond',
+         set claim_token = me.token,
+             claim_expires_at = clock_timestamp() + me.lease_ms * interval '1 millisecond',
              updated_at = now()
         from me
-       where o.id = me.id and o.status = 'dispatched' and not me.behind
-         and (o.claim_expires_at is null or o.claim_expires_at < clock_timestamp())
-   returning o.id
+       where o.id = me.id and o.status in ('pending', 'dispatched') and not me.behind
+         and (o.claim_expires_at is null or o.claim_expires_at < clock_timestamp()
+              or o.claim_token = me.token)
+   returning o.id, o.claim_token
     )
-    select exists (select 1 from claimed) as claimed, me.status, me.behind,
+    select me.i, c.id is not null as claimed, me.id, me.kind, me.account_id, me.payload,
+           me.status, me.attempts, me.behind, me.instance_id is not null as has_instance,
            s.status as svc_status, s.overdue_hold, s.operator_hold,
            (select i.released_at is not null from studio_instances i
-             where i.id = ${instanceId} and i.account_id = me.account_id) as instance_released
+             where i.id = me.instance_id and i.account_id = me.account_id) as instance_released
       from me
-      left join services s on s.id = ${serviceId} and s.account_id = me.account_id`,
+      left join claimed c on c.id = me.id and c.claim_token = me.token
+      left join services s on s.id = me.service_id and s.account_id = me.account_id`,
   );
-  if (row === undefined) return { kind: 'finished', status: 'failed' };
-  if (row.claimed) {
-    return {
-      kind: 'claimed',
-      target: {
-        service:
-          row.svc_status === null
-            ? null
-            : {
-                status: row.svc_status,
-                overdueHold: row.overdue_hold === true,
-                operatorHold: row.operator_hold === true,
-              },
-        instanceReleased: instanceId === null ? null : row.instance_released,
-      },
+  const out: EffectClaim[] = requests.map(() => ({ kind: 'missing' }));
+  for (const row of rows) {
+    const entry: OutboxEntry = {
+      id: Number(row.id),
+      key: requests[row.i]?.key ?? '',
+      kind: row.kind,
+      accountId: row.account_id,
+      payload: row.payload,
+      status: row.status,
+      attempts: row.attempts,
     };
+    out[row.i] = row.claimed
+      ? {
+          kind: 'claimed',
+          entry,
+          target: {
+            service:
+              row.svc_status === null
+                ? null
+                : {
+                    status: row.svc_status,
+                    overdueHold: row.overdue_hold === true,
+                    operatorHold: row.operator_hold === true,
+                  },
+            instanceReleased: row.has_instance ? row.instance_released : null,
+          },
+        }
+      : row.status !== 'dispatched' && row.status !== 'pending'
+        ? { kind: 'finished', entry, status: row.status }
+        : { kind: 'busy', entry, reason: row.behind ? 'behind' : 'held', status: row.status };
   }
-  if (row.status !== 'dispatched' && row.status !== 'pending') {
-    return { kind: 'finished', status: row.status };
+  return out;
+}
+
+/** claimEffects for one key. */
+export async function claimEffect(
+  db: Executor,
+  key: string,
+  claimToken: string,
+  leaseMs: number,
+): Promise<EffectClaim> {
+  const [claim] = await claimEffects(db, [{ key, claimToken, leaseMs }]);
+  return claim ?? { kind: 'missing' };
+}
+
+export interface SettleRequest {
+  readonly key: string;
+  readonly settlement: Settlement;
+}
+
+/**
+ * pending | dispatched → done | failed | superseded for many rows in one statement, its text the
+ * same for any number of rows (jsonb_to_recordset): each row moves only if it is unfinished and,
+ * when its settlement carries a claim token, still held under that token (a fenced-off holder
+ * records nothing); the events of the rows that moved are appended in the same statement (on
+ * their idempotency keys, so never twice). Keys must be distinct. One answer per request, in
+ * order: true when that row moved.
+ */
+export async function settleOutboxRows(
+  db: Executor,
+  requests: readonly SettleRequest[],
+): Promise<boolean[]> {
+  if (requests.length === 0) return [];
+  const input = JSON.stringify(
+    requests.map(({ key, settlement: s }, i) => ({
+      i,
+      key,
+      status: s.status,
+      reason: clip(s.reason),
+      token: s.claimToken ?? null,
+      ev_account: s.event?.accountId ?? null,
+      ev_kind: s.event?.kind ?? null,
+      ev_episode: s.event?.episodeSeq ?? null,
+      ev_detail: s.event?.detail ?? null,
+      ev_actor: s.event?.actor ?? null,
+      ev_key: s.event?.idempotencyKey ?? null,
+    })),
+  );
+  const rows = await queryRows<{ i: number }>(
+    db,
+    sql`
+    with x as (
+      select * from jsonb_to_recordset(${input}::jsonb)
+                 as x(i int, key text, status text, reason text, token text, ev_account text,
+                      ev_kind text, ev_episode int, ev_detail jsonb, ev_actor text, ev_key text)
+    ),
+    moved as (
+      update outbox o
+         set status = x.status, last_error = x.reason,
+             claim_token = null, claim_expires_at = null, updated_at = now()
+        from x
+       where o.idempotency_key = x.key and o.status in ('pending', 'dispatched')
+         and (x.token is null or o.claim_token = x.token)
+   returning o.idempotency_key
+    ),
+    ev as (
+      insert into enforcement_events (account_id, kind, episode_seq, detail, actor, idempotency_key)
+      select x.ev_account, x.ev_kind, x.ev_episode, coalesce(x.ev_detail, '{}'::jsonb),
+             coalesce(x.ev_actor, 'daemon'), x.ev_key
+        from x join moved m on m.idempotency_key = x.key
+       where x.ev_kind is not null
+          on conflict (idempotency_key) do nothing
+    )
+    select x.i from x join moved m on m.idempotency_key = x.key`,
+  );
+  const out = requests.map(() => false);
+  for (const row of rows) out[row.i] = true;
+  return out;
+}
+
+/** SQLSTATE classes one row's data can cause (22 data exception, 23 constraint violation). */
+function oneRowCanCause(error: unknown): boolean {
+  const code = dbErrorInfo(error)?.code;
+  return typeof code === 'string' && /^2[23]/.test(code);
+}
+
+/** Largest batch of the coalesced claim and settle statements (rows per statement). */
+const MAX_EFFECT_BATCH = 256;
+
+interface EffectBatches {
+  readonly claims: Coalescer<EffectClaimRequest, EffectClaim>;
+  readonly settles: Coalescer<SettleRequest, boolean>;
+}
+
+const batchesByDb = new WeakMap<Db, EffectBatches>();
+
+function effectBatches(db: Db): EffectBatches {
+  let batches = batchesByDb.get(db);
+  if (batches === undefined) {
+    batches = {
+      claims: new Coalescer((requests) => claimEffects(db, requests), {
+        maxBatch: MAX_EFFECT_BATCH,
+        keyOf: (r) => r.key,
+        retryAlone: oneRowCanCause,
+      }),
+      settles: new Coalescer((requests) => settleOutboxRows(db, requests), {
+        maxBatch: MAX_EFFECT_BATCH,
+        keyOf: (r) => r.key,
+        retryAlone: oneRowCanCause,
+      }),
+    };
+    batchesByDb.set(db, batches);
   }
-  return { kind: 'busy', reason: row.behind ? 'behind' : 'held', status: row.status };
+  return batches;
+}
+
+/**
+ * claimEffect, coalesced with the claims of the other effect jobs running at the same moment on
+ * this database handle (see coalesce.ts): one claimEffects statement per batch.
+ */
+export function claimEffectBatched(db: Db, request: EffectClaimRequest): Promise<EffectClaim> {
+  return effectBatches(db).claims.load(request);
+}
+
+/**
+ * settleOutbox, coalesced with the settles of the other jobs finishing at the same moment on this
+ * database handle: one settleOutboxRows statement per batch; resolves (true when this call moved
+ * the row) as soon as its own batch has run.
+ */
+export function settleOutboxBatched(db: Db, key: string, s: Settlement): Promise<boolean> {
+  return effectBatches(db).settles.load({ key, settlement: s });
 }
 
 /**
