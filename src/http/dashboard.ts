@@ -137,7 +137,7 @@ function jsonSchemaOfQueue(queue: QueueName): Record<string, unknown> {
   const first = names[0];
   return {
     anyOf: names.map(jobSchema),
-    description: `Jobs: ${names.join(', ')}. Set the job name above; the data of each is shown in its example.`,
+    description: `Jobs: ${names.join(', ')}. Set the job name above (left empty: ${String(first)}, the example shown); the data of each is in its schema.`,
     examples: first === undefined ? [] : [JOB_EXAMPLES[first]],
   };
 }
@@ -233,12 +233,10 @@ export async function mountDashboard(
         if (!body.success)
           throw new HttpError(400, 'bad-request', 'expected {name, data, options}');
         const allowed = jobsAllowedIn(target.queue);
-        // The form sends `__default__` when the job name is left empty: the queue's only job.
+        // The form sends `__default__` when the job name is left empty: the queue's first job,
+        // the one whose example the form starts from.
         const given = body.data.name.trim();
-        const name =
-          (given === '' || given === '__default__') && allowed.length === 1
-            ? (allowed[0] ?? given)
-            : given;
+        const name = given === '' || given === '__default__' ? (allowed[0] ?? given) : given;
         if (!isJobName(name) || !allowed.includes(name)) {
           throw new HttpError(400, 'bad-request', `name: must be one of ${allowed.join(', ')}`, {
             issues: [{ path: 'name', message: `must be one of ${allowed.join(', ')}` }],

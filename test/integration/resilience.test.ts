@@ -303,9 +303,12 @@ describe('a worker killed with SIGKILL mid-batch', () => {
             select status, count(*) as n from outbox
              where account_id like 'kill-%' and kind = 'control-plane' group by status`
         ).map((r) => [r.status, Number(r.n)]);
+      // The effects the killed worker had claimed (up to EFFECTS_CONCURRENCY of them, their calls
+      // made) are recorded by the new worker once their lease has run out: CONTROL_PLANE_TIMEOUT
+      // + 15 s after the claim, then its job's retry.
       await waitFor(
         async () => JSON.stringify(await statuses()) === JSON.stringify([['done', ids.length]]),
-        10_000,
+        45_000,
         'every outbox row done',
       );
       expect(await statuses()).toEqual([['done', ids.length]]);
@@ -314,5 +317,5 @@ describe('a worker killed with SIGKILL mid-batch', () => {
       await new Promise((r) => child.once('exit', r));
       h.daemon = await h.start();
     }
-  }, 120_000);
+  }, 160_000);
 });
