@@ -45,8 +45,8 @@ export interface FakeTwilio {
   /** Messages with the same (to, body) stored more than once. */
   duplicates(): number;
   script(step: CreateScript, times?: number): void;
-  /** Drops scripted steps not used yet. */
-  clearScript(): void;
+  /** Drops scripted steps not used yet; returns how many there were. */
+  clearScript(): number;
   close(): Promise<void>;
 }
 
@@ -223,7 +223,9 @@ export async function createFakeTwilio(): Promise<FakeTwilio> {
       for (let i = 0; i < times; i += 1) scripts.push(step);
     },
     clearScript() {
+      const unused = scripts.length;
       scripts.length = 0;
+      return unused;
     },
     close: () =>
       new Promise<void>((resolve) => {
