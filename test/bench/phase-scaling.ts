@@ -96,6 +96,12 @@ async function scaleRun(
       600_000,
       250,
     );
+    // The backlog in accounts: a scan's page job (evaluate-batch) holds up to
+    // EVALUATE_BATCH_SIZE of them.
+    backlog = (await evaluate.getJobs(['waiting', 'prioritized'], 0, -1)).reduce((sum, job) => {
+      const ids = (job.data as { accountIds?: unknown }).accountIds;
+      return sum + (Array.isArray(ids) ? ids.length : 1);
+    }, 0);
     const workers = await evaluate.getWorkersCount().catch(() => Number.NaN);
     log(`scaling: ${k} daemon(s), backlog ${backlog}, evaluate workers seen ${workers}; resuming`);
     const stat = watch.stats.get('evaluate')!;
