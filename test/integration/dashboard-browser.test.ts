@@ -164,7 +164,14 @@ describe('dashboard in a browser', () => {
       .first()
       .waitFor({ timeout: 10_000 });
 
-    // The example as it is (job name left empty: the queue's only job) is added.
+    // The refusal is a toast over the page for a few seconds: the next clicks wait for it to go
+    // (under load a click could otherwise land on it).
+    await page
+      .getByText(/data\.accountId: /)
+      .first()
+      .waitFor({ state: 'hidden', timeout: 20_000 });
+
+    // The example as it is (job name left empty: the queue's first job) is added.
     await upsertAccount(h.t.db, { id: 'acct-123', currency: 'USD' });
     await page.locator('button[aria-haspopup="menu"]').first().click();
     await page.getByText('Add job').first().click();
@@ -181,7 +188,7 @@ describe('dashboard in a browser', () => {
       if (!found) await new Promise((r) => setTimeout(r, 200));
     }
     expect(found).toBe(true);
-  });
+  }, 60_000);
 
   it('refuses the page without credentials', async () => {
     const context = await browser();
