@@ -130,6 +130,15 @@ export function dbErrorInfo(error: unknown): DbErrorInfo | null {
   return null;
 }
 
+/**
+ * True for a database error one row's data can cause (SQLSTATE class 22, data exception, or 23,
+ * integrity constraint violation): a batch statement failing so is worth retrying row by row.
+ */
+export function causedByRowData(error: unknown): boolean {
+  const code = dbErrorInfo(error)?.code;
+  return typeof code === 'string' && /^2[23]/.test(code);
+}
+
 function describeDb(db: DbErrorInfo): string {
   const where = [
     db.constraint === undefined ? null : `constraint ${db.constraint}`,

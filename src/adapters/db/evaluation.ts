@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { causedByRowData, dbErrorInfo } from '../../describe-error';
 import { decide } from '../../domain/decide';
 import type { Decision } from '../../domain/decisions';
 import { keys } from '../../domain/keys';
@@ -67,17 +68,17 @@ export async function evaluateBatch(
   try {
     return await evaluateInOneTransaction(db, requests, clock, rules, lock);
   } catch (error) {
-    if (requests.length === 1 || !isDataError(error)) throw error;
+    if (requests.length === 1 || !causedByRowData(error)) throw error;
     const outcomes = new Map<string, BatchOutcome>();
     for (const request of requests) {
       try {
         const one = await evaluateInOneTransaction(db, [request], clock, rules, lock);
         for (const [id, outcome] of one) outcomes.set(id, outcome);
       } catch (single) {
-        if (!isDataError(single)) throw single;
+        if (!causedByRowData(single)) throw single;
         outcomes.set(request.accountId, {
           status: 'failed',
-          error: `writing its decisions failed (SQLSTATE ${dataErrorCode(single)})`,
+          error: `writing its decisions failed (SQLSTATE ${dbErrorInfo(single)?.code ?? 'unknown'})`,
         });
       }
     }
@@ -176,22 +177,6 @@ async function evaluateInOneTransaction(
     }
     return outcomes;
   });
-}
-
-/** SQLSTATE classes of errors the data causes (22 data exception, 23 integrity constraint). */
-function isDataError(error: unknown): boolean {
-  const code = dataErrorCode(error);
-  return code.startsWith('22') || code.startsWith('23');
-}
-
-function dataErrorCode(error: unknown): string {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && typeof current === 'object' && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return '';
 }
 
 /** A short stable code for an invalid-row reason (its first words), safe in a key. */

@@ -1,6 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
-import { dbErrorInfo } from '../../describe-error';
+import { causedByRowData } from '../../describe-error';
 import type { EffectTargetState } from '../../domain/effect-wanted';
 import { queryRows, type Db, type Tx } from './client';
 import { Coalescer } from './coalesce';
@@ -445,12 +445,6 @@ export async function settleOutboxRows(
   return out;
 }
 
-/** SQLSTATE classes one row's data can cause (22 data exception, 23 constraint violation). */
-function oneRowCanCause(error: unknown): boolean {
-  const code = dbErrorInfo(error)?.code;
-  return typeof code === 'string' && /^2[23]/.test(code);
-}
-
 /** Largest batch of the coalesced claim and settle statements (rows per statement). */
 const MAX_EFFECT_BATCH = 256;
 
@@ -468,12 +462,12 @@ function effectBatches(db: Db): EffectBatches {
       claims: new Coalescer((requests) => claimEffects(db, requests), {
         maxBatch: MAX_EFFECT_BATCH,
         keyOf: (r) => r.key,
-        retryAlone: oneRowCanCause,
+        retryAlone: causedByRowData,
       }),
       settles: new Coalescer((requests) => settleOutboxRows(db, requests), {
         maxBatch: MAX_EFFECT_BATCH,
         keyOf: (r) => r.key,
-        retryAlone: oneRowCanCause,
+        retryAlone: causedByRowData,
       }),
     };
     batchesByDb.set(db, batches);
