@@ -68,5 +68,6 @@ export const evaluateBatchJob: JobHandler = async (job, ctx, log) => {
       })),
     );
   }
-  return { accounts: accountIds.length, ...counts };
+  // The re-queued ids are in the job's result, for an operator reading it on the dashboard.
+  return { accounts: accountIds.length, ...counts, requeuedIds: again };
 };

@@ -333,11 +333,18 @@ describe('the daemon evaluates a scan in pages', () => {
     expect(
       batches.map((j) => (j.data as { accountIds: string[] }).accountIds.length).sort(),
     ).toEqual([20, 50, 50]);
-    const requeued = batches.reduce(
-      (n, j) => n + Number((j.returnvalue as { requeued?: number }).requeued ?? 0),
-      0,
+    // The held account is re-queued. Others may be too: an effect or a message being recorded
+    // for an account of the seeding above also holds its row for a moment, and a page skips it.
+    const requeued = batches.flatMap(
+      (j) => (j.returnvalue as { requeuedIds?: string[] }).requeuedIds ?? [],
     );
-    expect(requeued).toBe(1);
+    expect(requeued).toContain('page007');
+    expect(
+      batches.reduce(
+        (n, j) => n + Number((j.returnvalue as { requeued?: number }).requeued ?? 0),
+        0,
+      ),
+    ).toBe(requeued.length);
     expect((await evaluate.getJobCounts('completed')).completed).toBeGreaterThan(
       before.completed ?? 0,
     );
