@@ -1,4 +1,5 @@
 import type { Job } from 'bullmq';
+import { readControlState } from '../src/adapters/db/control-store';
 import { balanceCandidates, repairCandidates } from '../src/adapters/db/scan-queries';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { evaluationBatches, evaluationOptions } from '../src/adapters/queue/queues';
@@ -13,6 +14,10 @@ import type { JobContext, JobHandler } from './context';
  */
 export const balanceScanJob: JobHandler = async (job, ctx, log) => {
   const { origin } = parsePayload('balance-scan', job.data);
+  if (await enforcementOff(ctx)) {
+    log.info('balance scan skipped: enforcement mode is off');
+    return { skipped: 'enforcement mode is off' };
+  }
   const started = Date.now();
   const now = ctx.clock.now();
   // The scheduler's scan re-checks accounts already in enforcement only now and then; a scan
@@ -37,6 +42,11 @@ export const balanceScanJob: JobHandler = async (job, ctx, log) => {
   log.info(result, 'balance scan done');
   return result;
 };
+
+/** ENFORCEMENT_MODE / the operator's mode is `off`: scans do nothing. */
+export async function enforcementOff(ctx: JobContext): Promise<boolean> {
+  return (await readControlState(ctx.db)).mode === 'off';
+}
 
 /**
  * Keyset paging shared by the scans: `page(cursor)` returns the next ids after `cursor` in id

@@ -23,6 +23,8 @@ const REASONS: Record<EffectOp, string> = {
 export const EFFECT_LEASE_MARGIN_MS = 15_000;
 /** How long an effect waits behind an older effect on its service (or a live lease), ms. */
 const WAIT_MS = 1_000;
+/** How long an effect held by the enforcement mode (shadow, off) waits before it asks again, ms. */
+const MODE_WAIT_MS = 5_000;
 
 /**
  * Carries one suspend / resume / release to the control plane, exactly once per key:
@@ -52,7 +54,11 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
       'effect waits (older effect on the service, or held)',
     );
     return {
-      outbox: { kind: 'wait', untilMs: Date.now() + WAIT_MS, why: claim.reason },
+      outbox: {
+        kind: 'wait',
+        untilMs: Date.now() + (claim.reason === 'mode' ? MODE_WAIT_MS : WAIT_MS),
+        why: claim.reason,
+      },
       value: null,
     } satisfies JobOutcome;
   }

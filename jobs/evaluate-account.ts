@@ -60,5 +60,14 @@ const evaluate = async (
       }
       return { status: 'evaluated', decisions: kinds, newEffects: outcome.newEffects };
     }
+    case 'shadow': {
+      const kinds = outcome.decisions.map((d) => d.kind);
+      metrics.evaluated('shadow');
+      if (kinds.length > 0) jobLog.info({ decisions: kinds }, 'account evaluated in shadow mode');
+      return { status: 'shadow', decisions: kinds };
+    }
+    case 'off':
+      metrics.evaluated('off');
+      return { status: 'off' };
   }
 };

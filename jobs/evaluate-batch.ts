@@ -20,7 +20,15 @@ export const evaluateBatchJob: JobHandler = async (job, ctx, log) => {
     ctx.config.rules,
     'skip',
   );
-  const counts = { evaluated: 0, invalid: 0, notFound: 0, requeued: 0, newEffects: 0 };
+  const counts = {
+    evaluated: 0,
+    invalid: 0,
+    notFound: 0,
+    requeued: 0,
+    newEffects: 0,
+    shadow: 0,
+    off: 0,
+  };
   const again: string[] = [];
   for (const [accountId, outcome] of outcomes) {
     switch (outcome.status) {
@@ -44,6 +52,18 @@ export const evaluateBatchJob: JobHandler = async (job, ctx, log) => {
           { accountId, reason: outcome.reason },
           'account skipped: its rows break the contract',
         );
+        break;
+      case 'shadow': {
+        counts.shadow += 1;
+        metrics.evaluated('shadow');
+        const kinds = outcome.decisions.map((d) => d.kind);
+        if (kinds.length > 0)
+          log.info({ accountId, decisions: kinds }, 'account evaluated in shadow mode');
+        break;
+      }
+      case 'off':
+        counts.off += 1;
+        metrics.evaluated('off');
         break;
       case 'not-found':
         counts.notFound += 1;

@@ -131,6 +131,10 @@ export function createSendNotificationHandler(
         logger.debug({ ...ctx, status: claim.status }, 'finished elsewhere; nothing sent');
         return;
       }
+      if (claim.kind === 'held' && claim.reason === 'mode') {
+        logger.debug({ ...ctx }, 'held: enforcement mode is not enforce');
+        return later(job, token, claim.until.getTime(), 'held: enforcement mode is not enforce');
+      }
       if (claim.kind === 'held') {
         logger.info({ ...ctx, until: claim.until.toISOString() }, 'held by another attempt');
         const until = Math.max(claim.until.getTime(), Date.now()) + 1_000;

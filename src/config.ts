@@ -186,6 +186,14 @@ function logLevel(raw: string): Parsed<LogLevel> {
   return level ?? new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`);
 }
 
+const ENFORCEMENT_MODES = ['enforce', 'shadow', 'off'] as const;
+export type EnforcementModeSetting = (typeof ENFORCEMENT_MODES)[number];
+
+function enforcementMode(raw: string): Parsed<EnforcementModeSetting> {
+  const mode = ENFORCEMENT_MODES.find((m) => m === raw);
+  return mode ?? new Invalid(`must be one of ${ENFORCEMENT_MODES.join(', ')}`);
+}
+
 function bool(raw: string): Parsed<boolean> {
   if (['true', '1', 'yes', 'on'].includes(raw)) return true;
   if (['false', '0', 'no', 'off'].includes(raw)) return false;
@@ -451,6 +459,7 @@ const SECTIONS: Readonly<Record<string, readonly string[]>> = {
   Process: [],
   'Policy defaults (rule ids refer to the README)': [],
   'HTTP API and dashboard access': [],
+  'Safety valves': [],
 };
 
 const SETTINGS = {
@@ -589,6 +598,15 @@ const SETTINGS = {
     ],
     example: '',
     secret: 'value',
+  }),
+  ENFORCEMENT_MODE: required(enforcementMode, 'enforce', {
+    section: 'Safety valves',
+    doc: [
+      'enforce: act. shadow: decide and record what would be done (shadow events, shadow-report),',
+      'with no state change, no control-plane call and no message. off: no scan, no evaluation.',
+      'Written at each daemon start unless an operator has set the mode at run time since (the',
+      "operator's choice stands; PUT /v1/enforcement-mode, `overdue-worker mode`).",
+    ],
   }),
   LOG_LEVEL: required(logLevel, 'info', {
     section: 'Process',
@@ -1131,6 +1149,8 @@ export interface Config {
   readonly dashboard: { readonly user: string; readonly password: string } | null;
   readonly demo: boolean;
   readonly logLevel: LogLevel;
+  /** Written at start unless an operator set the mode since (src/adapters/db/control-store.ts). */
+  readonly enforcementMode: EnforcementModeSetting;
   readonly shutdownTimeoutMs: number;
   /** statement_timeout of each ingest batch's statements, ms. */
   readonly ingestStatementTimeoutMs: number;
@@ -1240,6 +1260,7 @@ function toConfig(env: Env): Config {
         : null,
     demo: env.DEMO,
     logLevel: env.LOG_LEVEL,
+    enforcementMode: env.ENFORCEMENT_MODE,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     ingestStatementTimeoutMs: env.INGEST_STATEMENT_TIMEOUT,
     scanIntervalMs: env.SCAN_INTERVAL,

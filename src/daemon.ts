@@ -13,6 +13,7 @@ import {
   type ControlPlane,
 } from './adapters/control-plane/control-plane';
 import { createDb, dbOptions, type DbHandle, type Unlisten } from './adapters/db/client';
+import { applyConfiguredMode } from './adapters/db/control-store';
 import { migrateDatabase } from './adapters/db/migrate';
 import { QUEUES } from './adapters/queue/catalog';
 import { createRedis } from './adapters/queue/connection';
@@ -85,6 +86,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   if (!options.database) await migrateDatabase(config.databaseUrl, config.dataDir);
   const database =
     options.database ?? (await createDb(config.databaseUrl, config.dataDir, dbOptions(config)));
+  const mode = await applyConfiguredMode(database.db, config.enforcementMode);
+  if (mode.state.mode !== config.enforcementMode) {
+    logger.warn(
+      {
+        mode: mode.state.mode,
+        configured: config.enforcementMode,
+        by: mode.state.changedBy,
+        reason: mode.state.reason,
+      },
+      "enforcement mode set by an operator differs from ENFORCEMENT_MODE: the operator's stands",
+    );
+  } else if (mode.state.mode !== 'enforce') {
+    logger.warn({ mode: mode.state.mode }, `enforcement mode is ${mode.state.mode}`);
+  }
 
   const redisLink = new RedisLink(logger.child({ component: 'redis' }));
   const producerRedis = createRedis(config.redisUrl, 'producer', logger, redisLink);

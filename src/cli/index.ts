@@ -1,15 +1,18 @@
+import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import pino from 'pino';
 import { systemClock } from '../adapters/clock/clock';
 import { loadAccountSnapshot } from '../adapters/db/account-snapshot';
 import { createDb, dbOptions, type DbHandle } from '../adapters/db/client';
+import { readControlState, setEnforcementMode, shadowReport } from '../adapters/db/control-store';
 import { evaluateAccount } from '../adapters/db/evaluation';
+import { ENFORCEMENT_MODES } from '../adapters/db/schema';
 import { migrateDatabase } from '../adapters/db/migrate';
 import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
 import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
 import { OutboxRelay } from '../adapters/queue/outbox-relay';
-import { evaluationBatches, QueueSet } from '../adapters/queue/queues';
+import { enqueueFreshScans, evaluationBatches, QueueSet } from '../adapters/queue/queues';
 import { parseConfigOrExit, parseDuration, type Config } from '../config';
 import { describeDecision, payEverything, simulate, type ScriptedEvent } from '../domain/simulate';
 import { DAY, HOUR } from '../domain/time';
@@ -24,6 +27,10 @@ import { DAY, HOUR } from '../domain/time';
  *   overdue-worker evaluate <account>       evaluate one account now and print the decisions
  *   overdue-worker simulate <account> [--days N] [--step 1h] [--pay-at ISO]
  *                                           replay the policy for one account with a fake clock
+ *   overdue-worker mode [enforce|shadow|off --reason "…"]
+ *                                           print or set the enforcement mode
+ *   overdue-worker shadow-report [--since 24h]
+ *                                           what shadow mode would have done
  */
 
 const USAGE = `usage: overdue-worker <command> [options]
@@ -37,6 +44,11 @@ commands:
       --days N                span to replay (default 3)
       --step DURATION         evaluate at least this often, like the scans (default 1h)
       --pay-at ISO            pay every bill at this instant during the replay
+  mode                        print the enforcement mode
+  mode <enforce|shadow|off>   set it for every daemon (recorded with who and why)
+      --reason TEXT           why (required)
+  shadow-report               what shadow mode would have done, by decision kind
+      --since DURATION|ISO    window (default 24h)
 `;
 
 class UsageError extends Error {}
@@ -118,6 +130,13 @@ async function evaluate(config: Config, accountId: string): Promise<string> {
     );
     if (outcome.status === 'not-found') throw new UsageError(`no account ${accountId}`);
     if (outcome.status === 'invalid') return `account ${accountId} skipped: ${outcome.reason}`;
+    if (outcome.status === 'off') return `enforcement is off: account ${accountId} not evaluated`;
+    if (outcome.status === 'shadow') {
+      return [
+        `account ${accountId} (shadow mode, nothing done): ${outcome.decisions.length} decisions`,
+        ...outcome.decisions.map((d) => `  ${d.kind.padEnd(22)} ${describeDecision(d)}`),
+      ].join('\n');
+    }
     const lines = outcome.decisions.map((d) => `  ${d.kind.padEnd(22)} ${describeDecision(d)}`);
     let relayed = 'effects left in the outbox for the daemon (Redis not reachable)';
     try {
@@ -190,6 +209,76 @@ async function simulateCommand(
   }
 }
 
+/** Who the event log names for a change made from this command line. */
+function cliActor(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // No passwd entry (a container's arbitrary uid): the actor is still the CLI.
+  }
+  return `operator:cli-${user}`.slice(0, 80);
+}
+
+async function modeCommand(
+  config: Config,
+  mode: string | undefined,
+  reason: string | undefined,
+): Promise<string> {
+  const database = await openDb(config);
+  try {
+    if (mode === undefined) {
+      const s = await readControlState(database.db);
+      return `enforcement mode: ${s.mode} (set by ${s.changedBy} at ${s.changedAt.toISOString()}${s.reason !== null ? `: ${s.reason}` : ''})`;
+    }
+    const wanted = ENFORCEMENT_MODES.find((m) => m === mode);
+    if (wanted === undefined) {
+      throw new UsageError(`mode must be one of ${ENFORCEMENT_MODES.join(', ')} (got ${mode})`);
+    }
+    if (reason === undefined || reason.trim() === '') {
+      throw new UsageError('mode needs --reason "why", for the event log');
+    }
+    const actor = cliActor();
+    const result = await setEnforcementMode(database.db, { mode: wanted, actor, reason });
+    if (result.kind !== 'changed') return `enforcement mode already ${result.state.mode}`;
+    let after = '';
+    if (wanted === 'enforce') {
+      try {
+        await withQueues(config, (queues) => enqueueFreshScans(queues, actor));
+        after = '; a fresh scan of every account is queued';
+      } catch {
+        after = '; Redis not reachable: the next scheduled scan evaluates the accounts afresh';
+      }
+    }
+    return `enforcement mode: ${result.from} -> ${wanted}${after}`;
+  } finally {
+    await database.close();
+  }
+}
+
+async function shadowReportCommand(config: Config, since: string): Promise<string> {
+  const ms = parseDuration(since);
+  const start = ms !== undefined ? new Date(Date.now() - ms) : new Date(since);
+  if (Number.isNaN(start.getTime())) {
+    throw new UsageError('--since must be a duration (24h, 7d) or an ISO 8601 instant');
+  }
+  const database = await openDb(config);
+  try {
+    const state = await readControlState(database.db);
+    const report = await shadowReport(database.db, start, 5);
+    const lines = report.kinds.map(
+      (k) =>
+        `  ${k.decision.padEnd(22)} ${String(k.accounts).padStart(8)} accounts ${String(k.events).padStart(8)} actions  e.g. ${k.sample.join(', ')}`,
+    );
+    return [
+      `shadow report since ${start.toISOString()} (mode now: ${state.mode})`,
+      ...(lines.length > 0 ? lines : ['  (no shadow decisions in this window)']),
+    ].join('\n');
+  } finally {
+    await database.close();
+  }
+}
+
 export async function runCli(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   const { values, positionals } = parseArgs({
@@ -200,6 +289,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       days: { type: 'string' },
       step: { type: 'string' },
       'pay-at': { type: 'string' },
+      reason: { type: 'string' },
+      since: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -232,6 +323,12 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       break;
     case 'simulate':
       output = await simulateCommand(config, account(), values);
+      break;
+    case 'mode':
+      output = await modeCommand(config, positionals[0], values.reason);
+      break;
+    case 'shadow-report':
+      output = await shadowReportCommand(config, values.since ?? '24h');
       break;
     default:
       throw new UsageError(`unknown command ${command}\n\n${USAGE}`);

@@ -6,6 +6,7 @@ import { createAuthenticator, guard, hostAllowed } from './auth';
 import { DASHBOARD_PATH, mountDashboard } from './dashboard';
 import { registerHealth } from './health';
 import { registerIngestRoutes } from './routes-ingest';
+import { registerSafetyRoutes } from './routes-safety';
 import { registerInquiryRoutes } from './routes-inquiry';
 import { registerOperatorRoutes } from './routes-operator';
 import { registerSmsCallback } from './sms-callback';
@@ -119,6 +120,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     registerOperatorRoutes(api, daemon);
     registerIngestRoutes(api, daemon);
     registerInquiryRoutes(api, daemon);
+    registerSafetyRoutes(api, daemon);
     openApi = api.openApi({ title: 'overdue-worker API', version: '1' });
     scope.get('/v1/openapi.json', () => Promise.resolve(openApi));
     done();

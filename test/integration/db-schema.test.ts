@@ -26,6 +26,8 @@ const BIG = 5_000_000_000_123;
 const ALL_TABLES = [
   'accounts',
   'bills',
+  'control_events',
+  'control_state',
   'enforcement_events',
   'notifications',
   'orders',

@@ -55,6 +55,7 @@ describe('defaults', () => {
       dashboard: null,
       demo: false,
       logLevel: 'info',
+      enforcementMode: 'enforce',
       shutdownTimeoutMs: 30_000,
       ingestStatementTimeoutMs: 30_000,
       scanIntervalMs: 60_000,

@@ -1,13 +1,15 @@
 import { sql } from 'drizzle-orm';
 import { causedByRowData, dbErrorInfo } from '../../describe-error';
 import { decide } from '../../domain/decide';
+import { describeDecision } from '../../domain/simulate';
 import type { Decision } from '../../domain/decisions';
 import { keys } from '../../domain/keys';
 import type { RuleSettings } from '../../domain/rules';
 import type { Clock } from '../clock/clock';
 import { loadAccountSnapshots, type LockMode } from './account-snapshot';
 import { applyWrites, planWrites, type AccountWrites } from './apply-decisions';
-import type { Db, Tx } from './client';
+import { queryRows, type Db, type Tx } from './client';
+import { CURRENT_MODE, type EnforcementMode } from './control-store';
 import type { EventInput } from './daemon-writers';
 import { appendEvents } from './daemon-writers';
 
@@ -18,7 +20,14 @@ export type EvaluationOutcome =
       readonly newEffects: number;
     }
   | { readonly status: 'not-found' }
-  | { readonly status: 'invalid'; readonly reason: string };
+  | { readonly status: 'invalid'; readonly reason: string }
+  /**
+   * Shadow mode: decided, and what it would do recorded as shadow events; no state change, no
+   * effect, no message.
+   */
+  | { readonly status: 'shadow'; readonly decisions: readonly Decision[] }
+  /** Enforcement is off: nothing read, nothing written. */
+  | { readonly status: 'off' };
 
 /** An account's outcome in a batch: also the two that ask for another evaluation. */
 export type BatchOutcome =
@@ -118,6 +127,13 @@ async function evaluateInOneTransaction(
   }
   return db.transaction(async (tx) => {
     await markDaemonTransaction(tx);
+    // Read in the evaluation's transaction: a mode change applies from the next evaluation on.
+    const mode = await modeIn(tx);
+    if (mode === 'off') {
+      return new Map<string, BatchOutcome>(
+        [...actorOf.keys()].map((id) => [id, { status: 'off' }]),
+      );
+    }
     const loaded = await loadAccountSnapshots(
       tx,
       [...actorOf.keys()].sort(),
@@ -161,6 +177,21 @@ async function evaluateInOneTransaction(
       );
     }
     await appendEvents(tx, invalidEvents);
+    if (mode === 'shadow') {
+      const events: EventInput[] = [];
+      for (const [accountId, decisions] of decided) {
+        events.push(...shadowEvents(accountId, decisions, actorOf.get(accountId) ?? 'daemon'));
+        const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
+        outcomes.set(
+          accountId,
+          invalid?.kind === 'invalid-snapshot'
+            ? { status: 'invalid', reason: invalid.reason }
+            : { status: 'shadow', decisions },
+        );
+      }
+      await appendEvents(tx, events);
+      return outcomes;
+    }
     const summary = await applyWrites(tx, plans, now);
     for (const [accountId, decisions] of decided) {
       const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
@@ -177,6 +208,32 @@ async function evaluateInOneTransaction(
     }
     return outcomes;
   });
+}
+
+async function modeIn(tx: Tx): Promise<EnforcementMode> {
+  const [row] = await queryRows<{ mode: EnforcementMode }>(tx, sql`select ${CURRENT_MODE} as mode`);
+  return row?.mode ?? 'enforce';
+}
+
+/**
+ * What an account's decisions would do, as shadow events: one per decision, keyed on the
+ * decision's own idempotency key, so evaluating the same state again records nothing new.
+ */
+function shadowEvents(
+  accountId: string,
+  decisions: readonly Decision[],
+  actor: string,
+): EventInput[] {
+  return decisions
+    .filter((d) => d.kind !== 'invalid-snapshot')
+    .map((d) => ({
+      accountId,
+      kind: 'shadow-decision',
+      episodeSeq: 'episodeSeq' in d ? d.episodeSeq : null,
+      detail: { decision: d.kind, key: d.key, would: describeDecision(d) },
+      actor,
+      idempotencyKey: `shadow-${d.key}`,
+    }));
 }
 
 /** A short stable code for an invalid-row reason (its first words), safe in a key. */

@@ -8,6 +8,7 @@ import {
   type ContactMark,
 } from '../../notify/send-rules';
 import { queryRows, type Db } from './client';
+import { CURRENT_MODE } from './control-store';
 import { appendEvent, insertNotification, insertOutbox } from './daemon-writers';
 import {
   RECHECK_SQL,
@@ -128,9 +129,13 @@ export async function recheckForSend(
   return { result: { kind: 'send', reason: null }, others };
 }
 
+/** How long a message held by the enforcement mode waits before it asks again, ms. */
+export const MODE_HOLD_MS = 5_000;
+
 export type Claim =
   | { kind: 'claimed'; firstAttemptAt: Date; interrupted: boolean }
-  | { kind: 'held'; until: Date }
+  /** `lease`: another attempt holds it until then; `mode`: enforcement is not `enforce`. */
+  | { kind: 'held'; until: Date; reason: 'lease' | 'mode' }
   | { kind: 'final'; status: string }
   /** Released or moved back to pending while being claimed: take it on the next attempt. */
   | { kind: 'changed' };
@@ -171,6 +176,7 @@ export async function claimNotifications(
     message_id: string | null;
     sent_at: Date | string | null;
     status: string | null;
+    enforcing: boolean;
     until: Date | string | null;
   }>(
     db,
@@ -180,7 +186,7 @@ export async function claimNotifications(
         as (id bigint, token text, at timestamptz, lease_ms integer)) with ordinality as x
     ),
     prev as (
-      select n.id, n.status, n.claim_expires_at
+      select n.id, n.status, n.claim_expires_at, ${CURRENT_MODE} = 'enforce' as enforcing
         from notifications n
        where n.id in (select id from x)
        order by n.id
@@ -195,7 +201,7 @@ export async function claimNotifications(
              claim_expires_at = clock_timestamp() + x.lease_ms * interval '1 millisecond',
              updated_at = now()
         from prev, (select distinct on (id) * from x order by id, ordinality) x
-       where n.id = prev.id and x.id = prev.id
+       where n.id = prev.id and x.id = prev.id and prev.enforcing
          and (prev.status = 'pending'
               or (prev.status = 'sending'
                   and (prev.claim_expires_at is null or prev.claim_expires_at < clock_timestamp())))
@@ -203,7 +209,7 @@ export async function claimNotifications(
              n.claim_expires_at
     )
     select x.id, x.token, c.id is not null as claimed, c.prev_status, c.message_id, c.sent_at,
-           coalesce(c.prev_status, p.status) as status,
+           coalesce(c.prev_status, p.status) as status, coalesce(p.enforcing, true) as enforcing,
            coalesce(c.claim_expires_at, p.claim_expires_at) as until
       from x
       left join claimed c on c.id = x.id and c.claim_token = x.token
@@ -221,7 +227,11 @@ export async function claimNotifications(
       };
     }
     if (r.status === 'sending' && r.until !== null)
-      return { kind: 'held', until: new Date(r.until) };
+      return { kind: 'held', until: new Date(r.until), reason: 'lease' };
+    // Shadow or off: the message waits, unsent, for enforce (re-checked then like any other).
+    if (!r.enforcing && !isFinalNotification(r.status)) {
+      return { kind: 'held', until: new Date(Date.now() + MODE_HOLD_MS), reason: 'mode' };
+    }
     if (isFinalNotification(r.status)) return { kind: 'final', status: r.status };
     return { kind: 'changed' };
   });

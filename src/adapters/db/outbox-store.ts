@@ -4,6 +4,7 @@ import { causedByRowData } from '../../describe-error';
 import type { EffectTargetState } from '../../domain/effect-wanted';
 import { queryRows, type Db, type Tx } from './client';
 import { Coalescer } from './coalesce';
+import { CURRENT_MODE } from './control-store';
 import { appendEvent, type EventInput } from './daemon-writers';
 import type { OUTBOX_STATUSES } from './schema';
 
@@ -246,7 +247,8 @@ export type EffectClaim =
   | {
       readonly kind: 'busy';
       readonly entry: OutboxEntry;
-      readonly reason: 'held' | 'behind';
+      /** `mode`: enforcement is shadow or off, so nothing is claimed until it is enforce again. */
+      readonly reason: 'held' | 'behind' | 'mode';
       readonly status: OutboxStatus;
     }
   | { readonly kind: 'finished'; readonly entry: OutboxEntry; readonly status: OutboxStatus }
@@ -293,6 +295,7 @@ export async function claimEffects(
     status: OutboxStatus;
     attempts: number;
     behind: boolean;
+    enforcing: boolean;
     has_instance: boolean;
     svc_status: 'active' | 'suspended' | 'released' | null;
     overdue_hold: boolean | null;
@@ -312,7 +315,8 @@ export async function claimEffects(
              exists (select 1 from outbox e
                       where e.kind = 'control-plane' and e.status in ('pending', 'dispatched')
                         and (e.payload ->> 'serviceId') = (o.payload ->> 'serviceId')
-                        and e.id < o.id) as behind
+                        and e.id < o.id) as behind,
+             ${CURRENT_MODE} = 'enforce' as enforcing
         from x join outbox o on o.idempotency_key = x.key
     ),
     claimed as (
@@ -322,12 +326,14 @@ export async function claimEffects(
              updated_at = now()
         from me
        where o.id = me.id and o.status in ('pending', 'dispatched') and not me.behind
+         and me.enforcing
          and (o.claim_expires_at is null or o.claim_expires_at < clock_timestamp()
               or o.claim_token = me.token)
    returning o.id, o.claim_token
     )
     select me.i, c.id is not null as claimed, me.id, me.kind, me.account_id, me.payload,
-           me.status, me.attempts, me.behind, me.instance_id is not null as has_instance,
+           me.status, me.attempts, me.behind, me.enforcing,
+           me.instance_id is not null as has_instance,
            s.status as svc_status, s.overdue_hold, s.operator_hold,
            (select i.released_at is not null from studio_instances i
              where i.id = me.instance_id and i.account_id = me.account_id) as instance_released
@@ -364,7 +370,12 @@ export async function claimEffects(
         }
       : row.status !== 'dispatched' && row.status !== 'pending'
         ? { kind: 'finished', entry, status: row.status }
-        : { kind: 'busy', entry, reason: row.behind ? 'behind' : 'held', status: row.status };
+        : {
+            kind: 'busy',
+            entry,
+            reason: !row.enforcing ? 'mode' : row.behind ? 'behind' : 'held',
+            status: row.status,
+          };
   }
   return out;
 }

@@ -842,3 +842,60 @@ export const smsEarlyCallbacks = pgTable(
     index('sms_early_callbacks_received_idx').on(t.receivedAt),
   ],
 );
+
+export const ENFORCEMENT_MODES = ['enforce', 'shadow', 'off'] as const;
+
+/**
+ * The fleet's enforcement mode (one row, id 1): `enforce` acts; `shadow` decides and records what
+ * it would do (shadow events) but writes no state change, calls nothing and sends nothing; `off`
+ * stops scans and evaluations. Every daemon reads it in the statements that evaluate and that
+ * claim effects and messages, so a change applies to everything that has not left the outbox yet.
+ * `source` is 'config' while ENFORCEMENT_MODE decides it (a daemon start writes it), 'operator'
+ * once an operator set it (then a start leaves it as it is).
+ */
+export const controlState = pgTable(
+  'control_state',
+  {
+    id: integer('id').primaryKey(),
+    enforcementMode: text('enforcement_mode', { enum: ENFORCEMENT_MODES })
+      .notNull()
+      .default('enforce'),
+    source: text('source', { enum: ['config', 'operator'] })
+      .notNull()
+      .default('config'),
+    changedBy: text('changed_by').notNull().default('config'),
+    reason: text('reason'),
+    /** Grows by one with each change: a change can be made conditional on the version read. */
+    version: bigint('version', { mode: 'number' }).notNull().default(1),
+    changedAt: timestamp('changed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [
+    check('control_state_single_row', sql`${t.id} = 1`),
+    check('control_state_mode', oneOf(t.enforcementMode, ENFORCEMENT_MODES)),
+    check('control_state_source', sql`${t.source} in ('config', 'operator')`),
+  ],
+);
+
+/**
+ * Fleet-wide operator and daemon actions that are about no single account (a mode change, and
+ * later pauses and breaker decisions): who, why, what changed. Append-only.
+ */
+export const controlEvents = pgTable(
+  'control_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    kind: text('kind').notNull(),
+    detail: jsonb('detail')
+      .$type<Record<string, unknown>>()
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    actor: text('actor').notNull(),
+    reason: text('reason'),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    codeCheck('control_events_kind_format', t.kind),
+    check('control_events_actor_not_blank', sql`length(btrim(${t.actor})) between 1 and 200`),
+    index('control_events_created_idx').on(t.createdAt),
+  ],
+);

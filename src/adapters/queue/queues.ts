@@ -139,3 +139,12 @@ export function evaluationBatches(
   }
   return jobs;
 }
+
+/**
+ * A balance scan and a plan scan that read every candidate (as an operator's would), after the
+ * enforcement mode went back to enforce: accounts are evaluated afresh on their state now.
+ */
+export async function enqueueFreshScans(queues: QueueSet, origin: string): Promise<void> {
+  await queues.add('balance-scan', { origin });
+  await queues.add('plan-scan', { origin });
+}
