@@ -135,11 +135,10 @@ describe('enforcement mode', () => {
     });
     expect(report.status).toBe(200);
     expect(report.body.mode).toBe('shadow');
-    const suspend = report.body.kinds.find(
-      (k: { decision: string }) => k.decision === 'suspend-services',
-    );
-    expect(suspend.accounts).toBe(2);
-    expect([...suspend.sample].sort()).toEqual(['shadow1', 'shadow2']);
+    const kinds = report.body.kinds as { decision: string; accounts: number; sample: string[] }[];
+    const suspend = kinds.find((k) => k.decision === 'suspend-services');
+    expect(suspend?.accounts).toBe(2);
+    expect([...(suspend?.sample ?? [])].sort()).toEqual(['shadow1', 'shadow2']);
   });
 
   it(
