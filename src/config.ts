@@ -1366,6 +1366,11 @@ export const URL_SETTINGS: readonly string[] = entries
   .filter(([, e]) => e.secret === 'url')
   .map(([name]) => name);
 
+/** The policy settings (section "Policy defaults"): the ones a what-if may change. */
+export const POLICY_SETTINGS: readonly string[] = entries
+  .filter(([, e]) => e.section.startsWith('Policy defaults'))
+  .map(([name]) => name);
+
 /** The text of .env.example, from the table: sections, comments, defaults and examples. */
 export function renderEnvExample(): string {
   const comment = (text: string): string => (text === '' ? '#' : `# ${text}`);

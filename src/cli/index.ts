@@ -7,6 +7,7 @@ import { loadAccountSnapshot } from '../adapters/db/account-snapshot';
 import { createDb, dbOptions, type DbHandle } from '../adapters/db/client';
 import { readControlState, setEnforcementMode, shadowReport } from '../adapters/db/control-store';
 import { evaluateAccount } from '../adapters/db/evaluation';
+import { countAccounts, whatIf, WHAT_IF_PAGE, type WhatIfSample } from '../adapters/db/what-if';
 import { ENFORCEMENT_MODES } from '../adapters/db/schema';
 import { migrateDatabase } from '../adapters/db/migrate';
 import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
@@ -14,6 +15,7 @@ import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
 import { OutboxRelay } from '../adapters/queue/outbox-relay';
 import { enqueueFreshScans, evaluationBatches, QueueSet } from '../adapters/queue/queues';
 import { parseConfigOrExit, parseDuration, type Config } from '../config';
+import { proposedRules } from '../config-overrides';
 import { describeDecision, payEverything, simulate, type ScriptedEvent } from '../domain/simulate';
 import { DAY, HOUR } from '../domain/time';
 
@@ -29,6 +31,8 @@ import { DAY, HOUR } from '../domain/time';
  *                                           replay the policy for one account with a fake clock
  *   overdue-worker mode [enforce|shadow|off --reason "…"]
  *                                           print or set the enforcement mode
+ *   overdue-worker what-if --set NAME=value… [--at ISO]
+ *                                           the fleet's decisions under proposed policy settings
  *   overdue-worker shadow-report [--since 24h]
  *                                           what shadow mode would have done
  */
@@ -47,6 +51,10 @@ commands:
   mode                        print the enforcement mode
   mode <enforce|shadow|off>   set it for every daemon (recorded with who and why)
       --reason TEXT           why (required)
+  what-if                     how many accounts would be decided differently under proposed
+                              policy settings (read-only; nothing is written)
+      --set NAME=value        a policy setting to change (repeat for several)
+      --at ISO                evaluate at this instant (default now)
   shadow-report               what shadow mode would have done, by decision kind
       --since DURATION|ISO    window (default 24h)
 `;
@@ -279,6 +287,57 @@ async function shadowReportCommand(config: Config, since: string): Promise<strin
   }
 }
 
+async function whatIfCommand(
+  config: Config,
+  sets: readonly string[],
+  at: string | undefined,
+  out: NodeJS.WriteStream,
+): Promise<string> {
+  const proposed = proposedRules(process.env, sets);
+  if (!proposed.ok) {
+    throw new UsageError(
+      `what-if: ${proposed.problems.map((p) => `${p.name} ${p.message}`).join('; ')}`,
+    );
+  }
+  const instant = at === undefined ? systemClock.now() : new Date(at);
+  if (Number.isNaN(instant.getTime()) || (at !== undefined && !/[zZ]|[+-]\d\d:?\d\d$/.test(at))) {
+    throw new UsageError('--at must be an ISO 8601 instant with an offset');
+  }
+  const database = await openDb(config);
+  try {
+    let bar: SingleBar | null = null;
+    if (out.isTTY) {
+      bar = new SingleBar({ format: 'what-if |{bar}| {value}/{total} accounts', stream: out });
+      bar.start(await countAccounts(database.db), 0);
+    }
+    const started = Date.now();
+    const report = await whatIf(database.db, config.rules, proposed.rules, {
+      at: instant,
+      pageSize: WHAT_IF_PAGE,
+      sample: 5,
+      onProgress: (done) => bar?.update(done),
+    });
+    bar?.stop();
+    const seconds = (Date.now() - started) / 1000;
+    const money = (s: WhatIfSample) =>
+      `${s.accountId} (${s.currency} overdue ${s.overdueMinor}, balance ${s.availableBalanceMinor})`;
+    const lines = report.kinds.flatMap((k) => [
+      `  ${k.decision.padEnd(22)} +${k.more} -${k.fewer}`,
+      ...(k.sampleMore.length > 0 ? [`      more: ${k.sampleMore.map(money).join(', ')}`] : []),
+      ...(k.sampleFewer.length > 0 ? [`      fewer: ${k.sampleFewer.map(money).join(', ')}`] : []),
+    ]);
+    return [
+      `what-if at ${instant.toISOString()}: ${Object.entries(proposed.changes)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+      `${report.accounts} accounts read in ${seconds.toFixed(1)} s (${Math.round(report.accounts / Math.max(seconds, 0.001))}/s), ${report.changed} would be decided differently, ${report.invalid} invalid; nothing written`,
+      ...(lines.length > 0 ? lines : ['  (no decision would change)']),
+    ].join('\n');
+  } finally {
+    await database.close();
+  }
+}
+
 export async function runCli(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   const { values, positionals } = parseArgs({
@@ -291,6 +350,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       'pay-at': { type: 'string' },
       reason: { type: 'string' },
       since: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      at: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -326,6 +387,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       break;
     case 'mode':
       output = await modeCommand(config, positionals[0], values.reason);
+      break;
+    case 'what-if':
+      output = await whatIfCommand(config, values.set ?? [], values.at, process.stderr);
       break;
     case 'shadow-report':
       output = await shadowReportCommand(config, values.since ?? '24h');

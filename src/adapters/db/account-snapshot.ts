@@ -281,8 +281,11 @@ export function mapAccountSnapshot(rows: AccountRows): SnapshotResult {
   }
 }
 
-/** How a batch load takes its row locks: wait for each, or skip those another holds. */
-export type LockMode = 'wait' | 'skip';
+/**
+ * How a batch load takes its row locks: wait for each, or skip those another holds; `read` takes
+ * none (a read-only look, as the what-if does: it decides nothing for real).
+ */
+export type LockMode = 'wait' | 'skip' | 'read';
 
 export interface LoadedSnapshots {
   /** Per requested id that was locked or found missing: its snapshot, or why there is none. */
@@ -329,12 +332,10 @@ export async function loadAccountSnapshots(
   }
   if (valid.length === 0) return { results, skipped: [] };
   const ids = JSON.stringify(valid);
-  const accountRows = await tx
-    .select()
-    .from(accounts)
-    .where(inIds(accounts.id, ids))
-    .orderBy(asc(accounts.id))
-    .for('update', lock === 'skip' ? { skipLocked: true } : {});
+  const query = tx.select().from(accounts).where(inIds(accounts.id, ids)).orderBy(asc(accounts.id));
+  const accountRows = await (lock === 'read'
+    ? query
+    : query.for('update', lock === 'skip' ? { skipLocked: true } : {}));
   const locked = new Set(accountRows.map((a) => a.id));
   let skipped: string[] = [];
   const absent = valid.filter((accountId) => !locked.has(accountId));
