@@ -1,6 +1,6 @@
 import { scrub, secretValues } from './mask';
 import { envSchema, SETTING_NAMES, toConfig, type Config } from './schema';
-import { ENV_EXAMPLE_HEADER, SECTIONS, SETTINGS, type SettingMeta } from './settings';
+import { ENV_EXAMPLE_HEADER, SETTINGS, type Section, type SettingMeta } from './settings';
 
 /**
  * The whole environment, parsed once at start by one zod schema. Nothing else in the project reads
@@ -47,7 +47,7 @@ export {
 export function renderEnvExample(): string {
   const comment = (text: string): string => (text === '' ? '#' : `# ${text}`);
   const out: string[] = [...ENV_EXAMPLE_HEADER.map(comment), ''];
-  let section: string | null = null;
+  let section: Section | null = null;
   for (const [name, entry] of Object.entries(SETTINGS) as [
     string,
     SettingMeta & { fallback: string | null; example?: string | null },
@@ -55,8 +55,9 @@ export function renderEnvExample(): string {
     if (entry.section !== section) {
       if (section !== null) out.push('');
       section = entry.section;
-      out.push(`# --- ${section} ${'-'.repeat(Math.max(3, 88 - section.length))}`);
-      out.push(...(SECTIONS[section] ?? []).map(comment), '');
+      const { title, intro } = section;
+      out.push(`# --- ${title} ${'-'.repeat(Math.max(3, 88 - title.length))}`);
+      out.push(...intro.map(comment), '');
     }
     out.push(...entry.doc.map(comment));
     out.push(

@@ -134,6 +134,11 @@ export function pattern(re: RegExp, description: string): (raw: string) => Parse
   return (raw) => (re.test(raw) ? raw : new Invalid(`must be ${description}`));
 }
 
+/** An HTTP Basic user name. */
+export const userName = pattern(/^[^\s:]+$/, 'a user name without spaces or colons');
+/** An HTTP Basic password. */
+export const password = pattern(/^.{12,}$/s, 'at least 12 characters long');
+
 /** Messages per second for a channel (1..10000), or `off` for no limit. */
 export function rateOrOff(raw: string): Parsed<number | null> {
   if (raw === 'off') return null;

@@ -37,7 +37,10 @@ function optionalSetting<T>(parse: (raw: string) => Parsed<T>) {
     });
 }
 
-/** A table entry as the schema sees it: a parser and its default (null: none, null when unset). */
+/**
+ * A table entry as the schema sees it: its parser and its default (null: none, the value is null
+ * when unset).
+ */
 interface Entry<T> {
   readonly parse: (raw: string) => Parsed<T>;
   readonly fallback: string | null;
