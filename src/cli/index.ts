@@ -8,7 +8,7 @@ import { createDb, dbOptions, type DbHandle } from '../adapters/db/client';
 import { readControlState, setEnforcementMode, shadowReport } from '../adapters/db/control-store';
 import { evaluateAccount } from '../adapters/db/evaluation';
 import { countAccounts, whatIf, WHAT_IF_PAGE, type WhatIfSample } from '../adapters/db/what-if';
-import { ENFORCEMENT_MODES } from '../adapters/db/schema';
+import { ENFORCEMENT_MODES } from '../domain/modes';
 import { migrateDatabase } from '../adapters/db/migrate';
 import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
 import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
@@ -293,7 +293,7 @@ async function whatIfCommand(
   at: string | undefined,
   out: NodeJS.WriteStream,
 ): Promise<string> {
-  const proposed = proposedRules(process.env, sets);
+  const proposed = proposedRules(config, sets);
   if (!proposed.ok) {
     throw new UsageError(
       `what-if: ${proposed.problems.map((p) => `${p.name} ${p.message}`).join('; ')}`,

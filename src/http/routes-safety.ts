@@ -5,11 +5,13 @@ import {
   setEnforcementMode,
   shadowReport,
 } from '../adapters/db/control-store';
-import { ENFORCEMENT_MODES } from '../adapters/db/schema';
+import { ENFORCEMENT_MODES } from '../domain/modes';
 import { enqueueFreshScans } from '../adapters/queue/queues';
-import { parseDuration } from '../config';
+import { parseDuration, RULE_SETTING_NAMES } from '../config';
+import { proposedRules } from '../config-overrides';
+import { whatIf, WHAT_IF_PAGE } from '../adapters/db/what-if';
 import type { Daemon } from '../daemon';
-import { HttpError, instantSchema, noteSchema, type Api } from './api';
+import { badRequest, HttpError, instantSchema, noteSchema, type Api } from './api';
 import { actorName } from './auth';
 
 /** Safety valves: the enforcement mode and what shadow mode would have done. */
@@ -50,8 +52,19 @@ export function reportStart(since: string, now: Date): Date {
   return ms === undefined ? new Date(since) : new Date(now.getTime() - ms);
 }
 
+const whatIfBody = z
+  .object({
+    set: z
+      .record(z.enum(RULE_SETTING_NAMES), z.string().max(1_000))
+      .refine((o) => Object.keys(o).length > 0, 'name at least one setting')
+      .describe('Proposed policy settings, as in the environment: {"PROTECTION_DURATION": "3d"}'),
+    at: instantSchema.optional().describe('Evaluate at this instant (default now)'),
+    sample: z.number().int().min(0).max(100).default(10),
+  })
+  .strict();
+
 export function registerSafetyRoutes(api: Api, daemon: Daemon): void {
-  const { db, queues, clock } = daemon.ctx;
+  const { db, queues, clock, config } = daemon.ctx;
 
   api.route({
     method: 'GET',
@@ -98,6 +111,35 @@ export function registerSafetyRoutes(api: Api, daemon: Daemon): void {
         scans = true;
       }
       return { changed: result.kind === 'changed', ...result.state, freshScan: scans };
+    },
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/what-if',
+    tag: 'safety',
+    summary: 'How the fleet would be decided under proposed policy settings (read-only)',
+    description:
+      'Evaluates every account with the current and the proposed rule settings in read-only transactions that take no lock, and answers per decision kind how many accounts would get it more or less often, with a sample of accounts and amounts. Nothing is written. A large fleet takes a while: HTTP_REQUEST_TIMEOUT does not bound the answer, but a proxy may; `overdue-worker what-if` does the same from a terminal with a progress bar.',
+    body: whatIfBody,
+    responses: { 200: 'The comparison', 400: 'A proposed setting is refused (named)' },
+    handler: async ({ body }) => {
+      const proposed = proposedRules(
+        config,
+        Object.entries(body.set).map(([k, v]) => `${k}=${v}`),
+      );
+      if (!proposed.ok) {
+        throw badRequest(
+          proposed.problems.map((p) => ({ path: `body.set.${p.name}`, message: p.message })),
+        );
+      }
+      const started = Date.now();
+      const report = await whatIf(db, config.rules, proposed.rules, {
+        at: body.at === undefined ? clock.now() : new Date(body.at),
+        pageSize: WHAT_IF_PAGE,
+        sample: body.sample,
+      });
+      return { ...report, proposed: proposed.changes, ms: Date.now() - started };
     },
   });
 

@@ -56,6 +56,7 @@ describe('defaults', () => {
       demo: false,
       logLevel: 'info',
       enforcementMode: 'enforce',
+      ruleInput: {},
       shutdownTimeoutMs: 30_000,
       ingestStatementTimeoutMs: 30_000,
       scanIntervalMs: 60_000,

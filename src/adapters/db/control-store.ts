@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { queryRows, type Db, type Tx } from './client';
-import type { ENFORCEMENT_MODES } from './schema';
+import type { EnforcementMode } from '../../domain/modes';
 
 /**
  * The fleet's enforcement mode (table `control_state`, migration 0011) and the fleet-wide
@@ -9,7 +9,7 @@ import type { ENFORCEMENT_MODES } from './schema';
  * from its next statement on, with nothing cached.
  */
 
-export type EnforcementMode = (typeof ENFORCEMENT_MODES)[number];
+export type { EnforcementMode };
 
 /** The mode, as a scalar SQL expression (enforce when the row is missing). */
 export const CURRENT_MODE = sql`coalesce((select enforcement_mode from control_state where id = 1), 'enforce')`;

@@ -1,4 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
+import { ENFORCEMENT_MODES } from '../../domain/modes';
 import {
   bigint,
   bigserial,
@@ -842,8 +843,6 @@ export const smsEarlyCallbacks = pgTable(
     index('sms_early_callbacks_received_idx').on(t.receivedAt),
   ],
 );
-
-export const ENFORCEMENT_MODES = ['enforce', 'shadow', 'off'] as const;
 
 /**
  * The fleet's enforcement mode (one row, id 1): `enforce` acts; `shadow` decides and records what
