@@ -55,9 +55,11 @@ export function reportStart(since: string, now: Date): Date {
 const whatIfBody = z
   .object({
     set: z
-      .record(z.enum(RULE_SETTING_NAMES), z.string().max(1_000))
+      .record(z.string().max(100), z.string().max(1_000))
       .refine((o) => Object.keys(o).length > 0, 'name at least one setting')
-      .describe('Proposed policy settings, as in the environment: {"PROTECTION_DURATION": "3d"}'),
+      .describe(
+        `Proposed policy settings, as in the environment ({"PROTECTION_DURATION": "3d"}); one of ${RULE_SETTING_NAMES.join(', ')}`,
+      ),
     at: instantSchema.optional().describe('Evaluate at this instant (default now)'),
     sample: z.number().int().min(0).max(100).default(10),
   })
