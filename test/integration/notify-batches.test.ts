@@ -89,6 +89,18 @@ async function insertMessages(tag: string, count: number, channel: Channel): Pro
   return keys;
 }
 
+/** A send-notification handler on this file's database and ports (no relay to wake). */
+function sendHandler(withConfig: Config) {
+  return createSendNotificationHandler({
+    db: t.db,
+    config: withConfig,
+    logger,
+    clock: systemClock,
+    ports,
+    requestRelay: () => undefined,
+  });
+}
+
 async function rowOf(key: string) {
   const [r] = await t.db.select().from(notifications).where(eq(notifications.dedupeKey, key));
   if (r === undefined) throw new Error(`no notification ${key}`);
@@ -122,14 +134,7 @@ describe('concurrent sends sharing statements', () => {
       email: await insertMessages('burst', perChannel, 'email'),
       sms: await insertMessages('burst', perChannel, 'sms'),
     };
-    const handler = createSendNotificationHandler({
-      db: t.db,
-      config,
-      logger,
-      clock: systemClock,
-      ports,
-      requestRelay: () => undefined,
-    });
+    const handler = sendHandler(config);
     const done = { completed: 0, failed: 0 };
     const queues: Queue[] = [];
     const workers: Worker[] = [];
@@ -234,14 +239,7 @@ describe('concurrent sends sharing statements', () => {
 
   it('an attempt whose lease was taken over while the provider answered records nothing', async () => {
     const [key = ''] = await insertMessages('fenced', 1, 'sms');
-    const handler = createSendNotificationHandler({
-      db: t.db,
-      config,
-      logger,
-      clock: systemClock,
-      ports,
-      requestRelay: () => undefined,
-    });
+    const handler = sendHandler(config);
     const queue = new Queue(`${notifyQueueNameFor('sms')}-fenced`, { connection, prefix });
     try {
       // A real job, run by hand (no worker): the late holder.
@@ -306,14 +304,7 @@ describe('concurrent sends sharing statements', () => {
     // Two daemons: each its own handler (and statement batches), worker and Redis connection.
     const daemons = [0, 1].map(() => {
       const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-      const handler = createSendNotificationHandler({
-        db: t.db,
-        config: limited,
-        logger,
-        clock: systemClock,
-        ports,
-        requestRelay: () => undefined,
-      });
+      const handler = sendHandler(limited);
       const worker = new Worker(name, handler, {
         connection: redis,
         prefix,
