@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect } from 'vitest';
 import { pgError } from '../support/db';
-import { report, seedOverdue, sleep, startInfra, World, type Infra } from './harness';
+import { describeFault, report, seedOverdue, sleep } from './harness';
 
 /**
  * Scenario 7: the billing system writes bad rows. What the schema refuses is shown with the
@@ -9,22 +9,13 @@ import { report, seedOverdue, sleep, startInfra, World, type Infra } from './har
  * skipped with one enforcement event that says why, and every other account goes on.
  */
 
-let infra: Infra;
-let world: World | undefined;
-
-beforeAll(async () => {
-  infra = await startInfra();
-});
-
-afterAll(async () => {
-  await world?.close();
-  await infra?.close();
-});
-
-describe('bad data from the billing system', () => {
-  it('skips the bad account with a reason and enforces the rest', async () => {
-    world = await World.create(infra, { env: { SCAN_INTERVAL: '2s' } });
-    const w = world;
+describeFault(
+  {
+    title: 'bad data from the billing system',
+    test: 'skips the bad account with a reason and enforces the rest',
+    env: { SCAN_INTERVAL: '2s' },
+  },
+  async (w) => {
     const sql = w.raw;
     const good = await seedOverdue(sql, { prefix: 'g', count: 50 });
 
@@ -142,5 +133,5 @@ describe('bad data from the billing system', () => {
     expect(inv.problems).toEqual([]);
     expect(inv.emails).toBe(good.length);
     expect(inv.sms).toBe(good.length);
-  });
-});
+  },
+);

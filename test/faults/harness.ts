@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import type postgres from 'postgres';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { startFakeControlPlane, type FakeControlPlane } from '../support/control-plane-server';
 import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
 import { PrivatePostgres } from '../support/private-postgres';
@@ -88,6 +89,48 @@ export async function startInfra(): Promise<Infra> {
       if (process.env.FAULTS_KEEP_TMP !== '1') rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** One fault scenario: the titles of its block and test, and the daemon environment it runs with. */
+export interface FaultScenario {
+  /** The describe block's title (the scenario and its sizes). */
+  readonly title: string;
+  /** The one test's name (what must hold). */
+  readonly test: string;
+  /** Extra daemon environment for its world (durations, scan interval). */
+  readonly env?: Record<string, string>;
+}
+
+/**
+ * A fault scenario file's one block and test: the private PostgreSQL and Redis start before it
+ * (`startInfra`), the test runs `body` in a fresh `World` on them, and afterwards the world (its
+ * daemons, sinks, connections) and then the servers are closed, whether the test passed or not.
+ */
+export function describeFault(
+  scenario: FaultScenario,
+  body: (w: World, infra: Infra) => Promise<void>,
+): void {
+  let infra: Infra | undefined;
+  let world: World | undefined;
+
+  beforeAll(async () => {
+    infra = await startInfra();
+  });
+
+  afterAll(async () => {
+    await world?.close();
+    await infra?.close();
+  });
+
+  describe(scenario.title, () => {
+    it(scenario.test, async () => {
+      if (infra === undefined) throw new Error('the fault infrastructure did not start');
+      world = await World.create(infra, { env: scenario.env ?? {} });
+      await body(world, infra);
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

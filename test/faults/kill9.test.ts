@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect } from 'vitest';
 import {
+  describeFault,
   envInt,
   payInFull,
   randomInt,
@@ -7,10 +8,7 @@ import {
   seedHealthy,
   seedOverdue,
   sleep,
-  startInfra,
-  World,
   type DaemonProcess,
-  type Infra,
   until,
 } from './harness';
 
@@ -32,29 +30,18 @@ const KILLS = envInt('FAULTS_KILLS', 10);
 const KILL_MIN_MS = envInt('FAULTS_KILL_MIN_MS', 0);
 const KILL_MAX_MS = envInt('FAULTS_KILL_MAX_MS', 3_000);
 
-let infra: Infra;
-let world: World | undefined;
-
-beforeAll(async () => {
-  infra = await startInfra();
-});
-
-afterAll(async () => {
-  await world?.close();
-  await infra?.close();
-});
-
-describe(`kill -9 during a scan (${ALL} accounts, ${ACCOUNTS} overdue, ${KILLS} kills)`, () => {
-  it('applies every effect and sends every message exactly once', async () => {
-    world = await World.create(infra, {
-      env: {
-        STUDIO_RELEASE_DELAY: '20s',
-        STUDIO_RELEASE_WARNING: '5s',
-        SCAN_INTERVAL: '5s',
-        SCAN_PAGE_SIZE: '500',
-      },
-    });
-    const w = world;
+describeFault(
+  {
+    title: `kill -9 during a scan (${ALL} accounts, ${ACCOUNTS} overdue, ${KILLS} kills)`,
+    test: 'applies every effect and sends every message exactly once',
+    env: {
+      STUDIO_RELEASE_DELAY: '20s',
+      STUDIO_RELEASE_WARNING: '5s',
+      SCAN_INTERVAL: '5s',
+      SCAN_PAGE_SIZE: '500',
+    },
+  },
+  async (w) => {
     const ids = await seedOverdue(w.raw, { prefix: 'k', count: ACCOUNTS, studioEvery: 10 });
     if (ALL > ACCOUNTS) await seedHealthy(w.raw, 'h', ALL - ACCOUNTS);
     // Some accounts pay while the kills go on: resumes and their notices are in flight too.
@@ -82,11 +69,7 @@ describe(`kill -9 during a scan (${ALL} accounts, ${ACCOUNTS} overdue, ${KILLS} 
     const killsDone = Date.now();
     const unpaid = ACCOUNTS - payers.length;
     const studios = ids.filter((_, i) => (i + 1) % 10 === 0 && i % 20 !== 7).length;
-    try {
-      await w.settle(Math.max(300_000, ACCOUNTS * 60), () => w.enforcementIs(unpaid, studios));
-    } catch (error) {
-      throw new Error(`${(error as Error).message}\n${w.logTail()}`);
-    }
+    await w.settle(Math.max(300_000, ACCOUNTS * 60), () => w.enforcementIs(unpaid, studios));
     const settled = Date.now();
     const inv = await w.check();
     const suspends = w.cp.calls.filter((c) => c.op === 'suspend' && c.serviceId.endsWith('-s'));
@@ -113,5 +96,5 @@ describe(`kill -9 during a scan (${ALL} accounts, ${ACCOUNTS} overdue, ${KILLS} 
     expect(suspendedUnpaid.size).toBe(unpaid);
     expect(releases).toHaveLength(studios);
     expect(inv.failedNotifications).toBe(0);
-  });
-});
+  },
+);

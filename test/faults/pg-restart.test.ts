@@ -1,15 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envInt,
-  report,
-  seedOverdue,
-  sleep,
-  startInfra,
-  until,
-  World,
-  type Infra,
-} from './harness';
+import { expect } from 'vitest';
+import { describeFault, envInt, report, seedOverdue, sleep, until } from './harness';
 
 /**
  * Scenario 3: the private PostgreSQL is stopped (immediate: every connection cut, like a crash)
@@ -21,24 +12,13 @@ import {
 
 const ACCOUNTS = envInt('FAULTS_PG_ACCOUNTS', 400);
 
-let infra: Infra;
-let world: World | undefined;
-
-beforeAll(async () => {
-  infra = await startInfra();
-});
-
-afterAll(async () => {
-  await world?.close();
-  await infra?.close();
-});
-
-describe(`PostgreSQL restarted mid-run (${ACCOUNTS} accounts)`, () => {
-  it('recovers without a daemon restart', async () => {
-    world = await World.create(infra, {
-      env: { STUDIO_RELEASE_DELAY: '20s', STUDIO_RELEASE_WARNING: '5s', SCAN_INTERVAL: '1h' },
-    });
-    const w = world;
+describeFault(
+  {
+    title: `PostgreSQL restarted mid-run (${ACCOUNTS} accounts)`,
+    test: 'recovers without a daemon restart',
+    env: { STUDIO_RELEASE_DELAY: '20s', STUDIO_RELEASE_WARNING: '5s', SCAN_INTERVAL: '1h' },
+  },
+  async (w, infra) => {
     const ids = await seedOverdue(w.raw, { prefix: 'p', count: ACCOUNTS, studioEvery: 5 });
     const started = Date.now();
     const daemons = [w.spawn(), w.spawn()];
@@ -52,16 +32,12 @@ describe(`PostgreSQL restarted mid-run (${ACCOUNTS} accounts)`, () => {
     const late = await seedOverdue(w.raw, { prefix: 'late', count: 20 });
     const all = ids.length + late.length;
     const studios = ids.filter((_, i) => (i + 1) % 5 === 0).length;
-    try {
-      await w.settle(240_000, async () => {
-        const [row] = await w.raw<{ held: string; released: string }[]>`
-          select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
-                 (select count(*) from studio_instances where released_at is not null) as released`;
-        return Number(row?.held) === all && Number(row?.released) === studios;
-      });
-    } catch (error) {
-      throw new Error(`${(error as Error).message}\n${w.logTail()}`);
-    }
+    await w.settle(240_000, async () => {
+      const [row] = await w.raw<{ held: string; released: string }[]>`
+        select (select count(*) from services where kind = 'streaming' and overdue_hold) as held,
+               (select count(*) from studio_instances where released_at is not null) as released`;
+      return Number(row?.held) === all && Number(row?.released) === studios;
+    });
     const lateHeld = await w.raw<{ at: Date }[]>`
       select max(suspended_at) as at from services where account_id like 'late-%'`;
     // One more NOTIFY after recovery: reaction in seconds again.
@@ -97,5 +73,5 @@ describe(`PostgreSQL restarted mid-run (${ACCOUNTS} accounts)`, () => {
     expect(inv.problems).toEqual([]);
     expect(inv.failedNotifications).toBe(0);
     expect(probeMs).toBeLessThan(10_000);
-  });
-});
+  },
+);

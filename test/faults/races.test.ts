@@ -1,15 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envInt,
-  payInFull,
-  randomInt,
-  report,
-  sleep,
-  startInfra,
-  until,
-  World,
-  type Infra,
-} from './harness';
+import { expect } from 'vitest';
+import { describeFault, envInt, payInFull, randomInt, report, sleep, until } from './harness';
 
 /**
  * Scenario 5: randomised races of a payment against a suspension (the payment lands 0-1 s
@@ -25,25 +15,14 @@ const SUSPEND_WINDOW_MS = envInt('FAULTS_SUSPEND_WINDOW_MS', 1_000);
 const RELEASE_BEFORE_MS = envInt('FAULTS_RELEASE_BEFORE_MS', 500);
 const RELEASE_AFTER_MS = envInt('FAULTS_RELEASE_AFTER_MS', 3_000);
 
-let infra: Infra;
-let world: World | undefined;
-
-beforeAll(async () => {
-  infra = await startInfra();
-});
-
-afterAll(async () => {
-  await world?.close();
-  await infra?.close();
-});
-
-describe(`payment races (${RACES})`, () => {
-  it('leaves no paid account suspended and releases no studio after its payment', async () => {
-    world = await World.create(infra, {
-      // The scan is the safety net; the races run on NOTIFY and timers.
-      env: { STUDIO_RELEASE_DELAY: '3s', STUDIO_RELEASE_WARNING: '1s', SCAN_INTERVAL: '30s' },
-    });
-    const w = world;
+describeFault(
+  {
+    title: `payment races (${RACES})`,
+    test: 'leaves no paid account suspended and releases no studio after its payment',
+    // The scan is the safety net; the races run on NOTIFY and timers.
+    env: { STUDIO_RELEASE_DELAY: '3s', STUDIO_RELEASE_WARNING: '1s', SCAN_INTERVAL: '30s' },
+  },
+  async (w) => {
     const half = Math.ceil(RACES / 2);
     const susp = Array.from({ length: half }, (_, i) => `s-${i + 1}`);
     const rel = Array.from({ length: RACES - half }, (_, i) => `r-${i + 1}`);
@@ -170,5 +149,5 @@ describe(`payment races (${RACES})`, () => {
     const stillHeld = await w.raw<{ id: string }[]>`
       select id from services where status <> 'released' and (overdue_hold or status = 'suspended')`;
     expect(stillHeld.map((s) => s.id)).toEqual([]);
-  });
-});
+  },
+);

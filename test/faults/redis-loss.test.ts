@@ -1,16 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect } from 'vitest';
 import { SCHEDULER_IDS } from '../../src/daemon';
-import {
-  envInt,
-  payInFull,
-  report,
-  seedOverdue,
-  sleep,
-  startInfra,
-  until,
-  World,
-  type Infra,
-} from './harness';
+import { describeFault, envInt, payInFull, report, seedOverdue, sleep, until } from './harness';
 
 /**
  * Scenario 2: the private Redis loses everything twice in the middle of a run: FLUSHALL, then a
@@ -21,24 +11,13 @@ import {
 
 const ACCOUNTS = envInt('FAULTS_REDIS_ACCOUNTS', 400);
 
-let infra: Infra;
-let world: World | undefined;
-
-beforeAll(async () => {
-  infra = await startInfra();
-});
-
-afterAll(async () => {
-  await world?.close();
-  await infra?.close();
-});
-
-describe(`Redis FLUSHALL and restart mid-run (${ACCOUNTS} accounts)`, () => {
-  it('restores schedules and pending releases, loses and doubles nothing', async () => {
-    world = await World.create(infra, {
-      env: { STUDIO_RELEASE_DELAY: '25s', STUDIO_RELEASE_WARNING: '5s', SCAN_INTERVAL: '5s' },
-    });
-    const w = world;
+describeFault(
+  {
+    title: `Redis FLUSHALL and restart mid-run (${ACCOUNTS} accounts)`,
+    test: 'restores schedules and pending releases, loses and doubles nothing',
+    env: { STUDIO_RELEASE_DELAY: '25s', STUDIO_RELEASE_WARNING: '5s', SCAN_INTERVAL: '5s' },
+  },
+  async (w, infra) => {
     const ids = await seedOverdue(w.raw, { prefix: 'x', count: ACCOUNTS, studioEvery: 5 });
     const payers = ids.filter((_, i) => i % 10 === 3);
     const started = Date.now();
@@ -89,11 +68,7 @@ describe(`Redis FLUSHALL and restart mid-run (${ACCOUNTS} accounts)`, () => {
 
     const unpaid = ACCOUNTS - payers.length;
     const studios = ids.filter((_, i) => (i + 1) % 5 === 0 && i % 10 !== 3).length;
-    try {
-      await w.settle(300_000, () => w.enforcementIs(unpaid, studios));
-    } catch (error) {
-      throw new Error(`${(error as Error).message}\n${w.logTail()}`);
-    }
+    await w.settle(300_000, () => w.enforcementIs(unpaid, studios));
     const inv = await w.check();
     const due = new Map(
       (
@@ -118,5 +93,5 @@ describe(`Redis FLUSHALL and restart mid-run (${ACCOUNTS} accounts)`, () => {
     expect(inv.problems).toEqual([]);
     expect(lags).toHaveLength(studios);
     expect(inv.failedNotifications).toBe(0);
-  });
-});
+  },
+);

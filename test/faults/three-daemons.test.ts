@@ -1,14 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect } from 'vitest';
 import {
+  describeFault,
   envInt,
   payInFull,
   report,
   seedOverdue,
   sleep,
-  startInfra,
-  World,
   type DaemonProcess,
-  type Infra,
   until,
 } from './harness';
 
@@ -21,24 +19,13 @@ import {
 const ACCOUNTS = envInt('FAULTS_TRIO_ACCOUNTS', 1_000);
 const RESTARTS = envInt('FAULTS_TRIO_RESTARTS', 8);
 
-let infra: Infra;
-let world: World | undefined;
-
-beforeAll(async () => {
-  infra = await startInfra();
-});
-
-afterAll(async () => {
-  await world?.close();
-  await infra?.close();
-});
-
-describe(`three daemons, one restarted every few seconds (${ACCOUNTS} accounts)`, () => {
-  it('never doubles an effect', async () => {
-    world = await World.create(infra, {
-      env: { STUDIO_RELEASE_DELAY: '15s', STUDIO_RELEASE_WARNING: '5s', SCAN_INTERVAL: '3s' },
-    });
-    const w = world;
+describeFault(
+  {
+    title: `three daemons, one restarted every few seconds (${ACCOUNTS} accounts)`,
+    test: 'never doubles an effect',
+    env: { STUDIO_RELEASE_DELAY: '15s', STUDIO_RELEASE_WARNING: '5s', SCAN_INTERVAL: '3s' },
+  },
+  async (w) => {
     const ids = await seedOverdue(w.raw, { prefix: 't', count: ACCOUNTS, studioEvery: 10 });
     const payers = ids.filter((_, i) => i % 25 === 4);
     const started = Date.now();
@@ -63,11 +50,7 @@ describe(`three daemons, one restarted every few seconds (${ACCOUNTS} accounts)`
     await evaluate.close();
     const unpaid = ACCOUNTS - payers.length;
     const studios = ids.filter((_, i) => (i + 1) % 10 === 0 && i % 25 !== 4).length;
-    try {
-      await w.settle(300_000, () => w.enforcementIs(unpaid, studios));
-    } catch (error) {
-      throw new Error(`${(error as Error).message}\n${w.logTail()}`);
-    }
+    await w.settle(300_000, () => w.enforcementIs(unpaid, studios));
     const inv = await w.check();
     report('three-daemons', {
       accounts: ACCOUNTS,
@@ -83,5 +66,5 @@ describe(`three daemons, one restarted every few seconds (${ACCOUNTS} accounts)`
     expect(inv.smtpRedelivered).toBe(0);
     expect(inv.failedNotifications).toBe(0);
     expect(exitCodes.every((c) => c === 0)).toBe(true);
-  });
-});
+  },
+);

@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, waitFor, type Harness } from '../support/daemon';
-import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
-import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
+import { startNotifyHarness, waitFor, type NotifyHarness } from '../support/daemon';
 
 /**
  * From a billing write to the customer's inbox: the trigger NOTIFYs, the daemon evaluates,
@@ -9,32 +7,14 @@ import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
  * deliver to a real SMTP server and a fake Twilio API on loopback — once each.
  */
 
-let h: Harness;
-let sink: SmtpSink;
-let twilio: FakeTwilio;
+let h: NotifyHarness;
 
 beforeAll(async () => {
-  sink = await createSmtpSink();
-  twilio = await createFakeTwilio();
-  h = await startHarness(
-    {
-      SMTP_URL: sink.url,
-      MAIL_FROM: 'Billing <billing@example.com>',
-      TWILIO_ACCOUNT_SID: twilio.accountSid,
-      TWILIO_AUTH_TOKEN: twilio.authToken,
-      TWILIO_FROM: '+15005550006',
-      TWILIO_API_BASE_URL: twilio.url,
-      EMAIL_RATE_LIMIT: 'off',
-      SMS_RATE_LIMIT: 'off',
-    },
-    { sendNotifications: true },
-  );
+  h = await startNotifyHarness();
 });
 
 afterAll(async () => {
   await h?.stop();
-  await sink?.close();
-  await twilio?.close();
 });
 
 describe('notifications end to end', () => {
@@ -46,21 +26,21 @@ describe('notifications end to end', () => {
       .raw`insert into services (id, account_id, kind) values ('e2e-1-s', ${id}, 'streaming')`;
     await h.t.raw`insert into bills (id, account_id, product, amount_minor, issued_at, due_at)
                   values ('e2e-1-b', ${id}, 'oss', 888800, now() - interval '2 days', now() - interval '1 hour')`;
-    await sink.waitFor(1, 10_000);
-    await waitFor(() => twilio.messages.length >= 1, 10_000, 'suspension SMS');
-    const mail = sink.messages[0];
+    await h.sink.waitFor(1, 10_000);
+    await waitFor(() => h.twilio.messages.length >= 1, 10_000, 'suspension SMS');
+    const mail = h.sink.messages[0];
     expect(mail?.to && 'text' in mail.to ? mail.to.text : '').toContain('owner@example.com');
     expect(mail?.text).toContain('8,888.00');
-    expect(twilio.messages[0]?.to).toBe('+8613800000000');
+    expect(h.twilio.messages[0]?.to).toBe('+8613800000000');
 
     await h.t.raw`update bills set paid_minor = amount_minor, status = 'paid' where id = 'e2e-1-b'`;
-    await sink.waitFor(2, 10_000);
-    await waitFor(() => twilio.messages.length >= 2, 10_000, 'resume SMS');
+    await h.sink.waitFor(2, 10_000);
+    await waitFor(() => h.twilio.messages.length >= 2, 10_000, 'resume SMS');
     await new Promise((r) => setTimeout(r, 1_000));
-    expect(sink.accepted()).toBe(2);
-    expect(sink.duplicates()).toBe(0);
-    expect(twilio.messages).toHaveLength(2);
-    expect(twilio.duplicates()).toBe(0);
+    expect(h.sink.accepted()).toBe(2);
+    expect(h.sink.duplicates()).toBe(0);
+    expect(h.twilio.messages).toHaveLength(2);
+    expect(h.twilio.duplicates()).toBe(0);
     const rows = await h.t.raw<{ template: string; channel: string; status: string }[]>`
       select template, channel, status from notifications where account_id = ${id} order by id`;
     expect(rows.map((r) => `${r.template}/${r.channel}/${r.status}`)).toEqual([

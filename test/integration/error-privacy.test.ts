@@ -1,9 +1,7 @@
 import type { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger';
-import { startHarness, waitFor, type Harness } from '../support/daemon';
-import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
-import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
+import { startNotifyHarness, waitFor, type NotifyHarness } from '../support/daemon';
 
 /**
  * A failing query's parameters (a customer's e-mail address and phone number) must reach
@@ -20,33 +18,15 @@ const PHONE = '+15551234567';
 const SECRETS = [EMAIL, 'jane.doe.private', PHONE, '5551234567'];
 
 const lines: string[] = [];
-let h: Harness;
-let sink: SmtpSink;
-let twilio: FakeTwilio;
+let h: NotifyHarness;
 
 beforeAll(async () => {
-  sink = await createSmtpSink();
-  twilio = await createFakeTwilio();
   const logger = createLogger('debug', { write: (line: string) => void lines.push(line) });
-  h = await startHarness(
-    {
-      SMTP_URL: sink.url,
-      MAIL_FROM: 'Billing <billing@example.com>',
-      TWILIO_ACCOUNT_SID: twilio.accountSid,
-      TWILIO_AUTH_TOKEN: twilio.authToken,
-      TWILIO_FROM: '+15005550006',
-      TWILIO_API_BASE_URL: twilio.url,
-      EMAIL_RATE_LIMIT: 'off',
-      SMS_RATE_LIMIT: 'off',
-    },
-    { logger, sendNotifications: true },
-  );
+  h = await startNotifyHarness({}, { logger });
 });
 
 afterAll(async () => {
   await h?.stop();
-  await sink?.close();
-  await twilio?.close();
 });
 
 async function overdueAccount(
@@ -129,7 +109,7 @@ describe('no personal data in logs or job failure reasons', () => {
     // fallback e-mail's insert (which carries the address) then breaks a constraint.
     await h.t.raw`alter table notifications add constraint notifications_fallback_probe
                   check (account_id <> 'privacy-2' or dedupe_key not like '%-fallback') not valid`;
-    twilio.script(
+    h.twilio.script(
       {
         kind: 'error',
         status: 400,
@@ -152,7 +132,7 @@ describe('no personal data in logs or job failure reasons', () => {
       15_000,
       'the SMS job to fail',
     );
-    expect(twilio.createRequests()).toBeGreaterThanOrEqual(1);
+    expect(h.twilio.createRequests()).toBeGreaterThanOrEqual(1);
     expectNoContact(job?.failedReason ?? '', 'failedReason');
     expectNoContact((job?.stacktrace ?? []).join('\n'), 'stacktrace');
     expect(job?.failedReason).toContain('23514');

@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, waitFor, type Harness } from '../support/daemon';
-import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
-import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
+import { startNotifyHarness, waitFor, type NotifyHarness } from '../support/daemon';
 
 /**
  * No transaction is open while the daemon waits for the network: the control plane's answer,
@@ -12,32 +10,14 @@ import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
  */
 
 const HOLD_MS = 1_500;
-let h: Harness;
-let sink: SmtpSink;
-let twilio: FakeTwilio;
+let h: NotifyHarness;
 
 beforeAll(async () => {
-  sink = await createSmtpSink();
-  twilio = await createFakeTwilio();
-  h = await startHarness(
-    {
-      SMTP_URL: sink.url,
-      MAIL_FROM: 'Billing <billing@example.com>',
-      TWILIO_ACCOUNT_SID: twilio.accountSid,
-      TWILIO_AUTH_TOKEN: twilio.authToken,
-      TWILIO_FROM: '+15005550006',
-      TWILIO_API_BASE_URL: twilio.url,
-      EMAIL_RATE_LIMIT: 'off',
-      SMS_RATE_LIMIT: 'off',
-    },
-    { sendNotifications: true },
-  );
+  h = await startNotifyHarness();
 });
 
 afterAll(async () => {
   await h?.stop();
-  await sink?.close();
-  await twilio?.close();
 });
 
 async function overdueAccount(id: string): Promise<void> {
@@ -70,10 +50,10 @@ describe('no transaction is open across a network call', () => {
     };
     let release!: () => void;
     const smsHeld = new Promise<void>((resolve) => (release = resolve));
-    twilio.script({ kind: 'accept-then-hold', until: smsHeld });
+    h.twilio.script({ kind: 'accept-then-hold', until: smsHeld });
     try {
       await overdueAccount('nocall-1');
-      await waitFor(() => cpHeld >= 1 && twilio.messages.length >= 1, 30_000, 'both calls held');
+      await waitFor(() => cpHeld >= 1 && h.twilio.messages.length >= 1, 30_000, 'both calls held');
       await new Promise((r) => setTimeout(r, HOLD_MS));
       seen.push(await heldTransactions());
       release();

@@ -9,7 +9,6 @@ import { upsertAccount } from '../../src/adapters/db/billing-writers';
 import { insertNotification, insertOutbox } from '../../src/adapters/db/daemon-writers';
 import { claimNotifications, markSentMany } from '../../src/adapters/db/notification-store';
 import { notifications, outbox } from '../../src/adapters/db/schema';
-import { createNotifyPorts } from '../../src/adapters/notify/index';
 import type { NotifyPorts } from '../../src/adapters/notify/ports';
 import {
   notifyBackoffStrategy,
@@ -17,12 +16,14 @@ import {
   notifyQueueNameFor,
   notifyWorkerLimiter,
 } from '../../src/adapters/queue/notify-wiring';
-import { loadConfig, type Config } from '../../src/config';
+import type { Config } from '../../src/config';
 import type { Channel } from '../../src/domain/snapshot';
 import { createLogger } from '../../src/logger';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
-import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
+import { TEST_REDIS_URL } from '../support/daemon';
+import type { TestDatabase } from '../support/db';
+import type { FakeTwilio } from '../support/fake-twilio';
+import { startNotifySenders, type NotifySenders } from '../support/notify-senders';
+import type { SmtpSink } from '../support/smtp-sink';
 
 /**
  * Concurrent sends share their statements (src/adapters/db/notification-batches.ts): a burst of
@@ -32,8 +33,6 @@ import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
  * an attempt whose lease was taken over records nothing.
  */
 
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const FROM = 'Billing <billing@example.com>';
 const logger = createLogger('silent');
 const prefix = `{test-${randomBytes(4).toString('hex')}}`;
 const PARAMS = {
@@ -44,6 +43,7 @@ const PARAMS = {
   otherProducts: [],
 };
 
+let senders: NotifySenders;
 let t: TestDatabase;
 let sink: SmtpSink;
 let fake: FakeTwilio;
@@ -89,6 +89,18 @@ async function insertMessages(tag: string, count: number, channel: Channel): Pro
   return keys;
 }
 
+/** A send-notification handler on this file's database and ports (no relay to wake). */
+function sendHandler(withConfig: Config) {
+  return createSendNotificationHandler({
+    db: t.db,
+    config: withConfig,
+    logger,
+    clock: systemClock,
+    ports,
+    requestRelay: () => undefined,
+  });
+}
+
 async function rowOf(key: string) {
   const [r] = await t.db.select().from(notifications).where(eq(notifications.dedupeKey, key));
   if (r === undefined) throw new Error(`no notification ${key}`);
@@ -104,39 +116,15 @@ async function outboxStatus(key: string): Promise<string | undefined> {
 }
 
 beforeAll(async () => {
-  t = await createTestDatabase();
-  sink = await createSmtpSink({ parse: false });
-  fake = await createFakeTwilio();
-  config = configWith({});
-  ports = createNotifyPorts(config, logger);
-  connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  senders = await startNotifySenders(
+    { NOTIFY_TIMEOUT: '5s', NOTIFY_CONCURRENCY: '16' },
+    { logger, parseMail: false },
+  );
+  ({ t, sink, fake, config, ports, connection } = senders);
 });
 
-function configWith(env: Record<string, string>): Config {
-  const result = loadConfig({
-    SMTP_URL: sink.url,
-    MAIL_FROM: FROM,
-    TWILIO_ACCOUNT_SID: fake.accountSid,
-    TWILIO_AUTH_TOKEN: fake.authToken,
-    TWILIO_FROM: '+15005550006',
-    TWILIO_API_BASE_URL: fake.url,
-    NOTIFY_TIMEOUT: '5s',
-    QUIET_HOURS: 'off',
-    EMAIL_RATE_LIMIT: 'off',
-    SMS_RATE_LIMIT: 'off',
-    NOTIFY_CONCURRENCY: '16',
-    ...env,
-  });
-  if (!result.ok) throw new Error(JSON.stringify(result.problems));
-  return result.config;
-}
-
 afterAll(async () => {
-  connection.disconnect();
-  await ports.close();
-  await sink.close();
-  await fake.close();
-  await t.drop();
+  await senders?.close();
 });
 
 describe('concurrent sends sharing statements', () => {
@@ -146,14 +134,7 @@ describe('concurrent sends sharing statements', () => {
       email: await insertMessages('burst', perChannel, 'email'),
       sms: await insertMessages('burst', perChannel, 'sms'),
     };
-    const handler = createSendNotificationHandler({
-      db: t.db,
-      config,
-      logger,
-      clock: systemClock,
-      ports,
-      requestRelay: () => undefined,
-    });
+    const handler = sendHandler(config);
     const done = { completed: 0, failed: 0 };
     const queues: Queue[] = [];
     const workers: Worker[] = [];
@@ -258,14 +239,7 @@ describe('concurrent sends sharing statements', () => {
 
   it('an attempt whose lease was taken over while the provider answered records nothing', async () => {
     const [key = ''] = await insertMessages('fenced', 1, 'sms');
-    const handler = createSendNotificationHandler({
-      db: t.db,
-      config,
-      logger,
-      clock: systemClock,
-      ports,
-      requestRelay: () => undefined,
-    });
+    const handler = sendHandler(config);
     const queue = new Queue(`${notifyQueueNameFor('sms')}-fenced`, { connection, prefix });
     try {
       // A real job, run by hand (no worker): the late holder.
@@ -312,7 +286,7 @@ describe('concurrent sends sharing statements', () => {
   });
 
   it("holds the channel's rate limit across two senders sharing its queue", async () => {
-    const limited = configWith({ EMAIL_RATE_LIMIT: '10' });
+    const limited = senders.configWith({ EMAIL_RATE_LIMIT: '10' });
     const limiter = notifyWorkerLimiter(limited, 'email');
     expect(limiter).toEqual({ max: 10, duration: 1_000 });
     const keys = await insertMessages('limit', 40, 'email');
@@ -329,15 +303,8 @@ describe('concurrent sends sharing statements', () => {
     let finished = 0;
     // Two daemons: each its own handler (and statement batches), worker and Redis connection.
     const daemons = [0, 1].map(() => {
-      const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-      const handler = createSendNotificationHandler({
-        db: t.db,
-        config: limited,
-        logger,
-        clock: systemClock,
-        ports,
-        requestRelay: () => undefined,
-      });
+      const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+      const handler = sendHandler(limited);
       const worker = new Worker(name, handler, {
         connection: redis,
         prefix,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Queue, Worker, type Job } from 'bullmq';
 import { and, eq, inArray } from 'drizzle-orm';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import twilio from 'twilio';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSendNotificationHandler } from '../../jobs/send-notification';
@@ -17,14 +17,15 @@ import { insertNotification, insertOutbox } from '../../src/adapters/db/daemon-w
 import { accounts, enforcementEvents, notifications, outbox } from '../../src/adapters/db/schema';
 import { createNotifyPorts } from '../../src/adapters/notify/index';
 import type { NotifyPorts } from '../../src/adapters/notify/ports';
-import { loadConfig, type Config } from '../../src/config';
+import type { Config } from '../../src/config';
 import type { Channel } from '../../src/domain/snapshot';
 import { registerSmsCallback, SMS_CALLBACK_PATH } from '../../src/http/sms-callback';
 import { createLogger } from '../../src/logger';
 import { waitFor } from '../support/daemon';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { createFakeTwilio, twilioError, type FakeTwilio } from '../support/fake-twilio';
-import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
+import type { TestDatabase } from '../support/db';
+import { twilioError, type FakeTwilio } from '../support/fake-twilio';
+import { startNotifySenders, type NotifySenders } from '../support/notify-senders';
+import type { SmtpSink } from '../support/smtp-sink';
 
 /**
  * The send-notification job end to end: real BullMQ workers (own queue prefix) on the real
@@ -32,11 +33,10 @@ import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
  * loopback driven through the real twilio library. Rows are inserted as the evaluation would.
  */
 
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const CALLBACK_URL = 'https://overdue.example.com/v1/callbacks/sms';
-const FROM = 'Billing <billing@example.com>';
 const logger = createLogger('silent');
 
+let senders: NotifySenders;
 let t: TestDatabase;
 let sink: SmtpSink;
 let fake: FakeTwilio;
@@ -48,26 +48,6 @@ const queues = new Map<Channel, Queue>();
 const workers: Worker[] = [];
 let relayRequests = 0;
 let seq = 0;
-
-function makeConfig(env: Record<string, string>): Config {
-  const result = loadConfig({
-    SMTP_URL: sink.url,
-    MAIL_FROM: FROM,
-    TWILIO_ACCOUNT_SID: fake.accountSid,
-    TWILIO_AUTH_TOKEN: fake.authToken,
-    TWILIO_FROM: '+15005550006',
-    TWILIO_API_BASE_URL: fake.url,
-    NOTIFY_TIMEOUT: '700ms',
-    QUIET_HOURS: 'off',
-    EMAIL_RATE_LIMIT: 'off',
-    SMS_RATE_LIMIT: 'off',
-    SMS_STATUS_CALLBACK_URL: CALLBACK_URL,
-    TOP_UP_URL: 'https://console.example.com/top-up',
-    ...env,
-  });
-  if (!result.ok) throw new Error(JSON.stringify(result.problems));
-  return result.config;
-}
 
 /** The lead's relay in miniature: pending notify rows → jobs on the channel's queue. */
 async function relay(): Promise<number> {
@@ -187,12 +167,15 @@ async function settled(channel: Channel, key: string, timeoutMs = 15_000): Promi
 }
 
 beforeAll(async () => {
-  t = await createTestDatabase();
-  sink = await createSmtpSink();
-  fake = await createFakeTwilio();
-  config = makeConfig({});
-  ports = createNotifyPorts(config, logger);
-  connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  senders = await startNotifySenders(
+    {
+      NOTIFY_TIMEOUT: '700ms',
+      SMS_STATUS_CALLBACK_URL: CALLBACK_URL,
+      TOP_UP_URL: 'https://console.example.com/top-up',
+    },
+    { logger },
+  );
+  ({ t, sink, fake, config, ports, connection } = senders);
   const handler = createSendNotificationHandler({
     db: t.db,
     config,
@@ -224,11 +207,7 @@ afterAll(async () => {
     await q.obliterate({ force: true });
     await q.close();
   }
-  connection.disconnect();
-  await ports.close();
-  await sink.close();
-  await fake.close();
-  await t.drop();
+  await senders?.close();
 });
 
 beforeEach(() => {
@@ -452,7 +431,7 @@ describe('one sender at a time per message', () => {
   let slow: (job: Job) => Promise<void>;
   let parked: Queue;
   beforeAll(() => {
-    const slowConfig = makeConfig({ NOTIFY_TIMEOUT: '10s' });
+    const slowConfig = senders.configWith({ NOTIFY_TIMEOUT: '10s' });
     slowPorts = createNotifyPorts(slowConfig, logger);
     slow = createSendNotificationHandler({
       db: t.db,
@@ -654,7 +633,7 @@ describe('delivery callbacks', () => {
 
 describe('quiet hours at send time', () => {
   it('an SMS due at 22:30 local waits for 08:00 local (spring-forward night); email goes at once', async () => {
-    const quietConfig = makeConfig({ QUIET_HOURS: '22:00-08:00' });
+    const quietConfig = senders.configWith({ QUIET_HOURS: '22:00-08:00' });
     // 2036-03-09T03:30Z is 22:30 EST on Mar 8 in New York; DST starts that night, so quiet ends
     // at 08:00 EDT = 12:00Z (not 13:00Z). In the future, because BullMQ delays by Redis time.
     const clock = manualClock(new Date('2036-03-09T03:30:00Z'));

@@ -1,9 +1,7 @@
 import type { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock } from '../../src/adapters/clock/clock';
-import { startHarness, waitFor, type Harness } from '../support/daemon';
-import { createFakeTwilio, type FakeTwilio } from '../support/fake-twilio';
-import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
+import { startNotifyHarness, waitFor, type NotifyHarness } from '../support/daemon';
 
 /**
  * Notices re-checked at send time, end to end: the daemon (real relay, real senders) on the
@@ -14,34 +12,15 @@ import { createSmtpSink, type SmtpSink } from '../support/smtp-sink';
  */
 
 const clock = manualClock(new Date('2036-03-10T15:00:00Z')); // 23:00 in Shanghai
-let h: Harness;
-let sink: SmtpSink;
-let twilio: FakeTwilio;
+let h: NotifyHarness;
 let phoneSeq = 0;
 
 beforeAll(async () => {
-  sink = await createSmtpSink();
-  twilio = await createFakeTwilio();
-  h = await startHarness(
-    {
-      SMTP_URL: sink.url,
-      MAIL_FROM: 'Billing <billing@example.com>',
-      TWILIO_ACCOUNT_SID: twilio.accountSid,
-      TWILIO_AUTH_TOKEN: twilio.authToken,
-      TWILIO_FROM: '+15005550006',
-      TWILIO_API_BASE_URL: twilio.url,
-      EMAIL_RATE_LIMIT: 'off',
-      SMS_RATE_LIMIT: 'off',
-      QUIET_HOURS: '22:00-08:00',
-    },
-    { sendNotifications: true, clock },
-  );
+  h = await startNotifyHarness({ QUIET_HOURS: '22:00-08:00' }, { clock });
 });
 
 afterAll(async () => {
   await h?.stop();
-  await sink?.close();
-  await twilio?.close();
 });
 
 interface Row {
@@ -104,8 +83,8 @@ async function promote(jobs: readonly Job[]): Promise<void> {
 }
 
 const mailsTo = (accountId: string) =>
-  sink.messages.filter((m) => m.to && 'text' in m.to && m.to.text.includes(accountId));
-const smsTo = (phone: string) => twilio.messages.filter((m) => m.to === phone);
+  h.sink.messages.filter((m) => m.to && 'text' in m.to && m.to.text.includes(accountId));
+const smsTo = (phone: string) => h.twilio.messages.filter((m) => m.to === phone);
 
 describe('notices re-checked at send time', () => {
   it('a suspension SMS held by quiet hours is superseded once the account paid and resumed; the resume SMS is skipped, the emails go', async () => {

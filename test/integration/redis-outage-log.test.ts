@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHttpServer } from '../../src/http/server';
-import { startHarness, waitFor, type Harness } from '../support/daemon';
+import { waitFor } from '../support/daemon';
+import { startOutageHarness, type OutageHarness } from '../support/outage-harness';
 
 /**
  * A Redis outage as the log, the metrics and the dashboard show it, against a private Redis this
@@ -17,54 +16,7 @@ const OPS = { user: 'ops', password: 'ops-password-123456' };
 const basic = (u: { user: string; password: string }) =>
   `Basic ${Buffer.from(`${u.user}:${u.password}`).toString('base64')}`;
 
-async function sparePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-function startRedis(port: number): void {
-  execFileSync('redis-server', [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--daemonize',
-    'yes',
-  ]);
-}
-
-function redisAnswers(port: number): boolean {
-  try {
-    return (
-      execFileSync('redis-cli', ['-p', String(port), 'ping'])
-        .toString()
-        .trim() === 'PONG'
-    );
-  } catch {
-    return false;
-  }
-}
-
-function stopRedis(port: number): void {
-  try {
-    execFileSync('redis-cli', ['-p', String(port), 'shutdown', 'nosave']);
-  } catch {
-    // redis-cli reports the closed connection as an error after a shutdown.
-  }
-}
-
-let port: number;
-let h: Harness;
+let h: OutageHarness;
 let app: FastifyInstance;
 const lines: Record<string, unknown>[] = [];
 const logger = pino(
@@ -81,11 +33,7 @@ const logger = pino(
 const count = (msg: string) => lines.filter((l) => l.msg === msg).length;
 
 beforeAll(async () => {
-  port = await sparePort();
-  startRedis(port);
-  await waitFor(() => redisAnswers(port), 5_000, 'private redis');
-  h = await startHarness({
-    REDIS_URL: `redis://127.0.0.1:${port}`,
+  h = await startOutageHarness({
     DASHBOARD_USER: OPS.user,
     DASHBOARD_PASSWORD: OPS.password,
     DASHBOARD_VIEWER_USER: VIEWER.user,
@@ -100,18 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.close();
-  if (port && !redisAnswers(port)) {
-    startRedis(port);
-    await waitFor(() => redisAnswers(port), 5_000, 'private redis back');
-  }
-  await Promise.race([
-    h?.daemon.close().catch(() => undefined),
-    new Promise((resolve) => setTimeout(resolve, 10_000)),
-  ]);
-  h?.redis.disconnect();
-  await h?.cp.close();
-  await h?.t.drop();
-  if (port) stopRedis(port);
+  await h?.stop();
 }, 60_000);
 
 describe('Redis outage', () => {
@@ -126,7 +63,7 @@ describe('Redis outage', () => {
     };
     expect(await gauge()).toBe('1');
 
-    stopRedis(port);
+    await h.privateRedis.stop();
     await waitFor(() => count('redis connection lost') > 0, 10_000, 'the lost line');
     // Workers and connections keep failing for a while: still one line, no "worker error" flood.
     await new Promise((r) => setTimeout(r, 6_000));
@@ -146,7 +83,7 @@ describe('Redis outage', () => {
     expect(ready.statusCode).toBe(503);
     expect(ready.body).not.toMatch(/ECONNREFUSED|Connection is closed|max retries|127\.0\.0\.1/i);
 
-    startRedis(port);
+    await h.privateRedis.startServer();
     await waitFor(() => count('redis connection back') > 0, 15_000, 'the back line');
     expect(count('redis connection back')).toBe(1);
     expect(count('redis connection lost')).toBe(1);

@@ -5,6 +5,8 @@ import { loadConfig, type Config } from '../../src/config';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon';
 import { createTestDatabase, type TestDatabase } from './db';
 import { startFakeControlPlane, type FakeControlPlane } from './control-plane-server';
+import { createFakeTwilio, type FakeTwilio } from './fake-twilio';
+import { createSmtpSink, type SmtpSink } from './smtp-sink';
 
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -82,6 +84,60 @@ export async function startHarness(
   };
   h.daemon = await h.start();
   return h;
+}
+
+/** A harness whose daemon sends its notices: to `sink` by SMTP and to `twilio` as SMS. */
+export interface NotifyHarness extends Harness {
+  /** The SMTP server on loopback the daemon mails to (messages parsed). */
+  readonly sink: SmtpSink;
+  /** The fake Twilio API on loopback the daemon sends SMS through. */
+  readonly twilio: FakeTwilio;
+}
+
+/**
+ * `startHarness` with notifications on: an SMTP sink and a fake Twilio API on loopback, the
+ * daemon configured for both (no rate limits) and sending. `env` and `options` add to that or
+ * override it; `stop` closes the daemon's harness, then the sink, then the SMS API.
+ */
+export async function startNotifyHarness(
+  env: Record<string, string> = {},
+  options: Partial<DaemonOptions> = {},
+): Promise<NotifyHarness> {
+  const sink = await createSmtpSink();
+  const twilio = await createFakeTwilio();
+  const closeProviders = async () => {
+    await sink.close();
+    await twilio.close();
+  };
+  let h: Harness;
+  try {
+    h = await startHarness(
+      {
+        SMTP_URL: sink.url,
+        MAIL_FROM: 'Billing <billing@example.com>',
+        TWILIO_ACCOUNT_SID: twilio.accountSid,
+        TWILIO_AUTH_TOKEN: twilio.authToken,
+        TWILIO_FROM: '+15005550006',
+        TWILIO_API_BASE_URL: twilio.url,
+        EMAIL_RATE_LIMIT: 'off',
+        SMS_RATE_LIMIT: 'off',
+        ...env,
+      },
+      { sendNotifications: true, ...options },
+    );
+  } catch (error) {
+    await closeProviders();
+    throw error;
+  }
+  const stopHarness = h.stop.bind(h);
+  return Object.assign(h, {
+    sink,
+    twilio,
+    stop: async () => {
+      await stopHarness();
+      await closeProviders();
+    },
+  });
 }
 
 export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {

@@ -29,7 +29,8 @@ export class PrivateRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  private async startServer(): Promise<void> {
+  /** Starts the server on its port (again, after `stop`); resolves once it answers. */
+  async startServer(): Promise<void> {
     await exec('redis-server', [
       '--port',
       String(this.port),
@@ -50,10 +51,11 @@ export class PrivateRedis {
       '--maxmemory-policy',
       'noeviction',
     ]);
-    await waitFor(() => this.ping(), 10_000, 'private redis answers');
+    await waitFor(() => this.answers(), 10_000, 'private redis answers');
   }
 
-  private async ping(): Promise<boolean> {
+  /** True when the server answers PING. */
+  async answers(): Promise<boolean> {
     const probe = new Redis(this.url, {
       lazyConnect: true,
       maxRetriesPerRequest: 0,
@@ -107,6 +109,6 @@ export class PrivateRedis {
     } finally {
       c.disconnect();
     }
-    await waitFor(async () => !(await this.ping()), 10_000, 'private redis stopped');
+    await waitFor(async () => !(await this.answers()), 10_000, 'private redis stopped');
   }
 }
