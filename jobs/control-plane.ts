@@ -23,7 +23,7 @@ const REASONS: Record<EffectOp, string> = {
 export const EFFECT_LEASE_MARGIN_MS = 15_000;
 /** How long an effect waits behind an older effect on its service (or a live lease), ms. */
 const WAIT_MS = 1_000;
-/** How long an effect held by the enforcement mode (shadow, off) waits before it asks again, ms. */
+/** How long an effect held by the mode (shadow, off) or a pause waits before it asks again, ms. */
 const MODE_WAIT_MS = 5_000;
 
 /**
@@ -56,7 +56,9 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
     return {
       outbox: {
         kind: 'wait',
-        untilMs: Date.now() + (claim.reason === 'mode' ? MODE_WAIT_MS : WAIT_MS),
+        untilMs:
+          Date.now() +
+          (claim.reason === 'mode' || claim.reason === 'paused' ? MODE_WAIT_MS : WAIT_MS),
         why: claim.reason,
       },
       value: null,

@@ -132,8 +132,8 @@ export function createSendNotificationHandler(
         return;
       }
       if (claim.kind === 'held' && claim.reason === 'mode') {
-        logger.debug({ ...ctx }, 'held: enforcement mode is not enforce');
-        return later(job, token, claim.until.getTime(), 'held: enforcement mode is not enforce');
+        logger.debug({ ...ctx }, 'held: enforcement mode not enforce, or messages paused');
+        return later(job, token, claim.until.getTime(), 'held: mode not enforce, or paused');
       }
       if (claim.kind === 'held') {
         logger.info({ ...ctx, until: claim.until.toISOString() }, 'held by another attempt');

@@ -5,10 +5,17 @@ import pino from 'pino';
 import { systemClock } from '../adapters/clock/clock';
 import { loadAccountSnapshot } from '../adapters/db/account-snapshot';
 import { createDb, dbOptions, type DbHandle } from '../adapters/db/client';
-import { readControlState, setEnforcementMode, shadowReport } from '../adapters/db/control-store';
+import {
+  liftPause,
+  readControlState,
+  setEnforcementMode,
+  setPause,
+  shadowReport,
+} from '../adapters/db/control-store';
 import { evaluateAccount } from '../adapters/db/evaluation';
 import { countAccounts, whatIf, WHAT_IF_PAGE, type WhatIfSample } from '../adapters/db/what-if';
 import { ENFORCEMENT_MODES } from '../domain/modes';
+import { PAUSE_KINDS } from '../adapters/db/schema';
 import { migrateDatabase } from '../adapters/db/migrate';
 import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
 import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
@@ -31,6 +38,8 @@ import { DAY, HOUR } from '../domain/time';
  *                                           replay the policy for one account with a fake clock
  *   overdue-worker mode [enforce|shadow|off --reason "…"]
  *                                           print or set the enforcement mode
+ *   overdue-worker pause|unpause suspensions|releases|messages [--reason "…"]
+ *                                           hold a kind of effect, or let it go again
  *   overdue-worker what-if --set NAME=value… [--at ISO]
  *                                           the fleet's decisions under proposed policy settings
  *   overdue-worker shadow-report [--since 24h]
@@ -51,6 +60,8 @@ commands:
   mode                        print the enforcement mode
   mode <enforce|shadow|off>   set it for every daemon (recorded with who and why)
       --reason TEXT           why (required)
+  pause <kind> --reason TEXT  hold suspensions, releases or messages (resumes are never paused)
+  unpause <kind>              lift the pause: the held effects go out, re-checked
   what-if                     how many accounts would be decided differently under proposed
                               policy settings (read-only; nothing is written)
       --set NAME=value        a policy setting to change (repeat for several)
@@ -287,6 +298,36 @@ async function shadowReportCommand(config: Config, since: string): Promise<strin
   }
 }
 
+async function pauseCommand(
+  config: Config,
+  command: 'pause' | 'unpause',
+  kind: string | undefined,
+  reason: string | undefined,
+): Promise<string> {
+  if (kind === 'resumes') {
+    throw new UsageError('resumes are never paused: a customer who paid is restored');
+  }
+  const pauseKind = PAUSE_KINDS.find((k) => k === kind);
+  if (pauseKind === undefined) {
+    throw new UsageError(`${command} needs one of ${PAUSE_KINDS.join(', ')}`);
+  }
+  if (command === 'pause' && (reason === undefined || reason.trim() === '')) {
+    throw new UsageError('pause needs --reason "why", for the event log');
+  }
+  const database = await openDb(config);
+  try {
+    const actor = cliActor();
+    if (command === 'pause') {
+      const done = await setPause(database.db, { kind: pauseKind, actor, reason: reason ?? '' });
+      return done ? `${pauseKind} paused` : `${pauseKind} were paused already`;
+    }
+    const lifted = await liftPause(database.db, { kind: pauseKind, actor, reason: reason ?? null });
+    return lifted ? `${pauseKind} pause lifted` : `${pauseKind} were not paused`;
+  } finally {
+    await database.close();
+  }
+}
+
 async function whatIfCommand(
   config: Config,
   sets: readonly string[],
@@ -387,6 +428,10 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       break;
     case 'mode':
       output = await modeCommand(config, positionals[0], values.reason);
+      break;
+    case 'pause':
+    case 'unpause':
+      output = await pauseCommand(config, command, positionals[0], values.reason);
       break;
     case 'what-if':
       output = await whatIfCommand(config, values.set ?? [], values.at, process.stderr);

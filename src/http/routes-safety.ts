@@ -1,11 +1,15 @@
 import { z } from 'zod';
 import {
+  liftPause,
+  listPauses,
   readControlState,
+  setPause,
   recentControlEvents,
   setEnforcementMode,
   shadowReport,
 } from '../adapters/db/control-store';
 import { ENFORCEMENT_MODES } from '../domain/modes';
+import { PAUSE_KINDS } from '../adapters/db/schema';
 import { enqueueFreshScans } from '../adapters/queue/queues';
 import { parseDuration, RULE_SETTING_NAMES } from '../config';
 import { proposedRules } from '../config-overrides';
@@ -65,6 +69,22 @@ const whatIfBody = z
   })
   .strict();
 
+const pauseKind = z
+  .string()
+  .refine((k) => k !== 'resumes', 'resumes are never paused: a customer who paid is restored')
+  .refine(
+    (k) => k === 'resumes' || (PAUSE_KINDS as readonly string[]).includes(k),
+    `must be one of ${PAUSE_KINDS.join(', ')}`,
+  )
+  .transform((k) => k as (typeof PAUSE_KINDS)[number]);
+
+const pauseBody = z
+  .object({
+    kind: pauseKind.describe(PAUSE_KINDS.join(', ')),
+    reason: noteSchema.min(1, 'must say why').describe('Why, for the event log (required)'),
+  })
+  .strict();
+
 export function registerSafetyRoutes(api: Api, daemon: Daemon): void {
   const { db, queues, clock, config } = daemon.ctx;
 
@@ -113,6 +133,53 @@ export function registerSafetyRoutes(api: Api, daemon: Daemon): void {
         scans = true;
       }
       return { changed: result.kind === 'changed', ...result.state, freshScan: scans };
+    },
+  });
+
+  api.route({
+    method: 'GET',
+    url: '/v1/pauses',
+    tag: 'safety',
+    summary: 'The kinds of effect paused now, by whom and why',
+    responses: { 200: 'The pauses' },
+    handler: async () => ({ pauses: await listPauses(db) }),
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/pauses',
+    tag: 'safety',
+    summary: 'Pause suspensions, studio releases or customer messages',
+    description:
+      'While paused, those effects are held at their claim, not dropped, and go out in order once the pause is lifted, re-checked against the account at that moment. Resumes are never paused. Applies to every effect that has not left the outbox.',
+    body: pauseBody,
+    status: 201,
+    responses: { 201: 'Paused (or already paused: `paused` false)' },
+    handler: async ({ body, principal }) => {
+      const paused = await setPause(db, {
+        kind: body.kind,
+        actor: actorName(principal),
+        reason: body.reason,
+      });
+      return { paused, pauses: await listPauses(db) };
+    },
+  });
+
+  api.route({
+    method: 'DELETE',
+    url: '/v1/pauses/:kind',
+    tag: 'safety',
+    summary: 'Lift a pause: the held effects go out, re-checked',
+    params: z.object({ kind: pauseKind }).strict(),
+    body: z.object({ reason: noteSchema.optional() }).strict(),
+    responses: { 200: 'Lifted (or was not paused: `lifted` false)' },
+    handler: async ({ params, body, principal }) => {
+      const lifted = await liftPause(db, {
+        kind: params.kind,
+        actor: actorName(principal),
+        reason: body.reason ?? null,
+      });
+      return { lifted, pauses: await listPauses(db) };
     },
   });
 

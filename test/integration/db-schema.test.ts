@@ -27,6 +27,7 @@ const ALL_TABLES = [
   'accounts',
   'bills',
   'control_events',
+  'control_pauses',
   'control_state',
   'enforcement_events',
   'notifications',

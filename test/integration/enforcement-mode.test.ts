@@ -228,8 +228,10 @@ describe('enforcement mode', () => {
     const done = async (id: string | undefined, queue: 'scan' | 'evaluate') =>
       waitFor(
         async () => {
-          const job = await h.daemon.ctx.queues.byName[queue].getJob(id ?? '');
-          return (await job?.isCompleted()) === true ? job : undefined;
+          const q = h.daemon.ctx.queues.byName[queue];
+          if ((await q.getJobState(id ?? '')) !== 'completed') return undefined;
+          // Read once completed: a job read before may predate its return value.
+          return q.getJob(id ?? '');
         },
         20_000,
         `${queue} job done`,

@@ -1,5 +1,6 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { queryRows, type Db, type Tx } from './client';
+import type { PAUSE_KINDS } from './schema';
 import type { EnforcementMode } from '../../domain/modes';
 
 /**
@@ -252,4 +253,90 @@ export async function shadowReport(db: Db, since: Date, sample: number): Promise
       sample: r.sample ?? [],
     })),
   };
+}
+
+export type PauseKind = (typeof PAUSE_KINDS)[number];
+
+/**
+ * True when the control-plane effect row `alias` (an outbox row) is of a paused kind: a suspend
+ * while suspensions are paused, a release while releases are. Resumes never are.
+ */
+export function effectPaused(alias: SQL): SQL {
+  return sql`exists (select 1 from control_pauses p
+                      where p.kind = case ${alias}.payload ->> 'op'
+                                       when 'suspend' then 'suspensions'
+                                       when 'release' then 'releases' end)`;
+}
+
+export interface Pause {
+  readonly kind: PauseKind;
+  readonly reason: string;
+  readonly pausedBy: string;
+  readonly pausedAt: Date;
+}
+
+export async function listPauses(db: Db | Tx): Promise<Pause[]> {
+  const rows = await queryRows<{
+    kind: PauseKind;
+    reason: string;
+    paused_by: string;
+    paused_at: Date | string;
+  }>(db, sql`select kind, reason, paused_by, paused_at from control_pauses order by kind`);
+  return rows.map((r) => ({
+    kind: r.kind,
+    reason: r.reason,
+    pausedBy: r.paused_by,
+    pausedAt: new Date(r.paused_at),
+  }));
+}
+
+/**
+ * Pauses a kind of effect (one statement: the row and its `pause-set` event). False when it was
+ * paused already (the first pause's reason stands).
+ */
+export async function setPause(
+  db: Db,
+  p: { readonly kind: PauseKind; readonly actor: string; readonly reason: string },
+): Promise<boolean> {
+  const rows = await queryRows<{ kind: string }>(
+    db,
+    sql`
+    with ins as (
+      insert into control_pauses (kind, reason, paused_by)
+      values (${p.kind}, ${p.reason}, ${p.actor})
+      on conflict (kind) do nothing
+      returning kind
+    ),
+    ev as (
+      insert into control_events (kind, detail, actor, reason)
+      select 'pause-set', jsonb_build_object('pause', ins.kind), ${p.actor}, ${p.reason} from ins
+    )
+    select kind from ins`,
+  );
+  return rows.length === 1;
+}
+
+/** Lifts a pause (the row goes, a `pause-lifted` event says who and why). False when none. */
+export async function liftPause(
+  db: Db,
+  p: { readonly kind: PauseKind; readonly actor: string; readonly reason: string | null },
+): Promise<boolean> {
+  const rows = await queryRows<{ kind: string }>(
+    db,
+    sql`
+    with del as (
+      delete from control_pauses where kind = ${p.kind}
+      returning kind, paused_at, paused_by
+    ),
+    ev as (
+      insert into control_events (kind, detail, actor, reason)
+      select 'pause-lifted',
+             jsonb_build_object('pause', del.kind, 'pausedAt', del.paused_at,
+                                'pausedBy', del.paused_by),
+             ${p.actor}, ${p.reason}
+        from del
+    )
+    select kind from del`,
+  );
+  return rows.length === 1;
 }

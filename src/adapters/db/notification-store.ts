@@ -134,7 +134,7 @@ export const MODE_HOLD_MS = 5_000;
 
 export type Claim =
   | { kind: 'claimed'; firstAttemptAt: Date; interrupted: boolean }
-  /** `lease`: another attempt holds it until then; `mode`: enforcement is not `enforce`. */
+  /** `lease`: another attempt holds it until then; `mode`: not `enforce`, or messages paused. */
   | { kind: 'held'; until: Date; reason: 'lease' | 'mode' }
   | { kind: 'final'; status: string }
   /** Released or moved back to pending while being claimed: take it on the next attempt. */
@@ -186,7 +186,9 @@ export async function claimNotifications(
         as (id bigint, token text, at timestamptz, lease_ms integer)) with ordinality as x
     ),
     prev as (
-      select n.id, n.status, n.claim_expires_at, ${CURRENT_MODE} = 'enforce' as enforcing
+      select n.id, n.status, n.claim_expires_at,
+             ${CURRENT_MODE} = 'enforce'
+               and not exists (select 1 from control_pauses where kind = 'messages') as enforcing
         from notifications n
        where n.id in (select id from x)
        order by n.id
@@ -228,7 +230,8 @@ export async function claimNotifications(
     }
     if (r.status === 'sending' && r.until !== null)
       return { kind: 'held', until: new Date(r.until), reason: 'lease' };
-    // Shadow or off: the message waits, unsent, for enforce (re-checked then like any other).
+    // Shadow, off or messages paused: the message waits, unsent, for enforce and no pause
+    // (re-checked then like any other).
     if (!r.enforcing && !isFinalNotification(r.status)) {
       return { kind: 'held', until: new Date(Date.now() + MODE_HOLD_MS), reason: 'mode' };
     }

@@ -4,7 +4,7 @@ import { causedByRowData } from '../../describe-error';
 import type { EffectTargetState } from '../../domain/effect-wanted';
 import { queryRows, type Db, type Tx } from './client';
 import { Coalescer } from './coalesce';
-import { CURRENT_MODE } from './control-store';
+import { CURRENT_MODE, effectPaused } from './control-store';
 import { appendEvent, type EventInput } from './daemon-writers';
 import type { OUTBOX_STATUSES } from './schema';
 
@@ -247,8 +247,11 @@ export type EffectClaim =
   | {
       readonly kind: 'busy';
       readonly entry: OutboxEntry;
-      /** `mode`: enforcement is shadow or off, so nothing is claimed until it is enforce again. */
-      readonly reason: 'held' | 'behind' | 'mode';
+      /**
+       * `mode`: enforcement is shadow or off, so nothing is claimed until it is enforce again;
+       * `paused`: an operator paused this kind of effect.
+       */
+      readonly reason: 'held' | 'behind' | 'mode' | 'paused';
       readonly status: OutboxStatus;
     }
   | { readonly kind: 'finished'; readonly entry: OutboxEntry; readonly status: OutboxStatus }
@@ -296,6 +299,7 @@ export async function claimEffects(
     attempts: number;
     behind: boolean;
     enforcing: boolean;
+    paused: boolean;
     has_instance: boolean;
     svc_status: 'active' | 'suspended' | 'released' | null;
     overdue_hold: boolean | null;
@@ -315,8 +319,9 @@ export async function claimEffects(
              exists (select 1 from outbox e
                       where e.kind = 'control-plane' and e.status in ('pending', 'dispatched')
                         and (e.payload ->> 'serviceId') = (o.payload ->> 'serviceId')
-                        and e.id < o.id) as behind,
-             ${CURRENT_MODE} = 'enforce' as enforcing
+                        and e.id < o.id
+                        and not ${effectPaused(sql`e`)}) as behind,
+             ${CURRENT_MODE} = 'enforce' as enforcing, ${effectPaused(sql`o`)} as paused
         from x join outbox o on o.idempotency_key = x.key
     ),
     claimed as (
@@ -326,13 +331,13 @@ export async function claimEffects(
              updated_at = now()
         from me
        where o.id = me.id and o.status in ('pending', 'dispatched') and not me.behind
-         and me.enforcing
+         and me.enforcing and not me.paused
          and (o.claim_expires_at is null or o.claim_expires_at < clock_timestamp()
               or o.claim_token = me.token)
    returning o.id, o.claim_token
     )
     select me.i, c.id is not null as claimed, me.id, me.kind, me.account_id, me.payload,
-           me.status, me.attempts, me.behind, me.enforcing,
+           me.status, me.attempts, me.behind, me.enforcing, me.paused,
            me.instance_id is not null as has_instance,
            s.status as svc_status, s.overdue_hold, s.operator_hold,
            (select i.released_at is not null from studio_instances i
@@ -373,7 +378,13 @@ export async function claimEffects(
         : {
             kind: 'busy',
             entry,
-            reason: !row.enforcing ? 'mode' : row.behind ? 'behind' : 'held',
+            reason: !row.enforcing
+              ? 'mode'
+              : row.paused
+                ? 'paused'
+                : row.behind
+                  ? 'behind'
+                  : 'held',
             status: row.status,
           };
   }

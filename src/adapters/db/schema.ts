@@ -898,3 +898,24 @@ export const controlEvents = pgTable(
     index('control_events_created_idx').on(t.createdAt),
   ],
 );
+
+export const PAUSE_KINDS = ['suspensions', 'releases', 'messages'] as const;
+
+/**
+ * Operator pauses, one row per paused kind of effect (no row: not paused). While a kind is
+ * paused its effects wait at their claim, unsent, and go out after the pause is lifted,
+ * re-checked then. Resumes are never paused. Setting and lifting are `control_events`.
+ */
+export const controlPauses = pgTable(
+  'control_pauses',
+  {
+    kind: text('kind', { enum: PAUSE_KINDS }).primaryKey(),
+    reason: text('reason').notNull(),
+    pausedBy: text('paused_by').notNull(),
+    pausedAt: timestamp('paused_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [
+    check('control_pauses_kind', oneOf(t.kind, PAUSE_KINDS)),
+    check('control_pauses_reason_not_blank', sql`length(btrim(${t.reason})) between 1 and 500`),
+  ],
+);
