@@ -12,3 +12,4 @@ export * from './rules';
 export * from './snapshot';
 export * from './time';
 export * from './validate';
+export * from './ids';

@@ -16,6 +16,7 @@ import {
   type AnyPgColumn,
   type PgTableExtraConfigValue,
 } from 'drizzle-orm/pg-core';
+import { ID_PATTERN } from '../../domain/ids';
 
 /**
  * The tables this daemon owns. This file is the contract with the billing system of record:
@@ -66,8 +67,6 @@ export const NOTIFICATION_STATUSES = [
   'superseded',
 ] as const;
 
-/** Pattern of every id written by the billing system (no ':' — used inside job ids). */
-export const ID_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
 /** Largest integer a JS number holds exactly; bigint columns read in `mode: 'number'`. */
 const MAX_SAFE = '9007199254740991';
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ID_RE, ID_TEXT } from '../../domain/ids';
 
 /**
  * The job catalog: every job the daemon runs, its queue, payload schema, attempts and backoff.
@@ -7,7 +8,7 @@ import { z } from 'zod';
  * accepts the payloads of older versions (new fields are optional).
  */
 
-const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must match [A-Za-z0-9_.-]{1,64}');
+const id = z.string().regex(ID_RE, `must match ${ID_TEXT}`);
 /** Who asked: the scheduler, a database event, the outbox, or an operator by name. */
 const origin = z.string().min(1).max(80).default('operator');
 
