@@ -270,6 +270,18 @@ function classify<T extends Versioned>(
   return { results, writes };
 }
 
+/** What a batch writes: its table, the stored columns it compares, and how to name an item. */
+export interface BatchSpec {
+  readonly paidAdjustment: '' | 'reversal' | 'bill-revision';
+  readonly table: string;
+  readonly columns: string;
+  readonly noun: string;
+  readonly key?: RowKey;
+  readonly createsAccount?: boolean;
+}
+
+export type OpenedBatch<T extends Versioned> = Classified<T> & { stored: Map<string, StoredRow> };
+
 /**
  * Steps 1 to 4 of every batch: its settings, its accounts locked in id order (all must exist,
  * unless the batch creates them), its stored rows locked, and the version rules applied.
@@ -278,15 +290,8 @@ export async function openBatch<T extends Versioned>(
   tx: Tx,
   options: IngestOptions,
   items: readonly T[],
-  o: {
-    readonly paidAdjustment: '' | 'reversal' | 'bill-revision';
-    readonly table: string;
-    readonly columns: string;
-    readonly noun: string;
-    readonly key?: RowKey;
-    readonly createsAccount?: boolean;
-  },
-): Promise<Classified<T> & { stored: Map<string, StoredRow> }> {
+  o: BatchSpec,
+): Promise<OpenedBatch<T>> {
   await begin(tx, options, o.paidAdjustment);
   const existing = await lockAccounts(
     tx,
@@ -301,6 +306,24 @@ export async function openBatch<T extends Versioned>(
     o.key,
   );
   return { stored, ...classify(items, stored, o.noun) };
+}
+
+/**
+ * One ingest batch in one transaction: opens it (locks, stored rows, each item classified) and
+ * runs `write` when some item is new or newer; a batch of duplicates writes nothing.
+ */
+function ingestBatch<T extends Versioned>(
+  db: Db,
+  items: readonly T[],
+  options: IngestOptions,
+  spec: BatchSpec,
+  write: (tx: Tx, batch: OpenedBatch<T>) => Promise<BatchResult>,
+): Promise<BatchResult> {
+  return db.transaction(async (tx) => {
+    const batch = await openBatch(tx, options, items, spec);
+    if (batch.writes.size === 0) return { results: batch.results, changedAccounts: [] };
+    return write(tx, batch);
+  });
 }
 
 /** The guard every upsert repeats in SQL: only a newer version (or a table-written row at the same
@@ -404,15 +427,13 @@ export async function ingestBills(
   items: readonly BillItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: 'bill-revision',
-      table: 'bills',
-      columns: BILL_COLUMNS,
-      noun: 'bill',
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
-
+  const spec: BatchSpec = {
+    paidAdjustment: 'bill-revision',
+    table: 'bills',
+    columns: BILL_COLUMNS,
+    noun: 'bill',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     const rows: Record<string, unknown>[] = [];
     const credits: BalanceChange[] = [];
     const events: EventRow[] = [];
@@ -551,17 +572,16 @@ export async function ingestPayments(
   items: readonly PaymentItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    // A newer version of a payment undoes the old allocation first: a reversal of sorts.
-    const batch = await openBatch(tx, options, items, {
-      paidAdjustment: 'reversal',
-      table: 'payments',
-      columns: PAYMENT_COLUMNS,
-      noun: 'payment',
-    });
+  // A newer version of a payment undoes the old allocation first: a reversal of sorts.
+  const spec: BatchSpec = {
+    paidAdjustment: 'reversal',
+    table: 'payments',
+    columns: PAYMENT_COLUMNS,
+    noun: 'payment',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, batch) => {
     const { results, writes } = batch;
     const stored = batch.stored as Map<string, PaymentRow>;
-    if (writes.size === 0) return { results, changedAccounts: [] };
 
     const accountIds = changedAccounts(writes);
     const named = [...writes.values()].flatMap(({ item }) => [
@@ -695,15 +715,13 @@ export async function ingestPaymentReversals(
   items: readonly ReversalItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: 'reversal',
-      table: 'payment_reversals',
-      columns: 'payment_id',
-      noun: 'payment reversal',
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
-
+  const spec: BatchSpec = {
+    paidAdjustment: 'reversal',
+    table: 'payment_reversals',
+    columns: 'payment_id',
+    noun: 'payment reversal',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     const payments = (await loadStored(
       tx,
       'payments',
@@ -818,14 +836,13 @@ export async function ingestTopups(
   items: readonly TopupItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: '',
-      table: 'topups',
-      columns: 'amount_minor',
-      noun: 'top-up',
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
+  const spec: BatchSpec = {
+    paidAdjustment: '',
+    table: 'topups',
+    columns: 'amount_minor',
+    noun: 'top-up',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     const rows: Record<string, unknown>[] = [];
     const balance: BalanceChange[] = [];
     const events: EventRow[] = [];
@@ -915,19 +932,18 @@ export async function ingestRows(
   /** A check of each write against the stored row (e.g. a currency that may not change). */
   validate?: (item: RowItem, stored: StoredRow | undefined) => string | null,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const key = kind.key ?? ID_KEY;
-    const ownAccount = key.account === 'id';
-    const names = kind.columns.map(([name]) => name);
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: '',
-      table: kind.table,
-      columns: names.filter((n) => n !== 'id' && n !== 'account_id').join(', ') || 'id',
-      noun: kind.noun,
-      key,
-      createsAccount: kind.createsAccount === true,
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
+  const key = kind.key ?? ID_KEY;
+  const ownAccount = key.account === 'id';
+  const names = kind.columns.map(([name]) => name);
+  const spec: BatchSpec = {
+    paidAdjustment: '',
+    table: kind.table,
+    columns: names.filter((n) => n !== 'id' && n !== 'account_id').join(', ') || 'id',
+    noun: kind.noun,
+    key,
+    createsAccount: kind.createsAccount === true,
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     if (validate !== undefined) {
       const issues = [...writes.values()].flatMap(({ item }) => {
         const message = validate(item, stored.get(item.id));
