@@ -336,6 +336,44 @@ function newerGuard(table: string, accountColumn = 'account_id'): SQL {
                     or (${t}.source_version = excluded.source_version and ${t}.source_hash is null))`;
 }
 
+/** How a batch's rows are upserted: `RowKind`'s table, columns and update rules. */
+type UpsertSpec = Pick<
+  RowKind,
+  'table' | 'columns' | 'insertOnly' | 'onUpdate' | 'key' | 'noUpdatedAt'
+>;
+
+/**
+ * Upserts `rows` (one jsonb parameter, read by `jsonb_to_recordset`) with their source version
+ * and hash; an update sets every column but the key, account and insert-only ones, and only
+ * where `newerGuard` allows. Returns the ids written.
+ */
+function upsertRows(
+  tx: Tx,
+  spec: UpsertSpec,
+  rows: readonly Record<string, unknown>[],
+): Promise<{ id: string }[]> {
+  const key = spec.key ?? ID_KEY;
+  const columns = [...spec.columns, ['source_version', 'bigint'], ['source_hash', 'text']];
+  const all = columns.map(([n]) => n);
+  const types = columns.map(([n, t]) => `${n} ${t}`).join(', ');
+  const fixed = new Set(['id', 'account_id', 'source_id', ...(spec.insertOnly ?? [])]);
+  const assignments = all
+    .filter((n) => !fixed.has(n))
+    .map((n) => `${n} = excluded.${n}`)
+    .concat(spec.onUpdate === undefined ? [] : [spec.onUpdate])
+    .concat(spec.noUpdatedAt === true ? [] : ['updated_at = now()'])
+    .join(', ');
+  return queryRows<{ id: string }>(
+    tx,
+    sql`insert into ${sql.identifier(spec.table)} (${sql.raw(all.join(', '))})
+        select ${sql.raw(all.map((n) => `x.${n}`).join(', '))}
+          from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.raw(types)})
+        on conflict (${sql.raw(key.conflict)}) do update set ${sql.raw(assignments)}
+        ${newerGuard(spec.table, key.account)}
+        returning ${sql.raw(key.select)} as id`,
+  );
+}
+
 function checkWritten(
   kind: string,
   items: readonly Versioned[],
@@ -471,24 +509,22 @@ export async function ingestBills(
         });
       }
     }
-    const written = await queryRows<{ id: string }>(
+    const written = await upsertRows(
       tx,
-      sql`insert into bills (id, account_id, product, amount_minor, paid_minor, issued_at, due_at,
-                             status, source_version, source_hash)
-          select x.id, x.account_id, x.product, x.amount_minor, x.paid_minor, x.issued_at,
-                 x.due_at, x.status, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, product text, amount_minor bigint, paid_minor bigint,
-                   issued_at timestamptz, due_at timestamptz, status text, source_version bigint,
-                   source_hash text)
-          on conflict (id) do update set
-            product = excluded.product, amount_minor = excluded.amount_minor,
-            paid_minor = excluded.paid_minor, issued_at = excluded.issued_at,
-            due_at = excluded.due_at, status = excluded.status,
-            source_version = excluded.source_version, source_hash = excluded.source_hash,
-            updated_at = now()
-          ${newerGuard('bills')}
-          returning id`,
+      {
+        table: 'bills',
+        columns: [
+          ['id', 'text'],
+          ['account_id', 'text'],
+          ['product', 'text'],
+          ['amount_minor', 'bigint'],
+          ['paid_minor', 'bigint'],
+          ['issued_at', 'timestamptz'],
+          ['due_at', 'timestamptz'],
+          ['status', 'text'],
+        ],
+      },
+      rows,
     );
     checkWritten('bill', items, writes, written);
     await applyBalanceChanges(tx, credits);
@@ -680,23 +716,20 @@ export async function ingestPayments(
       );
     }
 
-    const written = await queryRows<{ id: string }>(
+    const written = await upsertRows(
       tx,
-      sql`insert into payments (id, account_id, amount_minor, bill_id, allocations,
-                                balance_credit_minor, source_version, source_hash)
-          select x.id, x.account_id, x.amount_minor, x.bill_id, x.allocations,
-                 x.balance_credit_minor, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, amount_minor bigint, bill_id text, allocations jsonb,
-                   balance_credit_minor bigint, source_version bigint, source_hash text)
-          on conflict (id) do update set
-            amount_minor = excluded.amount_minor, bill_id = excluded.bill_id,
-            allocations = excluded.allocations,
-            balance_credit_minor = excluded.balance_credit_minor,
-            source_version = excluded.source_version, source_hash = excluded.source_hash,
-            updated_at = now()
-          ${newerGuard('payments')}
-          returning id`,
+      {
+        table: 'payments',
+        columns: [
+          ['id', 'text'],
+          ['account_id', 'text'],
+          ['amount_minor', 'bigint'],
+          ['bill_id', 'text'],
+          ['allocations', 'jsonb'],
+          ['balance_credit_minor', 'bigint'],
+        ],
+      },
+      rows,
     );
     checkWritten('payment', items, writes, written);
     await writeLedger(tx, changedBills);
@@ -803,18 +836,20 @@ export async function ingestPaymentReversals(
     }
     if (issues.length > 0) throw new IngestRejected(422, 'reversal-refused', issues);
 
-    const written = await queryRows<{ id: string }>(
+    // A reversal stays with its payment: only its reason changes.
+    const written = await upsertRows(
       tx,
-      sql`insert into payment_reversals (id, account_id, payment_id, reason, source_version, source_hash)
-          select x.id, x.account_id, x.payment_id, x.reason, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, payment_id text, reason text, source_version bigint,
-                   source_hash text)
-          on conflict (id) do update set
-            reason = excluded.reason, source_version = excluded.source_version,
-            source_hash = excluded.source_hash, updated_at = now()
-          ${newerGuard('payment_reversals')}
-          returning id`,
+      {
+        table: 'payment_reversals',
+        columns: [
+          ['id', 'text'],
+          ['account_id', 'text'],
+          ['payment_id', 'text'],
+          ['reason', 'text'],
+        ],
+        insertOnly: ['payment_id'],
+      },
+      rows,
     );
     checkWritten('payment reversal', items, writes, written);
     const reversed = events.map((e) => ({ id: e.detail.paymentId, by: e.detail.reversalId }));
@@ -872,18 +907,17 @@ export async function ingestTopups(
             : `topup-v1-${item.id}-${item.version}`,
       });
     }
-    const written = await queryRows<{ id: string }>(
+    const written = await upsertRows(
       tx,
-      sql`insert into topups (id, account_id, amount_minor, source_version, source_hash)
-          select x.id, x.account_id, x.amount_minor, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, amount_minor bigint, source_version bigint,
-                   source_hash text)
-          on conflict (id) do update set
-            amount_minor = excluded.amount_minor, source_version = excluded.source_version,
-            source_hash = excluded.source_hash, updated_at = now()
-          ${newerGuard('topups')}
-          returning id`,
+      {
+        table: 'topups',
+        columns: [
+          ['id', 'text'],
+          ['account_id', 'text'],
+          ['amount_minor', 'bigint'],
+        ],
+      },
+      rows,
     );
     checkWritten('top-up', items, writes, written);
     await applyBalanceChanges(tx, balance);
@@ -960,26 +994,7 @@ export async function ingestRows(
       source_version: item.version,
       source_hash: item.hash,
     }));
-    const all = [...names, 'source_version', 'source_hash'];
-    const types = [...kind.columns, ['source_version', 'bigint'], ['source_hash', 'text']]
-      .map(([n, t]) => `${n} ${t}`)
-      .join(', ');
-    const fixed = new Set(['id', 'account_id', 'source_id', ...(kind.insertOnly ?? [])]);
-    const assignments = all
-      .filter((n) => !fixed.has(n))
-      .map((n) => `${n} = excluded.${n}`)
-      .concat(kind.onUpdate === undefined ? [] : [kind.onUpdate])
-      .concat(kind.noUpdatedAt === true ? [] : ['updated_at = now()'])
-      .join(', ');
-    const written = await queryRows<{ id: string }>(
-      tx,
-      sql`insert into ${sql.identifier(kind.table)} (${sql.raw(all.join(', '))})
-          select ${sql.raw(all.map((n) => `x.${n}`).join(', '))}
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.raw(types)})
-          on conflict (${sql.raw(key.conflict)}) do update set ${sql.raw(assignments)}
-          ${newerGuard(kind.table, key.account)}
-          returning ${sql.raw(key.select)} as id`,
-    );
+    const written = await upsertRows(tx, kind, rows);
     checkWritten(kind.noun, items, writes, written);
     return {
       results,
