@@ -11,6 +11,7 @@ import {
   IngestRejected,
   openBatch,
   ACCOUNT_KEY,
+  OWNED_COLUMNS,
   USAGE_KEY,
   type BatchResult,
   type IngestOptions,
@@ -315,36 +316,20 @@ const ACCOUNT_KIND: RowKind = {
 const SERVICE_KIND: RowKind = {
   noun: 'service',
   table: 'services',
-  columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
-    ['kind', 'text'],
-    ['plan_type', 'text'],
-  ],
+  columns: [...OWNED_COLUMNS, ['kind', 'text'], ['plan_type', 'text']],
 };
 
 const STUDIO_INSTANCE_KIND: RowKind = {
   noun: 'studio instance',
   table: 'studio_instances',
-  columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
-    ['service_id', 'text'],
-    ['name', 'text'],
-    ['streaming', 'boolean'],
-  ],
+  columns: [...OWNED_COLUMNS, ['service_id', 'text'], ['name', 'text'], ['streaming', 'boolean']],
 };
 
 const SDK_LICENSE_KIND: RowKind = {
   evaluates: false,
   noun: 'SDK license',
   table: 'sdk_licenses',
-  columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
-    ['kind', 'text'],
-    ['activated_at', 'timestamptz'],
-  ],
+  columns: [...OWNED_COLUMNS, ['kind', 'text'], ['activated_at', 'timestamptz']],
 };
 
 const ORDER_KIND: RowKind = {
@@ -354,8 +339,7 @@ const ORDER_KIND: RowKind = {
   noUpdatedAt: true,
   insertOnly: ['created_at'],
   columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
+    ...OWNED_COLUMNS,
     ['product_type', 'text'],
     ['cash_paid_minor', 'bigint'],
     ['voucher_paid_minor', 'bigint'],

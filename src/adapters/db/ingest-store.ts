@@ -336,6 +336,12 @@ function newerGuard(table: string, accountColumn = 'account_id'): SQL {
                     or (${t}.source_version = excluded.source_version and ${t}.source_hash is null))`;
 }
 
+/** The first columns of a record the billing system writes: its id and its account. */
+export const OWNED_COLUMNS = [
+  ['id', 'text'],
+  ['account_id', 'text'],
+] as const satisfies RowKind['columns'];
+
 /** How a batch's rows are upserted: `RowKind`'s table, columns and update rules. */
 type UpsertSpec = Pick<
   RowKind,
@@ -514,8 +520,7 @@ export async function ingestBills(
       {
         table: 'bills',
         columns: [
-          ['id', 'text'],
-          ['account_id', 'text'],
+          ...OWNED_COLUMNS,
           ['product', 'text'],
           ['amount_minor', 'bigint'],
           ['paid_minor', 'bigint'],
@@ -721,8 +726,7 @@ export async function ingestPayments(
       {
         table: 'payments',
         columns: [
-          ['id', 'text'],
-          ['account_id', 'text'],
+          ...OWNED_COLUMNS,
           ['amount_minor', 'bigint'],
           ['bill_id', 'text'],
           ['allocations', 'jsonb'],
@@ -841,12 +845,7 @@ export async function ingestPaymentReversals(
       tx,
       {
         table: 'payment_reversals',
-        columns: [
-          ['id', 'text'],
-          ['account_id', 'text'],
-          ['payment_id', 'text'],
-          ['reason', 'text'],
-        ],
+        columns: [...OWNED_COLUMNS, ['payment_id', 'text'], ['reason', 'text']],
         insertOnly: ['payment_id'],
       },
       rows,
@@ -911,11 +910,7 @@ export async function ingestTopups(
       tx,
       {
         table: 'topups',
-        columns: [
-          ['id', 'text'],
-          ['account_id', 'text'],
-          ['amount_minor', 'bigint'],
-        ],
+        columns: [...OWNED_COLUMNS, ['amount_minor', 'bigint']],
       },
       rows,
     );
