@@ -1,6 +1,8 @@
 export * from './business-days';
 export * from './decide';
 export * from './decisions';
+export * from './formats';
+export * from './ids';
 export * from './keys';
 export * from './money';
 export * from './notice-check';
@@ -12,4 +14,3 @@ export * from './rules';
 export * from './snapshot';
 export * from './time';
 export * from './validate';
-export * from './ids';

@@ -28,6 +28,7 @@ import {
   SERVICE_KINDS,
 } from '../adapters/db/schema';
 import type { Daemon } from '../daemon';
+import { CURRENCY_RE, LOCALE_RE, PHONE_RE } from '../domain/formats';
 import { purchaseGuard } from '../domain/purchase-guard';
 import {
   codeSchema,
@@ -128,20 +129,17 @@ const accountSchema = z
   .object({
     id: idSchema,
     version: versionSchema,
-    currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code in upper case'),
+    currency: z.string().regex(CURRENCY_RE, 'must be an ISO 4217 code in upper case'),
     timeZone: z
       .string()
       .max(64)
       .refine((zone) => isValidZone(zone), 'must be an IANA time zone')
       .default('UTC'),
-    locale: z
-      .string()
-      .regex(/^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 tag')
-      .default('en'),
+    locale: z.string().regex(LOCALE_RE, 'must be a BCP 47 tag').default('en'),
     email: z.email().max(254).nullable().default(null),
     phone: z
       .string()
-      .regex(/^\+[1-9][0-9]{1,14}$/, 'must be E.164, e.g. +8613800000000')
+      .regex(PHONE_RE, 'must be E.164, e.g. +8613800000000')
       .nullable()
       .default(null),
     notifyEmail: z.boolean().default(true),

@@ -16,6 +16,7 @@ import {
   type AnyPgColumn,
   type PgTableExtraConfigValue,
 } from 'drizzle-orm/pg-core';
+import { CURRENCY_PATTERN, LOCALE_PATTERN, PHONE_PATTERN } from '../../domain/formats';
 import { ID_PATTERN } from '../../domain/ids';
 import { FINAL_NOTIFICATION_STATUSES } from '../../notify/send-rules';
 
@@ -264,12 +265,12 @@ export const accounts = pgTable(
   },
   (t) => [
     ...recordChecks('accounts', t),
-    check('accounts_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+    check('accounts_currency_format', sql`${t.currency} ~ ${quoted(CURRENCY_PATTERN)}`),
     check('accounts_balance_safe', safe(t.availableBalanceMinor)),
     check('accounts_time_zone_format', sql`length(${t.timeZone}) between 1 and 64`),
-    check('accounts_locale_format', sql`${t.locale} ~ '^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$'`),
+    check('accounts_locale_format', sql`${t.locale} ~ ${quoted(LOCALE_PATTERN)}`),
     check('accounts_email_format', sql`${t.email} is null or ${t.email} ~ '^[^@\\s]+@[^@\\s]+$'`),
-    check('accounts_phone_e164', sql`${t.phone} is null or ${t.phone} ~ '^\\+[1-9][0-9]{1,14}$'`),
+    check('accounts_phone_e164', sql`${t.phone} is null or ${t.phone} ~ ${quoted(PHONE_PATTERN)}`),
     check(
       'accounts_low_balance_threshold_safe',
       nullableNonNegativeSafe(t.lowBalanceThresholdMinor),
