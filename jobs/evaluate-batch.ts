@@ -1,8 +1,14 @@
 import { evaluateBatch } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { evaluationOptions } from '../src/adapters/queue/queues';
-import { metrics } from '../src/observability/metrics';
 import { actorOf, type JobHandler } from './context';
+import { reportOutcome, type ReportedOutcome } from './report-outcome';
+
+const COUNTED = {
+  evaluated: 'evaluated',
+  invalid: 'invalid',
+  'not-found': 'notFound',
+} as const satisfies Record<ReportedOutcome['status'], string>;
 
 /**
  * Evaluates a page of a scan's candidates in one transaction (src/adapters/db/evaluation.ts):
@@ -23,39 +29,15 @@ export const evaluateBatchJob: JobHandler = async (job, ctx, log) => {
   const counts = { evaluated: 0, invalid: 0, notFound: 0, requeued: 0, newEffects: 0 };
   const again: string[] = [];
   for (const [accountId, outcome] of outcomes) {
-    switch (outcome.status) {
-      case 'evaluated': {
-        counts.evaluated += 1;
-        counts.newEffects += outcome.newEffects;
-        const kinds = outcome.decisions.map((d) => d.kind);
-        metrics.evaluated('evaluated', kinds);
-        if (kinds.length > 0) {
-          log.info(
-            { accountId, decisions: kinds, newEffects: outcome.newEffects },
-            'account evaluated',
-          );
-        }
-        break;
-      }
-      case 'invalid':
-        counts.invalid += 1;
-        metrics.evaluated('invalid');
-        log.warn(
-          { accountId, reason: outcome.reason },
-          'account skipped: its rows break the contract',
-        );
-        break;
-      case 'not-found':
-        counts.notFound += 1;
-        metrics.evaluated('not-found');
-        break;
-      case 'skipped':
-      case 'failed':
-        again.push(accountId);
-        if (outcome.status === 'failed')
-          log.warn({ accountId, error: outcome.error }, 'evaluating alone');
-        break;
+    if (outcome.status === 'skipped' || outcome.status === 'failed') {
+      again.push(accountId);
+      if (outcome.status === 'failed')
+        log.warn({ accountId, error: outcome.error }, 'evaluating alone');
+      continue;
     }
+    const reported = reportOutcome(outcome, log, { fields: { accountId }, warnNotFound: false });
+    counts[COUNTED[reported.status]] += 1;
+    if (reported.status === 'evaluated') counts.newEffects += reported.newEffects;
   }
   if (counts.newEffects > 0) ctx.relay.request();
   if (again.length > 0) {

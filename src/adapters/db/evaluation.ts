@@ -104,13 +104,8 @@ export async function evaluateAccount(
   return outcome;
 }
 
-async function evaluateInOneTransaction(
-  db: Db,
-  requests: readonly EvaluationRequest[],
-  clock: Clock,
-  rules: RuleSettings,
-  lock: LockMode,
-): Promise<Map<string, BatchOutcome>> {
+/** The batch in one transaction: what `evaluateBatch` tries first, then per account. */
+const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, clock, rules, lock) => {
   const actorOf = new Map<string, string>();
   for (const r of requests) {
     // An operator's request names the operator even when the daemon also asked.
@@ -177,7 +172,7 @@ async function evaluateInOneTransaction(
     }
     return outcomes;
   });
-}
+};
 
 /** A short stable code for an invalid-row reason (its first words), safe in a key. */
 function reasonCode(reason: string): string {
