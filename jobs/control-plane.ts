@@ -3,6 +3,7 @@ import { UnrecoverableError } from 'bullmq';
 import {
   claimEffectBatched,
   controlPayloadSchema,
+  type FinalStatus,
   releaseLease,
 } from '../src/adapters/db/outbox-store';
 import { parsePayload } from '../src/adapters/queue/catalog';
@@ -83,29 +84,43 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
     episodeSeq: p.episodeSeq ?? null,
     ...(p.actor !== undefined ? { actor: p.actor } : {}),
   };
+  /**
+   * Settles the row under the claim and records its event `effect-<event>` once (key
+   * `<outboxKey>-<event>`); with `fail`, the job then fails for good.
+   */
+  const settled = (
+    status: FinalStatus,
+    event: 'superseded' | 'applied' | 'failed',
+    reason: string | null,
+    detail: Record<string, unknown>,
+    value: unknown,
+    fail?: string,
+  ): JobOutcome => ({
+    outbox: {
+      kind: 'settle',
+      key: outboxKey,
+      settlement: {
+        status,
+        reason,
+        claimToken,
+        event: {
+          ...eventBase,
+          kind: `effect-${event}`,
+          detail: { op: p.op, serviceId: p.serviceId, key: outboxKey, ...detail },
+          idempotencyKey: `${outboxKey}-${event}`,
+        },
+      },
+      ...(fail !== undefined ? { fail } : {}),
+    },
+    value,
+  });
 
   const skip = effectSuperseded(p.op, claim.target);
   if (skip !== null) {
     metrics.effect(p.op, 'superseded');
     log.info({ ...ids, op: p.op, reason: skip }, 'control-plane effect superseded');
-    return {
-      outbox: {
-        kind: 'settle',
-        key: outboxKey,
-        settlement: {
-          status: 'superseded',
-          reason: skip,
-          claimToken,
-          event: {
-            ...eventBase,
-            kind: 'effect-superseded',
-            detail: { op: p.op, serviceId: p.serviceId, key: outboxKey, reason: skip },
-            idempotencyKey: `${outboxKey}-superseded`,
-          },
-        },
-      },
-      value: { status: 'superseded', reason: skip },
-    } satisfies JobOutcome;
+    const value = { status: 'superseded', reason: skip };
+    return settled('superseded', 'superseded', skip, { reason: skip }, value);
   }
 
   // No transaction is open here: the call is bounded by CONTROL_PLANE_TIMEOUT, and the lease
@@ -127,52 +142,19 @@ export const controlPlaneJob: JobHandler = async (job, ctx, log) => {
   if (outcome.ok) {
     metrics.effect(p.op, 'applied');
     log.info({ ...ids, op: p.op, serviceId: p.serviceId }, 'control-plane effect applied');
-    return {
-      outbox: {
-        kind: 'settle',
-        key: outboxKey,
-        settlement: {
-          status: 'done',
-          reason: null,
-          claimToken,
-          event: {
-            ...eventBase,
-            kind: 'effect-applied',
-            detail: {
-              op: p.op,
-              serviceId: p.serviceId,
-              key: outboxKey,
-              mode: ctx.controlPlane.mode,
-            },
-            idempotencyKey: `${outboxKey}-applied`,
-          },
-        },
-      },
-      value: { status: 'applied' },
-    } satisfies JobOutcome;
+    return settled('done', 'applied', null, { mode: ctx.controlPlane.mode }, { status: 'applied' });
   }
   if (outcome.permanent) {
     metrics.effect(p.op, 'failed');
     log.error({ ...ids, op: p.op, error: outcome.error }, 'control plane refused the effect');
-    return {
-      outbox: {
-        kind: 'settle',
-        key: outboxKey,
-        settlement: {
-          status: 'failed',
-          reason: outcome.error,
-          claimToken,
-          event: {
-            ...eventBase,
-            kind: 'effect-failed',
-            detail: { op: p.op, serviceId: p.serviceId, key: outboxKey, error: outcome.error },
-            idempotencyKey: `${outboxKey}-failed`,
-          },
-        },
-        fail: outcome.error,
-      },
-      value: null,
-    } satisfies JobOutcome;
+    return settled(
+      'failed',
+      'failed',
+      outcome.error,
+      { error: outcome.error },
+      null,
+      outcome.error,
+    );
   }
   metrics.effect(p.op, 'retry');
   log.warn(

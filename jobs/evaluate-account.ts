@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { actorOf, type JobHandler, type JobOutcome } from './context';
 import { evaluateWithOthers } from './evaluation-batcher';
-import { metrics } from '../src/observability/metrics';
+import { reportOutcome } from './report-outcome';
 
 /** A timer that fires a little early (clock skew between hosts) waits at most this long, ms. */
 const MAX_EARLY_WAIT_MS = 5_000;
@@ -43,31 +43,5 @@ const evaluate = async (
     actor: actorOf(payload.origin),
   });
   if (outcome.status === 'evaluated' && outcome.newEffects > 0) ctx.relay.request();
-  switch (outcome.status) {
-    case 'not-found':
-      metrics.evaluated('not-found');
-      jobLog.warn('account not found; nothing to evaluate');
-      return { status: 'not-found' };
-    case 'invalid':
-      metrics.evaluated('invalid');
-      jobLog.warn({ reason: outcome.reason }, 'account skipped: its rows break the contract');
-      return { status: 'invalid', reason: outcome.reason };
-    case 'evaluated': {
-      const kinds = outcome.decisions.map((d) => d.kind);
-      metrics.evaluated('evaluated', kinds);
-      if (kinds.length > 0) {
-        jobLog.info({ decisions: kinds, newEffects: outcome.newEffects }, 'account evaluated');
-      }
-      return { status: 'evaluated', decisions: kinds, newEffects: outcome.newEffects };
-    }
-    case 'shadow': {
-      const kinds = outcome.decisions.map((d) => d.kind);
-      metrics.evaluated('shadow');
-      if (kinds.length > 0) jobLog.info({ decisions: kinds }, 'account evaluated in shadow mode');
-      return { status: 'shadow', decisions: kinds };
-    }
-    case 'off':
-      metrics.evaluated('off');
-      return { status: 'off' };
-  }
+  return reportOutcome(outcome, jobLog, { warnNotFound: true });
 };

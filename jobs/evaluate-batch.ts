@@ -1,8 +1,16 @@
 import { evaluateBatch } from '../src/adapters/db/evaluation';
 import { parsePayload } from '../src/adapters/queue/catalog';
 import { evaluationOptions } from '../src/adapters/queue/queues';
-import { metrics } from '../src/observability/metrics';
 import { actorOf, type JobHandler } from './context';
+import { reportOutcome, type ReportedOutcome } from './report-outcome';
+
+const COUNTED = {
+  evaluated: 'evaluated',
+  invalid: 'invalid',
+  'not-found': 'notFound',
+  shadow: 'shadow',
+  off: 'off',
+} as const satisfies Record<ReportedOutcome['status'], string>;
 
 /**
  * Evaluates a page of a scan's candidates in one transaction (src/adapters/db/evaluation.ts):
@@ -31,51 +39,15 @@ export const evaluateBatchJob: JobHandler = async (job, ctx, log) => {
   };
   const again: string[] = [];
   for (const [accountId, outcome] of outcomes) {
-    switch (outcome.status) {
-      case 'evaluated': {
-        counts.evaluated += 1;
-        counts.newEffects += outcome.newEffects;
-        const kinds = outcome.decisions.map((d) => d.kind);
-        metrics.evaluated('evaluated', kinds);
-        if (kinds.length > 0) {
-          log.info(
-            { accountId, decisions: kinds, newEffects: outcome.newEffects },
-            'account evaluated',
-          );
-        }
-        break;
-      }
-      case 'invalid':
-        counts.invalid += 1;
-        metrics.evaluated('invalid');
-        log.warn(
-          { accountId, reason: outcome.reason },
-          'account skipped: its rows break the contract',
-        );
-        break;
-      case 'shadow': {
-        counts.shadow += 1;
-        metrics.evaluated('shadow');
-        const kinds = outcome.decisions.map((d) => d.kind);
-        if (kinds.length > 0)
-          log.info({ accountId, decisions: kinds }, 'account evaluated in shadow mode');
-        break;
-      }
-      case 'off':
-        counts.off += 1;
-        metrics.evaluated('off');
-        break;
-      case 'not-found':
-        counts.notFound += 1;
-        metrics.evaluated('not-found');
-        break;
-      case 'skipped':
-      case 'failed':
-        again.push(accountId);
-        if (outcome.status === 'failed')
-          log.warn({ accountId, error: outcome.error }, 'evaluating alone');
-        break;
+    if (outcome.status === 'skipped' || outcome.status === 'failed') {
+      again.push(accountId);
+      if (outcome.status === 'failed')
+        log.warn({ accountId, error: outcome.error }, 'evaluating alone');
+      continue;
     }
+    const reported = reportOutcome(outcome, log, { fields: { accountId }, warnNotFound: false });
+    counts[COUNTED[reported.status]] += 1;
+    if (reported.status === 'evaluated') counts.newEffects += reported.newEffects;
   }
   if (counts.newEffects > 0) ctx.relay.request();
   if (again.length > 0) {

@@ -4,6 +4,7 @@ import type { JobContext } from '../jobs/context';
 import { startNotifyWorkers, startWorkers } from '../jobs/registry';
 import { createSendNotificationHandler } from '../jobs/send-notification';
 import { notifyJobOptions } from './adapters/queue/notify-wiring';
+import { isValidId } from './domain/ids';
 import { createNotifyPorts, type NotifyPorts } from './adapters/notify/index';
 import { OperatorAlerts, OperatorMonitor } from './adapters/notify/operator-alerts';
 import { systemClock, type Clock } from './adapters/clock/clock';
@@ -25,7 +26,6 @@ import type { Logger } from './logger';
 
 /** NOTIFY channel of migration 0002: payload is an account id. */
 export const ACCOUNT_CHANNEL = 'overdue_worker_account';
-const ACCOUNT_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 /** How often the watchdog checks that the schedulers still exist in Redis, ms. */
 const WATCHDOG_MS = 5_000;
 /** How often the operator monitor looks at failed jobs and scheduler lateness, ms. */
@@ -272,7 +272,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     unlisten = await database.listen(
       ACCOUNT_CHANNEL,
       (payload) => {
-        if (!ACCOUNT_ID.test(payload)) {
+        if (!isValidId(payload)) {
           logger.warn(
             { payload: payload.slice(0, 80) },
             'ignored NOTIFY with a malformed account id',

@@ -77,6 +77,21 @@ function isDurationStudio(service: ServiceSnapshot): boolean {
   return service.kind === 'studio' && service.planType === 'duration';
 }
 
+/**
+ * One control-plane action per service, keyed for this episode. A service an operator holds is
+ * already stopped: its hold changes, but the control plane is not called.
+ */
+function serviceActions(
+  services: readonly ServiceSnapshot[],
+  keyOf: (serviceId: string) => string,
+): ServiceAction[] {
+  return services.map((svc) => ({
+    serviceId: svc.id,
+    key: keyOf(svc.id),
+    callControlPlane: !svc.operatorHold,
+  }));
+}
+
 function sortedUnique(values: Iterable<string>): string[] {
   return [...new Set(values)].sort();
 }
@@ -213,11 +228,7 @@ class Evaluation {
       episodeSeq: seq,
       overdueMinor: overdue,
       cause,
-      services: targets.map((svc) => ({
-        serviceId: svc.id,
-        key: keys.suspendService(svc.id, seq),
-        callControlPlane: !svc.operatorHold,
-      })),
+      services: serviceActions(targets, (id) => keys.suspendService(id, seq)),
       notice: this.notice('suspended', {
         overdueMinor: overdue,
         limit: cause.limit,
@@ -259,11 +270,7 @@ class Evaluation {
         key: keys.studioSuspendNotice(s.accountId, seq),
         episodeSeq: seq,
         overdueMinor: overdue,
-        services: toSuspend.map((svc) => ({
-          serviceId: svc.id,
-          key: keys.studioSuspendService(svc.id, seq),
-          callControlPlane: !svc.operatorHold,
-        })),
+        services: serviceActions(toSuspend, (id) => keys.studioSuspendService(id, seq)),
         notice: this.notice('studio-suspended', {
           overdueMinor: overdue,
           releaseAt: releaseAt.toISOString(),
@@ -359,11 +366,7 @@ class Evaluation {
     // Holds are lifted from the services themselves, not from the episode record, so holds that
     // outlived their episode (an interrupted resume) are lifted too. Operator holds stay.
     const held = s.services.filter((svc) => svc.overdueHold && svc.status !== 'released');
-    const actions: ServiceAction[] = held.map((svc) => ({
-      serviceId: svc.id,
-      key: keys.resumeService(svc.id, seq),
-      callControlPlane: !svc.operatorHold,
-    }));
+    const actions = serviceActions(held, (id) => keys.resumeService(id, seq));
     if (actions.length > 0 || this.state === 'suspended') {
       this.out.push({
         kind: 'resume-services',

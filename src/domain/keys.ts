@@ -5,7 +5,11 @@
  * Bump the version of an effect only when its meaning changes: a new version re-sends.
  */
 
-const SAFE = /^[A-Za-z0-9_.-]+$/;
+import { ID_CHARS, ID_MAX_LENGTH } from './ids';
+
+/** Key parts are id characters (any length: numbers and instants are parts too). */
+const SAFE = new RegExp(`^[${ID_CHARS}]+$`);
+const UNSAFE_CHAR = new RegExp(`[^${ID_CHARS}]`, 'g');
 
 function key(effect: string, ...parts: readonly (string | number)[]): string {
   for (const part of parts) {
@@ -49,7 +53,7 @@ export const keys = {
   wake: (account: string, atMs: number) => key('wake', account, atMs),
   /** The account id itself may be what is invalid, so it is made safe rather than checked. */
   invalid: (account: string, reasonCode: string) =>
-    key('invalid', account.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) || '_', reasonCode),
+    key('invalid', account.replace(UNSAFE_CHAR, '_').slice(0, ID_MAX_LENGTH) || '_', reasonCode),
 } as const;
 
 export function isSafeKeyPart(text: string): boolean {

@@ -1,3 +1,5 @@
+import { CURRENCY_RE } from './formats';
+
 /**
  * Money is an integer count of minor units (cents, fen, ...) of the account's currency.
  * Never a float: every function here rejects non-integers so a bad row fails loudly.
@@ -12,8 +14,6 @@ export interface Money {
   readonly currency: string;
 }
 
-const CURRENCY = /^[A-Z]{3}$/;
-
 export function isMinor(value: unknown): value is Minor {
   return typeof value === 'number' && Number.isSafeInteger(value);
 }
@@ -26,7 +26,7 @@ export function assertMinor(value: number, what = 'amount'): Minor {
 }
 
 export function isCurrencyCode(code: string): boolean {
-  if (!CURRENCY.test(code)) return false;
+  if (!CURRENCY_RE.test(code)) return false;
   try {
     // Intl knows every ISO 4217 code; an unknown code is rejected by `supportedValuesOf`.
     return Intl.supportedValuesOf('currency').includes(code);

@@ -1,7 +1,7 @@
 import { decide } from './decide';
-import type { Decision } from './decisions';
+import type { Decision, ServiceAction } from './decisions';
 import type { RuleSettings } from './rules';
-import type { AccountSnapshot } from './snapshot';
+import type { AccountSnapshot, ServiceSnapshot } from './snapshot';
 
 /**
  * Replays the policy for one account over a span of time with a fake clock: what reminders,
@@ -83,6 +83,21 @@ export function simulate(
   return { timeline, final: s, steps, truncated: t <= end };
 }
 
+/** The snapshot with `update` applied to each unreleased service an action names. */
+function withServices(
+  s: AccountSnapshot,
+  actions: readonly ServiceAction[],
+  update: (svc: ServiceSnapshot) => ServiceSnapshot,
+): AccountSnapshot {
+  const ids = new Set(actions.map((a) => a.serviceId));
+  return {
+    ...s,
+    services: s.services.map((svc) =>
+      ids.has(svc.id) && svc.status !== 'released' ? update(svc) : svc,
+    ),
+  };
+}
+
 /** The state change a decision makes, applied to an in-memory snapshot. */
 export function applyToSnapshot(s: AccountSnapshot, d: Decision, now: Date): AccountSnapshot {
   switch (d.kind) {
@@ -97,28 +112,18 @@ export function applyToSnapshot(s: AccountSnapshot, d: Decision, now: Date): Acc
     case 'set-state':
       return { ...s, enforcementState: d.to };
     case 'suspend-services':
-    case 'suspend-studio': {
-      const ids = new Set(d.services.map((a) => a.serviceId));
-      return {
-        ...s,
-        services: s.services.map((svc) =>
-          ids.has(svc.id) && svc.status !== 'released'
-            ? { ...svc, overdueHold: true, status: 'suspended' }
-            : svc,
-        ),
-      };
-    }
-    case 'resume-services': {
-      const ids = new Set(d.services.map((a) => a.serviceId));
-      return {
-        ...s,
-        services: s.services.map((svc) =>
-          ids.has(svc.id) && svc.status !== 'released'
-            ? { ...svc, overdueHold: false, status: svc.operatorHold ? 'suspended' : 'active' }
-            : svc,
-        ),
-      };
-    }
+    case 'suspend-studio':
+      return withServices(s, d.services, (svc) => ({
+        ...svc,
+        overdueHold: true,
+        status: 'suspended',
+      }));
+    case 'resume-services':
+      return withServices(s, d.services, (svc) => ({
+        ...svc,
+        overdueHold: false,
+        status: svc.operatorHold ? 'suspended' : 'active',
+      }));
     case 'clear-released-holds': {
       const ids = new Set(d.serviceIds);
       return {

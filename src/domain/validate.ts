@@ -1,3 +1,4 @@
+import { ID_TEXT, isValidId } from './ids';
 import { isCurrencyCode, isMinor } from './money';
 import { isValidThreshold } from './plans';
 import type { PlanThreshold } from './rules';
@@ -37,11 +38,8 @@ function thresholdsProblem(
 }
 
 export function validateSnapshot(s: AccountSnapshot): SnapshotProblem | null {
-  if (!isSafeKeyPart(s.accountId) || s.accountId.length > 64) {
-    return problem(
-      'bad-id',
-      `account id ${JSON.stringify(s.accountId)} is not [A-Za-z0-9_.-]{1,64}`,
-    );
+  if (!isValidId(s.accountId)) {
+    return problem('bad-id', `account id ${JSON.stringify(s.accountId)} is not ${ID_TEXT}`);
   }
   if (!isCurrencyCode(s.currency)) {
     return problem(

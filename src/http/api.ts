@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { dbErrorInfo } from '../describe-error';
+import { ID_MAX_LENGTH, ID_PATTERN, ID_RE } from '../domain/ids';
 import type { Principal } from './auth';
 
 /**
@@ -14,14 +15,12 @@ import type { Principal } from './auth';
 // Shared schemas.
 
 /** Ids written by the billing system (they become parts of job ids: no ':'). */
-export const idSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must match ^[A-Za-z0-9_.-]{1,64}$');
+export const idSchema = z.string().regex(ID_RE, `must match ${ID_PATTERN}`);
 
 /** Short code such as a product, metric or plan kind. */
 export const codeSchema = z
   .string()
-  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -');
+  .regex(ID_RE, `must be 1-${ID_MAX_LENGTH} letters, digits, _ . -`);
 
 /** Integer minor units (cents) of the account's currency, exactly representable. */
 export const minorSchema = z.int().min(0).max(Number.MAX_SAFE_INTEGER);

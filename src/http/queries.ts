@@ -11,8 +11,9 @@ import {
   sql,
   type SQL,
 } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import { z } from 'zod';
-import { queryRows, type Db, type Tx } from '../adapters/db/client';
+import { columnsOf, queryRows, type Db, type Tx } from '../adapters/db/client';
 import {
   accounts,
   bills,
@@ -46,13 +47,7 @@ export async function loadAccount(db: Db | Tx, id: string): Promise<AccountRow> 
 /** Unpaid bills of an account, as the domain sees them (R2/R8). */
 export async function unpaidBills(db: Db | Tx, accountId: string): Promise<BillSnapshot[]> {
   const rows = await db
-    .select({
-      id: bills.id,
-      product: bills.product,
-      amountMinor: bills.amountMinor,
-      paidMinor: bills.paidMinor,
-      dueAt: bills.dueAt,
-    })
+    .select(columnsOf(bills, 'id', 'product', 'amountMinor', 'paidMinor', 'dueAt'))
     .from(bills)
     .where(and(eq(bills.accountId, accountId), eq(bills.status, 'unpaid')))
     .orderBy(asc(bills.dueAt), asc(bills.id));
@@ -159,11 +154,16 @@ export interface Period {
   readonly to?: string | undefined;
 }
 
-function within(column: typeof bills.issuedAt | typeof usageRecords.recordedAt, p: Period): SQL[] {
+function within(column: AnyPgColumn, p: Period): SQL[] {
   const out: SQL[] = [];
   if (p.from !== undefined) out.push(gte(column, new Date(p.from)));
   if (p.to !== undefined) out.push(lt(column, new Date(p.to)));
   return out;
+}
+
+/** Rows were read with `limit + 1`: the first `limit`, and whether there were more. */
+function firstPage<T>(rows: T[], limit: number): { page: T[]; truncated: boolean } {
+  return { page: rows.slice(0, limit), truncated: rows.length > limit };
 }
 
 export async function billDetails(
@@ -177,15 +177,9 @@ export async function billDetails(
     ...(q.product !== undefined ? [eq(bills.product, q.product)] : []),
   );
   const rows = await db
-    .select({
-      id: bills.id,
-      product: bills.product,
-      amountMinor: bills.amountMinor,
-      paidMinor: bills.paidMinor,
-      status: bills.status,
-      issuedAt: bills.issuedAt,
-      dueAt: bills.dueAt,
-    })
+    .select(
+      columnsOf(bills, 'id', 'product', 'amountMinor', 'paidMinor', 'status', 'issuedAt', 'dueAt'),
+    )
     .from(bills)
     .where(where)
     .orderBy(desc(bills.issuedAt), asc(bills.id))
@@ -211,9 +205,10 @@ export async function billDetails(
           from ${bills} where ${where}
          group by 1, 2 order by 1, 2`,
   );
+  const { page, truncated } = firstPage(rows, q.limit);
   return {
-    bills: rows.slice(0, q.limit),
-    truncated: rows.length > q.limit,
+    bills: page,
+    truncated,
     totals: totals.map((t) => ({
       period: t.period,
       product: t.product,
@@ -237,13 +232,7 @@ export async function usageDetails(
     ...(q.metric !== undefined ? [eq(usageRecords.metric, q.metric)] : []),
   );
   const rows = await db
-    .select({
-      sourceId: usageRecords.sourceId,
-      product: usageRecords.product,
-      metric: usageRecords.metric,
-      quantity: usageRecords.quantity,
-      recordedAt: usageRecords.recordedAt,
-    })
+    .select(columnsOf(usageRecords, 'sourceId', 'product', 'metric', 'quantity', 'recordedAt'))
     .from(usageRecords)
     .where(where)
     .orderBy(desc(usageRecords.recordedAt), desc(usageRecords.id))
@@ -259,9 +248,10 @@ export async function usageDetails(
     .where(where)
     .groupBy(usageRecords.product, usageRecords.metric)
     .orderBy(usageRecords.product, usageRecords.metric);
+  const { page, truncated } = firstPage(rows, q.limit);
   return {
-    records: rows.slice(0, q.limit),
-    truncated: rows.length > q.limit,
+    records: page,
+    truncated,
     totals: totals.map((t) => ({
       product: t.product,
       metric: t.metric,
@@ -277,88 +267,87 @@ export async function orderList(
   q: Period & { limit: number },
 ): Promise<{ orders: unknown[]; truncated: boolean }> {
   const rows = await db
-    .select({
-      id: orders.id,
-      productType: orders.productType,
-      cashPaidMinor: orders.cashPaidMinor,
-      voucherPaidMinor: orders.voucherPaidMinor,
-      couponPaidMinor: orders.couponPaidMinor,
-      promotionId: orders.promotionId,
-      resourcePlanId: orders.resourcePlanId,
-      sdkLicenseId: orders.sdkLicenseId,
-      createdAt: orders.createdAt,
-      refundedAt: orders.refundedAt,
-    })
-    .from(orders)
-    .where(
-      and(
-        eq(orders.accountId, accountId),
-        ...(q.from !== undefined ? [gte(orders.createdAt, new Date(q.from))] : []),
-        ...(q.to !== undefined ? [lt(orders.createdAt, new Date(q.to))] : []),
+    .select(
+      columnsOf(
+        orders,
+        'id',
+        'productType',
+        'cashPaidMinor',
+        'voucherPaidMinor',
+        'couponPaidMinor',
+        'promotionId',
+        'resourcePlanId',
+        'sdkLicenseId',
+        'createdAt',
+        'refundedAt',
       ),
     )
+    .from(orders)
+    .where(and(eq(orders.accountId, accountId), ...within(orders.createdAt, q)))
     .orderBy(desc(orders.createdAt), asc(orders.id))
     .limit(q.limit + 1);
-  return { orders: rows.slice(0, q.limit), truncated: rows.length > q.limit };
+  const { page, truncated } = firstPage(rows, q.limit);
+  return { orders: page, truncated };
 }
+
+// Timeline columns: a message's recipient is personal data and never shown.
+const EVENT_COLUMNS = {
+  ...columnsOf(enforcementEvents, 'id', 'kind', 'episodeSeq', 'actor', 'detail'),
+  at: enforcementEvents.createdAt,
+};
+const MESSAGE_COLUMNS = columnsOf(
+  notifications,
+  'dedupeKey',
+  'channel',
+  'template',
+  'status',
+  'attempts',
+  'lastError',
+  'notBefore',
+  'sentAt',
+  'deliveredAt',
+  'createdAt',
+);
+const SERVICE_COLUMNS = columnsOf(
+  services,
+  'id',
+  'kind',
+  'planType',
+  'status',
+  'overdueHold',
+  'operatorHold',
+  'suspendedAt',
+  'resumedAt',
+  'releasedAt',
+);
+const RELEASE_COLUMNS = {
+  instanceId: studioInstances.id,
+  ...columnsOf(studioInstances, 'serviceId', 'name', 'streaming', 'releaseDueAt'),
+  episodeSeq: studioInstances.releaseEpisodeSeq,
+};
 
 /** Events, messages (without the recipient: personal data), services and pending releases. */
 export async function timeline(db: Db, account: AccountRow, limit: number): Promise<unknown> {
   const [events, messages, svc, releases] = await Promise.all([
     db
-      .select({
-        id: enforcementEvents.id,
-        kind: enforcementEvents.kind,
-        episodeSeq: enforcementEvents.episodeSeq,
-        actor: enforcementEvents.actor,
-        detail: enforcementEvents.detail,
-        at: enforcementEvents.createdAt,
-      })
+      .select(EVENT_COLUMNS)
       .from(enforcementEvents)
       .where(eq(enforcementEvents.accountId, account.id))
       .orderBy(desc(enforcementEvents.createdAt), desc(enforcementEvents.id))
       .limit(limit),
     db
-      .select({
-        dedupeKey: notifications.dedupeKey,
-        channel: notifications.channel,
-        template: notifications.template,
-        status: notifications.status,
-        attempts: notifications.attempts,
-        lastError: notifications.lastError,
-        notBefore: notifications.notBefore,
-        sentAt: notifications.sentAt,
-        deliveredAt: notifications.deliveredAt,
-        createdAt: notifications.createdAt,
-      })
+      .select(MESSAGE_COLUMNS)
       .from(notifications)
       .where(eq(notifications.accountId, account.id))
       .orderBy(desc(notifications.createdAt), desc(notifications.id))
       .limit(limit),
     db
-      .select({
-        id: services.id,
-        kind: services.kind,
-        planType: services.planType,
-        status: services.status,
-        overdueHold: services.overdueHold,
-        operatorHold: services.operatorHold,
-        suspendedAt: services.suspendedAt,
-        resumedAt: services.resumedAt,
-        releasedAt: services.releasedAt,
-      })
+      .select(SERVICE_COLUMNS)
       .from(services)
       .where(eq(services.accountId, account.id))
       .orderBy(asc(services.id)),
     db
-      .select({
-        instanceId: studioInstances.id,
-        serviceId: studioInstances.serviceId,
-        name: studioInstances.name,
-        streaming: studioInstances.streaming,
-        releaseDueAt: studioInstances.releaseDueAt,
-        episodeSeq: studioInstances.releaseEpisodeSeq,
-      })
+      .select(RELEASE_COLUMNS)
       .from(studioInstances)
       .where(
         and(

@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm';
-import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { queryRows } from '../adapters/db/client';
+import { queryRows, type Db, type Tx } from '../adapters/db/client';
 import {
   bodyHash,
   ingestBills,
@@ -12,6 +11,7 @@ import {
   IngestRejected,
   openBatch,
   ACCOUNT_KEY,
+  OWNED_COLUMNS,
   USAGE_KEY,
   type BatchResult,
   type IngestOptions,
@@ -28,6 +28,7 @@ import {
   SERVICE_KINDS,
 } from '../adapters/db/schema';
 import type { Daemon } from '../daemon';
+import { CURRENCY_RE, LOCALE_RE, PHONE_RE } from '../domain/formats';
 import { purchaseGuard } from '../domain/purchase-guard';
 import {
   codeSchema,
@@ -128,20 +129,17 @@ const accountSchema = z
   .object({
     id: idSchema,
     version: versionSchema,
-    currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code in upper case'),
+    currency: z.string().regex(CURRENCY_RE, 'must be an ISO 4217 code in upper case'),
     timeZone: z
       .string()
       .max(64)
       .refine((zone) => isValidZone(zone), 'must be an IANA time zone')
       .default('UTC'),
-    locale: z
-      .string()
-      .regex(/^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 tag')
-      .default('en'),
+    locale: z.string().regex(LOCALE_RE, 'must be a BCP 47 tag').default('en'),
     email: z.email().max(254).nullable().default(null),
     phone: z
       .string()
-      .regex(/^\+[1-9][0-9]{1,14}$/, 'must be E.164, e.g. +8613800000000')
+      .regex(PHONE_RE, 'must be E.164, e.g. +8613800000000')
       .nullable()
       .default(null),
     notifyEmail: z.boolean().default(true),
@@ -316,36 +314,20 @@ const ACCOUNT_KIND: RowKind = {
 const SERVICE_KIND: RowKind = {
   noun: 'service',
   table: 'services',
-  columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
-    ['kind', 'text'],
-    ['plan_type', 'text'],
-  ],
+  columns: [...OWNED_COLUMNS, ['kind', 'text'], ['plan_type', 'text']],
 };
 
 const STUDIO_INSTANCE_KIND: RowKind = {
   noun: 'studio instance',
   table: 'studio_instances',
-  columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
-    ['service_id', 'text'],
-    ['name', 'text'],
-    ['streaming', 'boolean'],
-  ],
+  columns: [...OWNED_COLUMNS, ['service_id', 'text'], ['name', 'text'], ['streaming', 'boolean']],
 };
 
 const SDK_LICENSE_KIND: RowKind = {
   evaluates: false,
   noun: 'SDK license',
   table: 'sdk_licenses',
-  columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
-    ['kind', 'text'],
-    ['activated_at', 'timestamptz'],
-  ],
+  columns: [...OWNED_COLUMNS, ['kind', 'text'], ['activated_at', 'timestamptz']],
 };
 
 const ORDER_KIND: RowKind = {
@@ -355,8 +337,7 @@ const ORDER_KIND: RowKind = {
   noUpdatedAt: true,
   insertOnly: ['created_at'],
   columns: [
-    ['id', 'text'],
-    ['account_id', 'text'],
+    ...OWNED_COLUMNS,
     ['product_type', 'text'],
     ['cash_paid_minor', 'bigint'],
     ['voucher_paid_minor', 'bigint'],
@@ -404,268 +385,364 @@ function rowItem<T extends { id: string; accountId: string; version: number }>(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shared plumbing of the ingest routes.
 
-export function registerIngestRoutes(api: Api, daemon: Daemon): void {
+const VERSION_RULES =
+  'Each item carries the source’s `version`: applied when newer than the stored one, a duplicate when equal with the same body, 409 (naming the id and the stored version) when equal or older with another body or sent for another account. The batch is one transaction: any 409 or 422 stores nothing and lists every offending item.';
+
+const batchResponses = (extra: Record<number, string> = {}) => ({
+  200: 'Every item was a duplicate: nothing stored',
+  202: 'Stored (each item: created, updated or duplicate); the accounts are evaluated',
+  409: 'An id stored at an equal or newer version with another body, or of another account',
+  422: 'Unknown account (or reference)',
+  ...extra,
+});
+
+/** One batch endpoint: its body is `{ [key]: item[] }`, each item mapped and written together. */
+interface BatchRoute<S extends z.ZodType, I> {
+  readonly url: string;
+  readonly summary: string;
+  readonly description: string;
+  /** The body's array field, also the answer's. */
+  readonly key: string;
+  readonly item: S;
+  /** Extra or replaced response descriptions. */
+  readonly responses?: Record<number, string>;
+  readonly toItem: (item: Out<S>) => I;
+  readonly write: (db: Db, items: I[], options: IngestOptions) => Promise<BatchResult>;
+}
+
+/** Registers a batch endpoint: answers 202 (200 when all were duplicates), queues the evaluations. */
+function batchRoute<S extends z.ZodType, I>(api: Api, daemon: Daemon, def: BatchRoute<S, I>) {
   const { db, config } = daemon.ctx;
-
-  /** Runs a batch; answers 202 (200 when all were duplicates) and queues the evaluations. */
-  const run = async (
-    principal: Parameters<typeof actorName>[0],
-    reply: FastifyReply,
-    key: string,
-    write: (options: IngestOptions) => Promise<BatchResult>,
-  ) => {
-    const options = {
-      statementTimeoutMs: config.ingestStatementTimeoutMs,
-      now: daemon.ctx.clock.now(),
-      actor: actorName(principal),
-    };
-    let result: BatchResult;
-    try {
-      result = await write(options);
-    } catch (error) {
-      throw asHttpError(error, key);
-    }
-    const evaluationQueued = await daemon.evaluateAccounts(result.changedAccounts, 'ingest');
-    const stored = result.results.filter((r) => r.result !== 'duplicate').length;
-    return reply.code(stored > 0 ? 202 : 200).send({
-      stored,
-      duplicates: result.results.length - stored,
-      evaluationQueued,
-      [key]: result.results,
-    });
-  };
-
-  const responses = (extra: Record<number, string> = {}) => ({
-    200: 'Every item was a duplicate: nothing stored',
-    202: 'Stored (each item: created, updated or duplicate); the accounts are evaluated',
-    409: 'An id stored at an equal or newer version with another body, or of another account',
-    422: 'Unknown account (or reference)',
-    ...extra,
-  });
-
-  const VERSION_RULES =
-    'Each item carries the source’s `version`: applied when newer than the stored one, a duplicate when equal with the same body, 409 (naming the id and the stored version) when equal or older with another body or sent for another account. The batch is one transaction: any 409 or 422 stores nothing and lists every offending item.';
-
   api.route({
     method: 'POST',
-    url: '/v1/ingest/bills',
+    url: def.url,
     tag: 'ingest',
+    summary: def.summary,
+    description: def.description,
+    body: batch(def.key, def.item),
+    responses: batchResponses(def.responses),
+    handler: async ({ body, principal }, reply) => {
+      const items = (body[def.key] as Out<S>[]).map(def.toItem);
+      const options = {
+        statementTimeoutMs: config.ingestStatementTimeoutMs,
+        now: daemon.ctx.clock.now(),
+        actor: actorName(principal),
+      };
+      let result: BatchResult;
+      try {
+        result = await def.write(db, items, options);
+      } catch (error) {
+        throw asHttpError(error, def.key);
+      }
+      const evaluationQueued = await daemon.evaluateAccounts(result.changedAccounts, 'ingest');
+      const stored = result.results.filter((r) => r.result !== 'duplicate').length;
+      return reply.code(stored > 0 ? 202 : 200).send({
+        stored,
+        duplicates: result.results.length - stored,
+        evaluationQueued,
+        [def.key]: result.results,
+      });
+    },
+  });
+}
+
+/** A batch endpoint whose items are plain rows of one table (src/adapters/db/ingest-store.ts). */
+function rowRoute<S extends z.ZodType>(
+  api: Api,
+  daemon: Daemon,
+  kind: RowKind,
+  def: Omit<BatchRoute<S, RowItem>, 'write'>,
+) {
+  batchRoute(api, daemon, { ...def, write: (db, items, o) => ingestRows(db, kind, items, o) });
+}
+
+// ---------------------------------------------------------------------------------------------
+// One function per ingest kind.
+
+function registerBills(api: Api, daemon: Daemon): void {
+  batchRoute(api, daemon, {
+    url: '/v1/ingest/bills',
     summary: 'Create or revise bills (versioned)',
     description: `${VERSION_RULES} A bill's paid amount is never taken from this body: it comes from payments. Lowering the amount below what was paid, or voiding the bill, credits the difference to the available balance.`,
-    body: batch('bills', billSchema),
-    responses: responses(),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.bills as Out<typeof billSchema>[]).map((b) => ({
-        ...versioned(b),
-        product: b.product,
-        amountMinor: b.amountMinor,
-        issuedAt: new Date(b.issuedAt),
-        dueAt: new Date(b.dueAt),
-        void: b.status === 'void',
-      }));
-      return run(principal, reply, 'bills', (o) => ingestBills(db, items, o));
-    },
+    key: 'bills',
+    item: billSchema,
+    toItem: (b) => ({
+      ...versioned(b),
+      product: b.product,
+      amountMinor: b.amountMinor,
+      issuedAt: new Date(b.issuedAt),
+      dueAt: new Date(b.dueAt),
+      void: b.status === 'void',
+    }),
+    write: ingestBills,
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerPayments(api: Api, daemon: Daemon): void {
+  batchRoute(api, daemon, {
     url: '/v1/ingest/payments',
-    tag: 'ingest',
     summary: 'Record payments (versioned; the only source of paid amounts)',
     description: `${VERSION_RULES} With billId the payment pays that bill up to what it owes and credits the rest to the balance; without, it pays the unpaid bills earliest due first (all products), then the balance. A void bill refuses payments (422). A newer version of a payment undoes its allocation and allocates it again. Each result lists the allocations.`,
-    body: batch('payments', paymentSchema),
-    responses: responses({ 422: 'Unknown account, unknown or void bill' }),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.payments as Out<typeof paymentSchema>[]).map((p) => ({
-        ...versioned(p),
-        amountMinor: p.amountMinor,
-        billId: p.billId ?? null,
-      }));
-      return run(principal, reply, 'payments', (o) => ingestPayments(db, items, o));
-    },
+    key: 'payments',
+    item: paymentSchema,
+    responses: { 422: 'Unknown account, unknown or void bill' },
+    toItem: (p) => ({ ...versioned(p), amountMinor: p.amountMinor, billId: p.billId ?? null }),
+    write: ingestPayments,
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerPaymentReversals(api: Api, daemon: Daemon): void {
+  batchRoute(api, daemon, {
     url: '/v1/ingest/payment-reversals',
-    tag: 'ingest',
     summary: 'Reverse payments (chargebacks, bounced transfers)',
     description: `${VERSION_RULES} A reversal undoes exactly its payment's allocation: the bills it paid owe that again, and what it credited is taken from the balance. Nothing else lowers a paid amount. A payment is reversed at most once.`,
-    body: batch('reversals', reversalSchema),
-    responses: responses({ 422: 'Unknown account or payment, or a payment already reversed' }),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.reversals as Out<typeof reversalSchema>[]).map((r) => ({
-        ...versioned(r),
-        paymentId: r.paymentId,
-        reason: r.reason ?? null,
-      }));
-      return run(principal, reply, 'reversals', (o) => ingestPaymentReversals(db, items, o));
-    },
+    key: 'reversals',
+    item: reversalSchema,
+    responses: { 422: 'Unknown account or payment, or a payment already reversed' },
+    toItem: (r) => ({ ...versioned(r), paymentId: r.paymentId, reason: r.reason ?? null }),
+    write: ingestPaymentReversals,
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerTopups(api: Api, daemon: Daemon): void {
+  batchRoute(api, daemon, {
     url: '/v1/ingest/topups',
-    tag: 'ingest',
     summary: 'Credit the available balance (versioned)',
     description: `${VERSION_RULES} A newer version of a top-up with another amount moves the balance by the difference.`,
-    body: batch('topups', topupSchema),
-    responses: responses(),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.topups as Out<typeof topupSchema>[]).map((t) => ({
-        ...versioned(t),
-        amountMinor: t.amountMinor,
-      }));
-      return run(principal, reply, 'topups', (o) => ingestTopups(db, items, o));
-    },
+    key: 'topups',
+    item: topupSchema,
+    toItem: (t) => ({ ...versioned(t), amountMinor: t.amountMinor }),
+    write: ingestTopups,
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerAccounts(api: Api, daemon: Daemon): void {
+  batchRoute(api, daemon, {
     url: '/v1/ingest/accounts',
-    tag: 'ingest',
     summary: 'Create or update accounts (versioned)',
     description: `${VERSION_RULES} Sets the account's currency (fixed once created), zone, locale, contacts, channel preferences, low-balance threshold, protection quota and plan alert thresholds. The enforcement state is the daemon's: a change here never resets it. The balance is set only when the account is created (openingBalanceMinor); top-ups and payments move it.`,
-    body: batch('accounts', accountSchema),
-    responses: responses({ 422: 'A change the account cannot take (currency)' }),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.accounts as Out<typeof accountSchema>[]).map((a) =>
-        rowItem(
-          { ...a, accountId: a.id },
-          {
-            currency: a.currency,
-            time_zone: a.timeZone,
-            locale: a.locale,
-            email: a.email,
-            phone: a.phone,
-            notify_email: a.notifyEmail,
-            notify_sms: a.notifySms,
-            sms_opted_out: a.smsOptedOut,
-            email_bounced: a.emailBounced,
-            low_balance_threshold_minor: a.lowBalanceThresholdMinor,
-            protection_custom: a.protection !== null,
-            protection_amount_minor: a.protection?.amountMinor ?? null,
-            protection_duration_seconds: a.protection?.durationSeconds ?? null,
-            plan_alert_thresholds: a.planAlertThresholds,
-            available_balance_minor: a.openingBalanceMinor ?? 0,
-          },
-        ),
-      );
-      // The hash covers the body as sent; `accountId` is the id itself.
-      return run(principal, reply, 'accounts', (o) =>
-        ingestRows(db, ACCOUNT_KIND, items, o, (item, stored) =>
-          stored !== undefined && String(stored.currency).trim() !== item.row.currency
-            ? `the currency of account ${item.id} is ${String(stored.currency).trim()} and cannot change`
-            : null,
-        ),
-      );
-    },
+    key: 'accounts',
+    item: accountSchema,
+    responses: { 422: 'A change the account cannot take (currency)' },
+    // The hash covers the body as sent; `accountId` is the id itself.
+    toItem: (a) =>
+      rowItem(
+        { ...a, accountId: a.id },
+        {
+          currency: a.currency,
+          time_zone: a.timeZone,
+          locale: a.locale,
+          email: a.email,
+          phone: a.phone,
+          notify_email: a.notifyEmail,
+          notify_sms: a.notifySms,
+          sms_opted_out: a.smsOptedOut,
+          email_bounced: a.emailBounced,
+          low_balance_threshold_minor: a.lowBalanceThresholdMinor,
+          protection_custom: a.protection !== null,
+          protection_amount_minor: a.protection?.amountMinor ?? null,
+          protection_duration_seconds: a.protection?.durationSeconds ?? null,
+          plan_alert_thresholds: a.planAlertThresholds,
+          available_balance_minor: a.openingBalanceMinor ?? 0,
+        },
+      ),
+    write: (db, items, o) =>
+      ingestRows(db, ACCOUNT_KIND, items, o, (item, stored) =>
+        stored !== undefined && String(stored.currency).trim() !== item.row.currency
+          ? `the currency of account ${item.id} is ${String(stored.currency).trim()} and cannot change`
+          : null,
+      ),
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerServices(api: Api, daemon: Daemon): void {
+  rowRoute(api, daemon, SERVICE_KIND, {
     url: '/v1/ingest/services',
-    tag: 'ingest',
     summary: 'Create or update services (versioned)',
     description: `${VERSION_RULES} Sets a service's kind and plan type; its status and holds are the daemon's.`,
-    body: batch('services', serviceSchema),
-    responses: responses(),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.services as Out<typeof serviceSchema>[]).map((s) =>
-        rowItem(s, { kind: s.kind, plan_type: s.planType }),
-      );
-      return run(principal, reply, 'services', (o) => ingestRows(db, SERVICE_KIND, items, o));
-    },
+    key: 'services',
+    item: serviceSchema,
+    toItem: (s) => rowItem(s, { kind: s.kind, plan_type: s.planType }),
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerStudioInstances(api: Api, daemon: Daemon): void {
+  rowRoute(api, daemon, STUDIO_INSTANCE_KIND, {
     url: '/v1/ingest/studio-instances',
-    tag: 'ingest',
     summary: 'Create or update production-studio instances (versioned)',
     description: `${VERSION_RULES} Sets an instance's service (a studio service of the same account), name and whether it is streaming; its release columns are the daemon's.`,
-    body: batch('instances', studioInstanceSchema),
-    responses: responses({ 409: 'Version conflict, or a service of another account' }),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.instances as Out<typeof studioInstanceSchema>[]).map((i) =>
-        rowItem(i, { service_id: i.serviceId, name: i.name, streaming: i.streaming }),
-      );
-      return run(principal, reply, 'instances', (o) =>
-        ingestRows(db, STUDIO_INSTANCE_KIND, items, o),
-      );
-    },
+    key: 'instances',
+    item: studioInstanceSchema,
+    responses: { 409: 'Version conflict, or a service of another account' },
+    toItem: (i) => rowItem(i, { service_id: i.serviceId, name: i.name, streaming: i.streaming }),
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerSdkLicenses(api: Api, daemon: Daemon): void {
+  rowRoute(api, daemon, SDK_LICENSE_KIND, {
     url: '/v1/ingest/sdk-licenses',
-    tag: 'ingest',
     summary: 'Create or update SDK licenses (versioned)',
     description: VERSION_RULES,
-    body: batch('licenses', sdkLicenseSchema),
-    responses: responses(),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.licenses as Out<typeof sdkLicenseSchema>[]).map((l) =>
-        rowItem(l, { kind: l.kind, activated_at: l.activatedAt }),
-      );
-      return run(principal, reply, 'licenses', (o) => ingestRows(db, SDK_LICENSE_KIND, items, o));
-    },
+    key: 'licenses',
+    item: sdkLicenseSchema,
+    toItem: (l) => rowItem(l, { kind: l.kind, activated_at: l.activatedAt }),
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerOrders(api: Api, daemon: Daemon): void {
+  rowRoute(api, daemon, ORDER_KIND, {
     url: '/v1/ingest/orders',
-    tag: 'ingest',
     summary: 'Create or update orders (versioned)',
     description: VERSION_RULES,
-    body: batch('orders', orderSchema),
-    responses: responses({ 409: 'Version conflict, or a plan or license of another account' }),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.orders as Out<typeof orderSchema>[]).map((o) =>
-        rowItem(o, {
-          product_type: o.productType,
-          cash_paid_minor: o.cashPaidMinor,
-          voucher_paid_minor: o.voucherPaidMinor,
-          coupon_paid_minor: o.couponPaidMinor,
-          promotion_id: o.promotionId,
-          promotion_rules: o.promotionRules,
-          gifts: o.gifts,
-          resource_plan_id: o.resourcePlanId,
-          sdk_license_id: o.sdkLicenseId,
-          created_at: o.createdAt ?? new Date().toISOString(),
-          refunded_at: o.refundedAt,
-        }),
-      );
-      return run(principal, reply, 'orders', (o) => ingestRows(db, ORDER_KIND, items, o));
-    },
+    key: 'orders',
+    item: orderSchema,
+    responses: { 409: 'Version conflict, or a plan or license of another account' },
+    toItem: (o) =>
+      rowItem(o, {
+        product_type: o.productType,
+        cash_paid_minor: o.cashPaidMinor,
+        voucher_paid_minor: o.voucherPaidMinor,
+        coupon_paid_minor: o.couponPaidMinor,
+        promotion_id: o.promotionId,
+        promotion_rules: o.promotionRules,
+        gifts: o.gifts,
+        resource_plan_id: o.resourcePlanId,
+        sdk_license_id: o.sdkLicenseId,
+        created_at: o.createdAt ?? new Date().toISOString(),
+        refunded_at: o.refundedAt,
+      }),
   });
+}
 
-  api.route({
-    method: 'POST',
+function registerUsage(api: Api, daemon: Daemon): void {
+  rowRoute(api, daemon, USAGE_KIND, {
     url: '/v1/ingest/usage',
-    tag: 'ingest',
     summary: 'Record raw usage (reference only; versioned by account and source id)',
     description: `${VERSION_RULES} A usage record is identified by its sourceId within the account.`,
-    body: batch('records', usageSchema),
-    responses: responses(),
-    handler: async ({ body, principal }, reply) => {
-      const items = (body.records as Out<typeof usageSchema>[]).map((u) =>
-        rowItem(
-          { ...u, id: `${u.accountId}/${u.sourceId}` },
-          {
-            source_id: u.sourceId,
-            product: u.product,
-            metric: u.metric,
-            quantity: u.quantity,
-            recorded_at: u.recordedAt,
-          },
-        ),
-      );
-      return run(principal, reply, 'records', (o) => ingestRows(db, USAGE_KIND, items, o));
-    },
+    key: 'records',
+    item: usageSchema,
+    toItem: (u) =>
+      rowItem(
+        { ...u, id: `${u.accountId}/${u.sourceId}` },
+        {
+          source_id: u.sourceId,
+          product: u.product,
+          metric: u.metric,
+          quantity: u.quantity,
+          recorded_at: u.recordedAt,
+        },
+      ),
   });
+}
 
+type Plan = Out<typeof planSchema>;
+
+/** A newer version of a stored plan: quota, validity and thresholds change; its order may not. */
+async function updateStoredPlan(
+  tx: Tx,
+  p: Plan,
+  hash: string,
+  storedOrder: string | null,
+): Promise<void> {
+  if (p.order !== undefined && p.order.id !== storedOrder) {
+    throw new IngestRejected(409, 'version-conflict', [
+      {
+        index: 0,
+        id: p.id,
+        field: 'order.id',
+        message: `plan ${p.id} was bought with order ${storedOrder ?? '(none)'}; change orders through /v1/ingest/orders`,
+      },
+    ]);
+  }
+  const alertThresholds = p.alertThresholds ?? null;
+  await tx.execute(sql`
+    update resource_plans set kind = ${p.kind}, total_units = ${p.totalUnits},
+           used_units = ${p.usedUnits}, starts_at = ${p.startsAt}::timestamptz,
+           expires_at = ${p.expiresAt}::timestamptz,
+           purchased_at = coalesce(${p.purchasedAt ?? null}::timestamptz, purchased_at),
+           alert_thresholds = ${alertThresholds === null ? null : JSON.stringify(alertThresholds)}::jsonb,
+           sdk_license_id = ${p.sdkLicenseId ?? null},
+           source_version = ${p.version}, source_hash = ${hash}, updated_at = now()
+     where id = ${p.id}`);
+}
+
+/** A new plan is a purchase: refused while the account has overdue bills (R8). */
+async function purchasePlan(
+  tx: Tx,
+  p: Plan,
+  hash: string,
+  now: Date,
+  actor: string,
+): Promise<void> {
+  const [account] = await queryRows<{ currency: string }>(
+    tx,
+    sql`select currency from accounts where id = ${p.accountId}`,
+  );
+  const verdict = purchaseGuard(
+    await unpaidBills(tx, p.accountId),
+    (account?.currency ?? '').trim(),
+    now,
+  );
+  if (!verdict.allowed) {
+    throw new HttpError(409, 'purchase-refused', verdict.message, {
+      reason: verdict.reason,
+      amountToPayMinor: verdict.amountToPayMinor,
+      currency: verdict.currency,
+      overdueBillIds: verdict.overdueBillIds,
+    });
+  }
+  if (p.order !== undefined) {
+    const inserted = await tx
+      .insert(orders)
+      .values({
+        id: p.order.id,
+        accountId: p.accountId,
+        productType: 'resource-plan',
+        cashPaidMinor: p.order.cashPaidMinor,
+        voucherPaidMinor: p.order.voucherPaidMinor,
+        couponPaidMinor: p.order.couponPaidMinor,
+        promotionId: p.order.promotionId ?? null,
+        promotionRules: p.order.promotionRules ?? null,
+        gifts: p.order.gifts,
+        sourceVersion: p.version,
+      })
+      .onConflictDoNothing()
+      .returning({ id: orders.id });
+    if (inserted.length === 0) {
+      throw new HttpError(409, 'conflict', `order ${p.order.id} already exists`);
+    }
+  }
+  await tx.insert(resourcePlans).values({
+    id: p.id,
+    accountId: p.accountId,
+    kind: p.kind,
+    totalUnits: p.totalUnits,
+    usedUnits: p.usedUnits,
+    startsAt: new Date(p.startsAt),
+    expiresAt: new Date(p.expiresAt),
+    alertThresholds: p.alertThresholds ?? null,
+    sdkLicenseId: p.sdkLicenseId ?? null,
+    sourceVersion: p.version,
+    sourceHash: hash,
+    purchasedAt: p.purchasedAt !== undefined ? new Date(p.purchasedAt) : now,
+    orderId: p.order?.id ?? null,
+  });
+  if (p.order !== undefined) {
+    await tx.execute(sql`update orders set resource_plan_id = ${p.id} where id = ${p.order.id}`);
+  }
+  await appendEvent(tx, {
+    accountId: p.accountId,
+    kind: 'plan-purchased',
+    actor,
+    detail: { planId: p.id, kind: p.kind, orderId: p.order?.id ?? null },
+    idempotencyKey: `plan-purchased-v1-${p.id}`,
+  });
+}
+
+function registerPlans(api: Api, daemon: Daemon): void {
+  const { db, config } = daemon.ctx;
   api.route({
     method: 'POST',
     url: '/v1/ingest/plans',
@@ -695,97 +772,12 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
           );
           const write = writes.get(p.id);
           if (write === undefined) return { created: false, duplicate: true };
-          const columns = {
-            kind: p.kind,
-            totalUnits: p.totalUnits,
-            usedUnits: p.usedUnits,
-            startsAt: new Date(p.startsAt),
-            expiresAt: new Date(p.expiresAt),
-            alertThresholds: p.alertThresholds ?? null,
-            sdkLicenseId: p.sdkLicenseId ?? null,
-            sourceVersion: p.version,
-            sourceHash: item.hash,
-          };
           if (!write.created) {
             const storedOrder = (stored.get(p.id)?.order_id as string | null | undefined) ?? null;
-            if (p.order !== undefined && p.order.id !== storedOrder) {
-              throw new IngestRejected(409, 'version-conflict', [
-                {
-                  index: 0,
-                  id: p.id,
-                  field: 'order.id',
-                  message: `plan ${p.id} was bought with order ${storedOrder ?? '(none)'}; change orders through /v1/ingest/orders`,
-                },
-              ]);
-            }
-            await tx.execute(sql`
-              update resource_plans set kind = ${columns.kind}, total_units = ${columns.totalUnits},
-                     used_units = ${columns.usedUnits}, starts_at = ${p.startsAt}::timestamptz,
-                     expires_at = ${p.expiresAt}::timestamptz,
-                     purchased_at = coalesce(${p.purchasedAt ?? null}::timestamptz, purchased_at),
-                     alert_thresholds = ${columns.alertThresholds === null ? null : JSON.stringify(columns.alertThresholds)}::jsonb,
-                     sdk_license_id = ${columns.sdkLicenseId},
-                     source_version = ${p.version}, source_hash = ${item.hash}, updated_at = now()
-               where id = ${p.id}`);
+            await updateStoredPlan(tx, p, item.hash, storedOrder);
             return { created: false, duplicate: false };
           }
-          const [account] = await queryRows<{ currency: string }>(
-            tx,
-            sql`select currency from accounts where id = ${p.accountId}`,
-          );
-          const verdict = purchaseGuard(
-            await unpaidBills(tx, p.accountId),
-            (account?.currency ?? '').trim(),
-            now,
-          );
-          if (!verdict.allowed) {
-            throw new HttpError(409, 'purchase-refused', verdict.message, {
-              reason: verdict.reason,
-              amountToPayMinor: verdict.amountToPayMinor,
-              currency: verdict.currency,
-              overdueBillIds: verdict.overdueBillIds,
-            });
-          }
-          if (p.order !== undefined) {
-            const inserted = await tx
-              .insert(orders)
-              .values({
-                id: p.order.id,
-                accountId: p.accountId,
-                productType: 'resource-plan',
-                cashPaidMinor: p.order.cashPaidMinor,
-                voucherPaidMinor: p.order.voucherPaidMinor,
-                couponPaidMinor: p.order.couponPaidMinor,
-                promotionId: p.order.promotionId ?? null,
-                promotionRules: p.order.promotionRules ?? null,
-                gifts: p.order.gifts,
-                sourceVersion: p.version,
-              })
-              .onConflictDoNothing()
-              .returning({ id: orders.id });
-            if (inserted.length === 0) {
-              throw new HttpError(409, 'conflict', `order ${p.order.id} already exists`);
-            }
-          }
-          await tx.insert(resourcePlans).values({
-            id: p.id,
-            accountId: p.accountId,
-            ...columns,
-            purchasedAt: p.purchasedAt !== undefined ? new Date(p.purchasedAt) : now,
-            orderId: p.order?.id ?? null,
-          });
-          if (p.order !== undefined) {
-            await tx.execute(
-              sql`update orders set resource_plan_id = ${p.id} where id = ${p.order.id}`,
-            );
-          }
-          await appendEvent(tx, {
-            accountId: p.accountId,
-            kind: 'plan-purchased',
-            actor,
-            detail: { planId: p.id, kind: p.kind, orderId: p.order?.id ?? null },
-            idempotencyKey: `plan-purchased-v1-${p.id}`,
-          });
+          await purchasePlan(tx, p, item.hash, now, actor);
           return { created: true, duplicate: false };
         })
         .catch((error: unknown) => {
@@ -798,6 +790,21 @@ export function registerIngestRoutes(api: Api, daemon: Daemon): void {
       return result.created ? answer : reply.code(200).send(answer);
     },
   });
+}
+
+/** The ingest endpoints, in the order the OpenAPI document lists them. */
+export function registerIngestRoutes(api: Api, daemon: Daemon): void {
+  registerBills(api, daemon);
+  registerPayments(api, daemon);
+  registerPaymentReversals(api, daemon);
+  registerTopups(api, daemon);
+  registerAccounts(api, daemon);
+  registerServices(api, daemon);
+  registerStudioInstances(api, daemon);
+  registerSdkLicenses(api, daemon);
+  registerOrders(api, daemon);
+  registerUsage(api, daemon);
+  registerPlans(api, daemon);
 }
 
 /** The store's refusal as the API's error, with each item's path in the request body. */

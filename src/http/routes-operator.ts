@@ -31,6 +31,15 @@ interface ServiceRow {
   operator_hold: boolean;
 }
 
+/** An operator action names the account it expects the row to be of: a mismatch is 400. */
+function confirmAccount(what: string, accountId: string, confirmAccountId: string): void {
+  if (accountId === confirmAccountId) return;
+  const message = `must repeat the ${what}'s account id`;
+  throw new HttpError(400, 'bad-request', `confirmAccountId ${message}`, {
+    issues: [{ path: 'body.confirmAccountId', message }],
+  });
+}
+
 export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
   const { db } = daemon.ctx;
 
@@ -86,18 +95,7 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
                 from services where id = ${serviceId} for update`,
         );
         if (svc === undefined) throw notFound('service', serviceId);
-        if (svc.account_id !== body.confirmAccountId) {
-          throw new HttpError(
-            400,
-            'bad-request',
-            "confirmAccountId must repeat the service's account id",
-            {
-              issues: [
-                { path: 'body.confirmAccountId', message: "must repeat the service's account id" },
-              ],
-            },
-          );
-        }
+        confirmAccount('service', svc.account_id, body.confirmAccountId);
         if (svc.status === 'released') {
           throw new HttpError(409, 'released', `service ${serviceId} was released`);
         }
@@ -222,18 +220,7 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
                where id = ${params.id} for update`,
         );
         if (inst === undefined) throw notFound('studio instance', params.id);
-        if (inst.account_id !== body.confirmAccountId) {
-          throw new HttpError(
-            400,
-            'bad-request',
-            "confirmAccountId must repeat the instance's account id",
-            {
-              issues: [
-                { path: 'body.confirmAccountId', message: "must repeat the instance's account id" },
-              ],
-            },
-          );
-        }
+        confirmAccount('instance', inst.account_id, body.confirmAccountId);
         if (inst.released_at !== null) {
           throw new HttpError(409, 'released', `studio instance ${params.id} is already released`);
         }

@@ -1,5 +1,6 @@
 import { DateTime } from 'luxon';
 import { z } from 'zod';
+import { CURRENCY_RE } from '../domain/formats';
 import { formatMoney } from '../domain/money';
 import { fitSms } from './sms-length';
 
@@ -52,7 +53,7 @@ export class TemplateError extends Error {
 }
 
 const minor = z.number().int().refine(Number.isSafeInteger, 'must be a safe integer');
-const currency = z.string().regex(/^[A-Z]{3}$/);
+const currency = z.string().regex(CURRENCY_RE);
 const iso = z.string().refine((s) => DateTime.fromISO(s, { zone: 'utc' }).isValid, 'ISO instant');
 const names = z.array(z.string().min(1).max(200)).max(100);
 

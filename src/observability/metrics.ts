@@ -15,52 +15,60 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export const jobRegistry = new Registry();
 
-const scanDuration = new Histogram({
-  name: 'overdue_scan_duration_seconds',
-  help: 'Duration of one scan job, seconds',
-  labelNames: ['scan'] as const,
-  buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
-  registers: [jobRegistry],
-});
-const scanCandidates = new Histogram({
-  name: 'overdue_scan_candidates',
-  help: 'Accounts one scan fanned out to evaluations',
-  labelNames: ['scan'] as const,
-  buckets: [0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000],
-  registers: [jobRegistry],
-});
-const decisions = new Counter({
-  name: 'overdue_decisions_total',
-  help: 'Decisions taken by account evaluations, by kind',
-  labelNames: ['kind'] as const,
-  registers: [jobRegistry],
-});
-const evaluations = new Counter({
-  name: 'overdue_evaluations_total',
-  help: 'Account evaluations, by outcome (evaluated, invalid, not-found)',
-  labelNames: ['status'] as const,
-  registers: [jobRegistry],
-});
-const effects = new Counter({
-  name: 'overdue_effects_total',
-  help: 'Control-plane effects by operation and outcome (applied, superseded, failed, retry)',
-  labelNames: ['op', 'outcome'] as const,
-  registers: [jobRegistry],
-});
+/** A histogram of `jobRegistry`, by the given labels. */
+function histogram<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  buckets: number[],
+) {
+  return new Histogram<L>({ name, help, labelNames, buckets, registers: [jobRegistry] });
+}
 
-const jobsFinished = new Counter({
-  name: 'overdue_jobs_finished_total',
-  help: "Jobs this process finished, by queue and state (completed, or failed for good). Effect, timer and notification jobs leave Redis when they complete, so the queues' completed counts do not count them",
-  labelNames: ['queue', 'state'] as const,
-  registers: [jobRegistry],
-});
+/** A counter of `jobRegistry`, by the given labels. */
+function counter<L extends string>(name: string, help: string, labelNames: readonly L[]) {
+  return new Counter<L>({ name, help, labelNames, registers: [jobRegistry] });
+}
 
-const httpRefused = new Counter({
-  name: 'overdue_http_refused_total',
-  help: 'Refused HTTP requests by route and status: SMS callbacks (bad signature 403, wrong media type 415, too large 413, bad form 400) and failed logins (401, throttled 429)',
-  labelNames: ['route', 'status'] as const,
-  registers: [jobRegistry],
-});
+const scanDuration = histogram(
+  'overdue_scan_duration_seconds',
+  'Duration of one scan job, seconds',
+  ['scan'] as const,
+  [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+);
+const scanCandidates = histogram(
+  'overdue_scan_candidates',
+  'Accounts one scan fanned out to evaluations',
+  ['scan'] as const,
+  [0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000],
+);
+const decisions = counter(
+  'overdue_decisions_total',
+  'Decisions taken by account evaluations, by kind',
+  ['kind'] as const,
+);
+const evaluations = counter(
+  'overdue_evaluations_total',
+  'Account evaluations, by outcome (evaluated, invalid, not-found)',
+  ['status'] as const,
+);
+const effects = counter(
+  'overdue_effects_total',
+  'Control-plane effects by operation and outcome (applied, superseded, failed, retry)',
+  ['op', 'outcome'] as const,
+);
+
+const jobsFinished = counter(
+  'overdue_jobs_finished_total',
+  "Jobs this process finished, by queue and state (completed, or failed for good). Effect, timer and notification jobs leave Redis when they complete, so the queues' completed counts do not count them",
+  ['queue', 'state'] as const,
+);
+
+const httpRefused = counter(
+  'overdue_http_refused_total',
+  'Refused HTTP requests by route and status: SMS callbacks (bad signature 403, wrong media type 415, too large 413, bad form 400) and failed logins (401, throttled 429)',
+  ['route', 'status'] as const,
+);
 
 const redisConnected = new Gauge({
   name: 'overdue_redis_connected',

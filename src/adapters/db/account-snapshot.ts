@@ -1,5 +1,6 @@
 import { and, asc, eq, gt, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import { z } from 'zod';
+import { ID_PATTERN, ID_RE } from '../../domain/ids';
 import { isCurrencyCode } from '../../domain/money';
 import type { ProtectionQuota } from '../../domain/rules';
 import type {
@@ -19,7 +20,6 @@ import {
   accounts,
   bills,
   ENFORCEMENT_STATES,
-  ID_PATTERN,
   PLAN_TYPES,
   resourcePlans,
   SERVICE_KINDS,
@@ -66,8 +66,6 @@ export interface SnapshotOptions {
   /** Plans that expired at most this many ms before `now` are still loaded (R1 revert notice). */
   readonly revertNoticeWindowMs: number;
 }
-
-const ID_RE = new RegExp(ID_PATTERN);
 
 // ---------------------------------------------------------------------------------------------
 // Row validation. The database's CHECK constraints already reject most bad rows; these schemas

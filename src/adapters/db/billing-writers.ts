@@ -1,4 +1,5 @@
-import { sql } from 'drizzle-orm';
+import { getTableName, sql, type SQL } from 'drizzle-orm';
+import type { AnyPgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { Db } from './client';
 import { accounts, bills, resourcePlans, services, studioInstances } from './schema';
 
@@ -20,75 +21,52 @@ function updatable<T extends object>(row: T): Partial<T> {
   return Object.fromEntries(Object.entries(row).filter(([key]) => !fixed.has(key))) as Partial<T>;
 }
 
-/** Also bumps `version`, so a daemon holding an older version sees the account changed. */
-export async function upsertAccount(
+/**
+ * Inserts `row`, or updates the stored row of its id with the fields present (plus `set`), and
+ * returns what is stored.
+ */
+async function upsertById<T extends PgTable & { id: AnyPgColumn }>(
   db: Db,
-  row: AccountInsert,
-): Promise<typeof accounts.$inferSelect> {
-  const [saved] = await db
-    .insert(accounts)
+  table: T,
+  row: T['$inferInsert'] & { id: string },
+  set: Record<string, SQL> = {},
+): Promise<T['$inferSelect']> {
+  const rows = (await db
+    .insert(table)
     .values(row)
     .onConflictDoUpdate({
-      target: accounts.id,
-      set: { ...updatable(row), version: sql`${accounts.version} + 1`, updatedAt: sql`now()` },
+      target: table.id,
+      set: { ...updatable(row), ...set, updatedAt: sql`now()` },
     })
-    .returning();
-  return must(saved, 'accounts', row.id);
+    .returning()) as T['$inferSelect'][];
+  // INSERT ... ON CONFLICT DO UPDATE ... RETURNING always returns the row.
+  const [saved] = rows;
+  if (saved === undefined) {
+    throw new Error(`upsert into ${getTableName(table)} returned no row for ${row.id}`);
+  }
+  return saved;
 }
 
-export async function upsertBill(db: Db, row: BillInsert): Promise<typeof bills.$inferSelect> {
-  const [saved] = await db
-    .insert(bills)
-    .values(row)
-    .onConflictDoUpdate({ target: bills.id, set: { ...updatable(row), updatedAt: sql`now()` } })
-    .returning();
-  return must(saved, 'bills', row.id);
+/** Also bumps `version`, so a daemon holding an older version sees the account changed. */
+export function upsertAccount(db: Db, row: AccountInsert): Promise<typeof accounts.$inferSelect> {
+  return upsertById(db, accounts, row, { version: sql`${accounts.version} + 1` });
 }
 
-export async function upsertService(
-  db: Db,
-  row: ServiceInsert,
-): Promise<typeof services.$inferSelect> {
-  const [saved] = await db
-    .insert(services)
-    .values(row)
-    .onConflictDoUpdate({ target: services.id, set: { ...updatable(row), updatedAt: sql`now()` } })
-    .returning();
-  return must(saved, 'services', row.id);
+export function upsertBill(db: Db, row: BillInsert): Promise<typeof bills.$inferSelect> {
+  return upsertById(db, bills, row);
 }
 
-export async function upsertStudioInstance(
+export function upsertService(db: Db, row: ServiceInsert): Promise<typeof services.$inferSelect> {
+  return upsertById(db, services, row);
+}
+
+export function upsertStudioInstance(
   db: Db,
   row: StudioInstanceInsert,
 ): Promise<typeof studioInstances.$inferSelect> {
-  const [saved] = await db
-    .insert(studioInstances)
-    .values(row)
-    .onConflictDoUpdate({
-      target: studioInstances.id,
-      set: { ...updatable(row), updatedAt: sql`now()` },
-    })
-    .returning();
-  return must(saved, 'studio_instances', row.id);
+  return upsertById(db, studioInstances, row);
 }
 
-export async function upsertPlan(
-  db: Db,
-  row: PlanInsert,
-): Promise<typeof resourcePlans.$inferSelect> {
-  const [saved] = await db
-    .insert(resourcePlans)
-    .values(row)
-    .onConflictDoUpdate({
-      target: resourcePlans.id,
-      set: { ...updatable(row), updatedAt: sql`now()` },
-    })
-    .returning();
-  return must(saved, 'resource_plans', row.id);
-}
-
-function must<T>(row: T | undefined, table: string, id: string): T {
-  // INSERT ... ON CONFLICT DO UPDATE ... RETURNING always returns the row.
-  if (row === undefined) throw new Error(`upsert into ${table} returned no row for ${id}`);
-  return row;
+export function upsertPlan(db: Db, row: PlanInsert): Promise<typeof resourcePlans.$inferSelect> {
+  return upsertById(db, resourcePlans, row);
 }

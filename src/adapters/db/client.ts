@@ -180,3 +180,11 @@ export async function queryRows<T>(db: Db | Tx, query: SQL): Promise<T[]> {
   const rows = (result as { rows?: unknown }).rows;
   return Array.isArray(rows) ? (rows as T[]) : [];
 }
+
+/** `{ name: table.name, … }`: a select's columns, named as the table names them. */
+export function columnsOf<T extends object, K extends keyof T & string>(
+  table: T,
+  ...names: K[]
+): Pick<T, K> {
+  return Object.fromEntries(names.map((name) => [name, table[name]])) as Pick<T, K>;
+}

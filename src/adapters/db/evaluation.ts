@@ -113,13 +113,8 @@ export async function evaluateAccount(
   return outcome;
 }
 
-async function evaluateInOneTransaction(
-  db: Db,
-  requests: readonly EvaluationRequest[],
-  clock: Clock,
-  rules: RuleSettings,
-  lock: LockMode,
-): Promise<Map<string, BatchOutcome>> {
+/** The batch in one transaction: what `evaluateBatch` tries first, then per account. */
+const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, clock, rules, lock) => {
   const actorOf = new Map<string, string>();
   for (const r of requests) {
     // An operator's request names the operator even when the daemon also asked.
@@ -208,7 +203,7 @@ async function evaluateInOneTransaction(
     }
     return outcomes;
   });
-}
+};
 
 async function modeIn(tx: Tx): Promise<EnforcementMode> {
   const [row] = await queryRows<{ mode: EnforcementMode }>(tx, sql`select ${CURRENT_MODE} as mode`);

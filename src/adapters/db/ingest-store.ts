@@ -270,6 +270,18 @@ function classify<T extends Versioned>(
   return { results, writes };
 }
 
+/** What a batch writes: its table, the stored columns it compares, and how to name an item. */
+export interface BatchSpec {
+  readonly paidAdjustment: '' | 'reversal' | 'bill-revision';
+  readonly table: string;
+  readonly columns: string;
+  readonly noun: string;
+  readonly key?: RowKey;
+  readonly createsAccount?: boolean;
+}
+
+export type OpenedBatch<T extends Versioned> = Classified<T> & { stored: Map<string, StoredRow> };
+
 /**
  * Steps 1 to 4 of every batch: its settings, its accounts locked in id order (all must exist,
  * unless the batch creates them), its stored rows locked, and the version rules applied.
@@ -278,15 +290,8 @@ export async function openBatch<T extends Versioned>(
   tx: Tx,
   options: IngestOptions,
   items: readonly T[],
-  o: {
-    readonly paidAdjustment: '' | 'reversal' | 'bill-revision';
-    readonly table: string;
-    readonly columns: string;
-    readonly noun: string;
-    readonly key?: RowKey;
-    readonly createsAccount?: boolean;
-  },
-): Promise<Classified<T> & { stored: Map<string, StoredRow> }> {
+  o: BatchSpec,
+): Promise<OpenedBatch<T>> {
   await begin(tx, options, o.paidAdjustment);
   const existing = await lockAccounts(
     tx,
@@ -303,6 +308,24 @@ export async function openBatch<T extends Versioned>(
   return { stored, ...classify(items, stored, o.noun) };
 }
 
+/**
+ * One ingest batch in one transaction: opens it (locks, stored rows, each item classified) and
+ * runs `write` when some item is new or newer; a batch of duplicates writes nothing.
+ */
+function ingestBatch<T extends Versioned>(
+  db: Db,
+  items: readonly T[],
+  options: IngestOptions,
+  spec: BatchSpec,
+  write: (tx: Tx, batch: OpenedBatch<T>) => Promise<BatchResult>,
+): Promise<BatchResult> {
+  return db.transaction(async (tx) => {
+    const batch = await openBatch(tx, options, items, spec);
+    if (batch.writes.size === 0) return { results: batch.results, changedAccounts: [] };
+    return write(tx, batch);
+  });
+}
+
 /** The guard every upsert repeats in SQL: only a newer version (or a table-written row at the same
  * version) of the same account is overwritten. A row it skips was changed by a concurrent batch. */
 function newerGuard(table: string, accountColumn = 'account_id'): SQL {
@@ -311,6 +334,50 @@ function newerGuard(table: string, accountColumn = 'account_id'): SQL {
   return sql`where ${t}.${account} = excluded.${account}
                and (${t}.source_version < excluded.source_version
                     or (${t}.source_version = excluded.source_version and ${t}.source_hash is null))`;
+}
+
+/** The first columns of a record the billing system writes: its id and its account. */
+export const OWNED_COLUMNS = [
+  ['id', 'text'],
+  ['account_id', 'text'],
+] as const satisfies RowKind['columns'];
+
+/** How a batch's rows are upserted: `RowKind`'s table, columns and update rules. */
+type UpsertSpec = Pick<
+  RowKind,
+  'table' | 'columns' | 'insertOnly' | 'onUpdate' | 'key' | 'noUpdatedAt'
+>;
+
+/**
+ * Upserts `rows` (one jsonb parameter, read by `jsonb_to_recordset`) with their source version
+ * and hash; an update sets every column but the key, account and insert-only ones, and only
+ * where `newerGuard` allows. Returns the ids written.
+ */
+function upsertRows(
+  tx: Tx,
+  spec: UpsertSpec,
+  rows: readonly Record<string, unknown>[],
+): Promise<{ id: string }[]> {
+  const key = spec.key ?? ID_KEY;
+  const columns = [...spec.columns, ['source_version', 'bigint'], ['source_hash', 'text']];
+  const all = columns.map(([n]) => n);
+  const types = columns.map(([n, t]) => `${n} ${t}`).join(', ');
+  const fixed = new Set(['id', 'account_id', 'source_id', ...(spec.insertOnly ?? [])]);
+  const assignments = all
+    .filter((n) => !fixed.has(n))
+    .map((n) => `${n} = excluded.${n}`)
+    .concat(spec.onUpdate === undefined ? [] : [spec.onUpdate])
+    .concat(spec.noUpdatedAt === true ? [] : ['updated_at = now()'])
+    .join(', ');
+  return queryRows<{ id: string }>(
+    tx,
+    sql`insert into ${sql.identifier(spec.table)} (${sql.raw(all.join(', '))})
+        select ${sql.raw(all.map((n) => `x.${n}`).join(', '))}
+          from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.raw(types)})
+        on conflict (${sql.raw(key.conflict)}) do update set ${sql.raw(assignments)}
+        ${newerGuard(spec.table, key.account)}
+        returning ${sql.raw(key.select)} as id`,
+  );
 }
 
 function checkWritten(
@@ -404,15 +471,13 @@ export async function ingestBills(
   items: readonly BillItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: 'bill-revision',
-      table: 'bills',
-      columns: BILL_COLUMNS,
-      noun: 'bill',
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
-
+  const spec: BatchSpec = {
+    paidAdjustment: 'bill-revision',
+    table: 'bills',
+    columns: BILL_COLUMNS,
+    noun: 'bill',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     const rows: Record<string, unknown>[] = [];
     const credits: BalanceChange[] = [];
     const events: EventRow[] = [];
@@ -450,24 +515,21 @@ export async function ingestBills(
         });
       }
     }
-    const written = await queryRows<{ id: string }>(
+    const written = await upsertRows(
       tx,
-      sql`insert into bills (id, account_id, product, amount_minor, paid_minor, issued_at, due_at,
-                             status, source_version, source_hash)
-          select x.id, x.account_id, x.product, x.amount_minor, x.paid_minor, x.issued_at,
-                 x.due_at, x.status, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, product text, amount_minor bigint, paid_minor bigint,
-                   issued_at timestamptz, due_at timestamptz, status text, source_version bigint,
-                   source_hash text)
-          on conflict (id) do update set
-            product = excluded.product, amount_minor = excluded.amount_minor,
-            paid_minor = excluded.paid_minor, issued_at = excluded.issued_at,
-            due_at = excluded.due_at, status = excluded.status,
-            source_version = excluded.source_version, source_hash = excluded.source_hash,
-            updated_at = now()
-          ${newerGuard('bills')}
-          returning id`,
+      {
+        table: 'bills',
+        columns: [
+          ...OWNED_COLUMNS,
+          ['product', 'text'],
+          ['amount_minor', 'bigint'],
+          ['paid_minor', 'bigint'],
+          ['issued_at', 'timestamptz'],
+          ['due_at', 'timestamptz'],
+          ['status', 'text'],
+        ],
+      },
+      rows,
     );
     checkWritten('bill', items, writes, written);
     await applyBalanceChanges(tx, credits);
@@ -551,17 +613,16 @@ export async function ingestPayments(
   items: readonly PaymentItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    // A newer version of a payment undoes the old allocation first: a reversal of sorts.
-    const batch = await openBatch(tx, options, items, {
-      paidAdjustment: 'reversal',
-      table: 'payments',
-      columns: PAYMENT_COLUMNS,
-      noun: 'payment',
-    });
+  // A newer version of a payment undoes the old allocation first: a reversal of sorts.
+  const spec: BatchSpec = {
+    paidAdjustment: 'reversal',
+    table: 'payments',
+    columns: PAYMENT_COLUMNS,
+    noun: 'payment',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, batch) => {
     const { results, writes } = batch;
     const stored = batch.stored as Map<string, PaymentRow>;
-    if (writes.size === 0) return { results, changedAccounts: [] };
 
     const accountIds = changedAccounts(writes);
     const named = [...writes.values()].flatMap(({ item }) => [
@@ -660,23 +721,19 @@ export async function ingestPayments(
       );
     }
 
-    const written = await queryRows<{ id: string }>(
+    const written = await upsertRows(
       tx,
-      sql`insert into payments (id, account_id, amount_minor, bill_id, allocations,
-                                balance_credit_minor, source_version, source_hash)
-          select x.id, x.account_id, x.amount_minor, x.bill_id, x.allocations,
-                 x.balance_credit_minor, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, amount_minor bigint, bill_id text, allocations jsonb,
-                   balance_credit_minor bigint, source_version bigint, source_hash text)
-          on conflict (id) do update set
-            amount_minor = excluded.amount_minor, bill_id = excluded.bill_id,
-            allocations = excluded.allocations,
-            balance_credit_minor = excluded.balance_credit_minor,
-            source_version = excluded.source_version, source_hash = excluded.source_hash,
-            updated_at = now()
-          ${newerGuard('payments')}
-          returning id`,
+      {
+        table: 'payments',
+        columns: [
+          ...OWNED_COLUMNS,
+          ['amount_minor', 'bigint'],
+          ['bill_id', 'text'],
+          ['allocations', 'jsonb'],
+          ['balance_credit_minor', 'bigint'],
+        ],
+      },
+      rows,
     );
     checkWritten('payment', items, writes, written);
     await writeLedger(tx, changedBills);
@@ -695,15 +752,13 @@ export async function ingestPaymentReversals(
   items: readonly ReversalItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: 'reversal',
-      table: 'payment_reversals',
-      columns: 'payment_id',
-      noun: 'payment reversal',
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
-
+  const spec: BatchSpec = {
+    paidAdjustment: 'reversal',
+    table: 'payment_reversals',
+    columns: 'payment_id',
+    noun: 'payment reversal',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     const payments = (await loadStored(
       tx,
       'payments',
@@ -785,18 +840,15 @@ export async function ingestPaymentReversals(
     }
     if (issues.length > 0) throw new IngestRejected(422, 'reversal-refused', issues);
 
-    const written = await queryRows<{ id: string }>(
+    // A reversal stays with its payment: only its reason changes.
+    const written = await upsertRows(
       tx,
-      sql`insert into payment_reversals (id, account_id, payment_id, reason, source_version, source_hash)
-          select x.id, x.account_id, x.payment_id, x.reason, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, payment_id text, reason text, source_version bigint,
-                   source_hash text)
-          on conflict (id) do update set
-            reason = excluded.reason, source_version = excluded.source_version,
-            source_hash = excluded.source_hash, updated_at = now()
-          ${newerGuard('payment_reversals')}
-          returning id`,
+      {
+        table: 'payment_reversals',
+        columns: [...OWNED_COLUMNS, ['payment_id', 'text'], ['reason', 'text']],
+        insertOnly: ['payment_id'],
+      },
+      rows,
     );
     checkWritten('payment reversal', items, writes, written);
     const reversed = events.map((e) => ({ id: e.detail.paymentId, by: e.detail.reversalId }));
@@ -818,14 +870,13 @@ export async function ingestTopups(
   items: readonly TopupItem[],
   options: IngestOptions,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: '',
-      table: 'topups',
-      columns: 'amount_minor',
-      noun: 'top-up',
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
+  const spec: BatchSpec = {
+    paidAdjustment: '',
+    table: 'topups',
+    columns: 'amount_minor',
+    noun: 'top-up',
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     const rows: Record<string, unknown>[] = [];
     const balance: BalanceChange[] = [];
     const events: EventRow[] = [];
@@ -855,18 +906,13 @@ export async function ingestTopups(
             : `topup-v1-${item.id}-${item.version}`,
       });
     }
-    const written = await queryRows<{ id: string }>(
+    const written = await upsertRows(
       tx,
-      sql`insert into topups (id, account_id, amount_minor, source_version, source_hash)
-          select x.id, x.account_id, x.amount_minor, x.source_version, x.source_hash
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-                   id text, account_id text, amount_minor bigint, source_version bigint,
-                   source_hash text)
-          on conflict (id) do update set
-            amount_minor = excluded.amount_minor, source_version = excluded.source_version,
-            source_hash = excluded.source_hash, updated_at = now()
-          ${newerGuard('topups')}
-          returning id`,
+      {
+        table: 'topups',
+        columns: [...OWNED_COLUMNS, ['amount_minor', 'bigint']],
+      },
+      rows,
     );
     checkWritten('top-up', items, writes, written);
     await applyBalanceChanges(tx, balance);
@@ -915,19 +961,18 @@ export async function ingestRows(
   /** A check of each write against the stored row (e.g. a currency that may not change). */
   validate?: (item: RowItem, stored: StoredRow | undefined) => string | null,
 ): Promise<BatchResult> {
-  return db.transaction(async (tx) => {
-    const key = kind.key ?? ID_KEY;
-    const ownAccount = key.account === 'id';
-    const names = kind.columns.map(([name]) => name);
-    const { stored, results, writes } = await openBatch(tx, options, items, {
-      paidAdjustment: '',
-      table: kind.table,
-      columns: names.filter((n) => n !== 'id' && n !== 'account_id').join(', ') || 'id',
-      noun: kind.noun,
-      key,
-      createsAccount: kind.createsAccount === true,
-    });
-    if (writes.size === 0) return { results, changedAccounts: [] };
+  const key = kind.key ?? ID_KEY;
+  const ownAccount = key.account === 'id';
+  const names = kind.columns.map(([name]) => name);
+  const spec: BatchSpec = {
+    paidAdjustment: '',
+    table: kind.table,
+    columns: names.filter((n) => n !== 'id' && n !== 'account_id').join(', ') || 'id',
+    noun: kind.noun,
+    key,
+    createsAccount: kind.createsAccount === true,
+  };
+  return ingestBatch(db, items, options, spec, async (tx, { stored, results, writes }) => {
     if (validate !== undefined) {
       const issues = [...writes.values()].flatMap(({ item }) => {
         const message = validate(item, stored.get(item.id));
@@ -944,26 +989,7 @@ export async function ingestRows(
       source_version: item.version,
       source_hash: item.hash,
     }));
-    const all = [...names, 'source_version', 'source_hash'];
-    const types = [...kind.columns, ['source_version', 'bigint'], ['source_hash', 'text']]
-      .map(([n, t]) => `${n} ${t}`)
-      .join(', ');
-    const fixed = new Set(['id', 'account_id', 'source_id', ...(kind.insertOnly ?? [])]);
-    const assignments = all
-      .filter((n) => !fixed.has(n))
-      .map((n) => `${n} = excluded.${n}`)
-      .concat(kind.onUpdate === undefined ? [] : [kind.onUpdate])
-      .concat(kind.noUpdatedAt === true ? [] : ['updated_at = now()'])
-      .join(', ');
-    const written = await queryRows<{ id: string }>(
-      tx,
-      sql`insert into ${sql.identifier(kind.table)} (${sql.raw(all.join(', '))})
-          select ${sql.raw(all.map((n) => `x.${n}`).join(', '))}
-            from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.raw(types)})
-          on conflict (${sql.raw(key.conflict)}) do update set ${sql.raw(assignments)}
-          ${newerGuard(kind.table, key.account)}
-          returning ${sql.raw(key.select)} as id`,
-    );
+    const written = await upsertRows(tx, kind, rows);
     checkWritten(kind.noun, items, writes, written);
     return {
       results,

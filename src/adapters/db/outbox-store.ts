@@ -513,27 +513,3 @@ export function claimEffectBatched(db: Db, request: EffectClaimRequest): Promise
 export function settleOutboxBatched(db: Db, key: string, s: Settlement): Promise<boolean> {
   return effectBatches(db).settles.load({ key, settlement: s });
 }
-
-/**
- * Deletes up to `limit` finished rows (done, failed, superseded) last changed more than
- * `olderThanMs` ago, oldest first; rows locked elsewhere are skipped. Returns how many.
- */
-export async function pruneFinishedOutbox(
-  db: Executor,
-  olderThanMs: number,
-  limit: number,
-): Promise<number> {
-  const rows = await queryRows<{ id: number }>(
-    db,
-    sql`
-    delete from outbox where id in (
-      select id from outbox
-       where status in ('done', 'failed', 'superseded')
-         and updated_at < now() - ${olderThanMs} * interval '1 millisecond'
-       order by updated_at
-       limit ${limit}
-         for update skip locked)
- returning id`,
-  );
-  return rows.length;
-}

@@ -1,6 +1,7 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
+import { FINAL_NOTIFICATION_STATUSES } from '../../notify/send-rules';
 import { queryRows, type Db } from './client';
-import { pruneFinishedOutbox } from './outbox-store';
+import { FINAL_OUTBOX_STATUSES } from './outbox-store';
 
 /**
  * Retention: every table that grows with work loses its finished rows after a set age, in small
@@ -11,6 +12,28 @@ import { pruneFinishedOutbox } from './outbox-store';
 
 export type PrunedTable = 'outbox' | 'notifications' | 'events';
 
+/** Statuses as a literal SQL list: a partial index's predicate matches literals, not parameters. */
+const literalList = (values: readonly string[]): SQL =>
+  sql.raw(`(${values.map((v) => `'${v}'`).join(', ')})`);
+
+/**
+ * Each pruned table: its name, the instant its age counts from, and which rows may go at all.
+ * Outbox rows and messages go only once final: a pending, dispatched or sending row never does.
+ */
+const PRUNED: Record<PrunedTable, { table: SQL; at: SQL; finished: SQL }> = {
+  outbox: {
+    table: sql.raw('outbox'),
+    at: sql.raw('updated_at'),
+    finished: sql`status in ${literalList(FINAL_OUTBOX_STATUSES)} and `,
+  },
+  notifications: {
+    table: sql.raw('notifications'),
+    at: sql.raw('updated_at'),
+    finished: sql`status in ${literalList(FINAL_NOTIFICATION_STATUSES)} and `,
+  },
+  events: { table: sql.raw('enforcement_events'), at: sql.raw('created_at'), finished: sql`` },
+};
+
 /** Deletes up to `limit` rows of `table` older than `olderThanMs`; returns how many. */
 export async function pruneBatch(
   db: Db,
@@ -18,38 +41,17 @@ export async function pruneBatch(
   olderThanMs: number,
   limit: number,
 ): Promise<number> {
-  switch (table) {
-    case 'outbox':
-      return pruneFinishedOutbox(db, olderThanMs, limit);
-    case 'notifications':
-      // Final statuses only: a message still pending or being sent is never pruned.
-      return (
-        await queryRows<{ id: number }>(
-          db,
-          sql`
-          delete from notifications where id in (
-            select id from notifications
-             where status in ('sent', 'delivered', 'failed', 'undeliverable', 'superseded')
-               and updated_at < now() - ${olderThanMs} * interval '1 millisecond'
-             order by updated_at
-             limit ${limit}
-               for update skip locked)
-       returning id`,
-        )
-      ).length;
-    case 'events':
-      return (
-        await queryRows<{ id: number }>(
-          db,
-          sql`
-          delete from enforcement_events where id in (
-            select id from enforcement_events
-             where created_at < now() - ${olderThanMs} * interval '1 millisecond'
-             order by created_at
-             limit ${limit}
-               for update skip locked)
-       returning id`,
-        )
-      ).length;
-  }
+  const p = PRUNED[table];
+  const rows = await queryRows<{ id: number }>(
+    db,
+    sql`
+    delete from ${p.table} where id in (
+      select id from ${p.table}
+       where ${p.finished}${p.at} < now() - ${olderThanMs} * interval '1 millisecond'
+       order by ${p.at}
+       limit ${limit}
+         for update skip locked)
+ returning id`,
+  );
+  return rows.length;
 }

@@ -17,6 +17,9 @@ import {
   type AnyPgColumn,
   type PgTableExtraConfigValue,
 } from 'drizzle-orm/pg-core';
+import { CURRENCY_PATTERN, LOCALE_PATTERN, PHONE_PATTERN } from '../../domain/formats';
+import { ID_PATTERN } from '../../domain/ids';
+import { FINAL_NOTIFICATION_STATUSES } from '../../notify/send-rules';
 
 /**
  * The tables this daemon owns. This file is the contract with the billing system of record:
@@ -56,19 +59,13 @@ export const ORDER_PRODUCT_TYPES = ['payg', 'resource-plan', 'sdk-license', 'yea
  */
 export const OUTBOX_STATUSES = ['pending', 'dispatched', 'done', 'failed', 'superseded'] as const;
 export const NOTIFICATION_CHANNELS = ['email', 'sms'] as const;
+/** A message waits (`pending`), is with a sender (`sending`), then ends in a final status. */
 export const NOTIFICATION_STATUSES = [
   'pending',
   'sending',
-  'sent',
-  'delivered',
-  'failed',
-  'undeliverable',
-  /** No longer true when its turn came (paid, topped up, release cancelled): never sent. */
-  'superseded',
+  ...FINAL_NOTIFICATION_STATUSES,
 ] as const;
 
-/** Pattern of every id written by the billing system (no ':' — used inside job ids). */
-export const ID_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
 /** Largest integer a JS number holds exactly; bigint columns read in `mode: 'number'`. */
 const MAX_SAFE = '9007199254740991';
 
@@ -129,6 +126,64 @@ const sourceColumns = () => ({
 
 function sourceVersionCheck(table: string, column: AnyPgColumn): ReturnType<typeof check> {
   return check(`${table}_source_version_safe`, nonNegativeSafe(column));
+}
+
+/** Id and owning account of a record the billing system writes. */
+const ownedRecord = () => ({
+  id: text('id').primaryKey(),
+  accountId: text('account_id')
+    .notNull()
+    .references(() => accounts.id),
+});
+
+/** Source version and hash, and when the row was created and last changed. */
+const recordTail = () => ({ ...sourceColumns(), createdAt: createdAt(), updatedAt: updatedAt() });
+
+/** Checks of every versioned record with an id of its own: `<table>_source_version_safe`, `<table>_id_format`. */
+function recordChecks(
+  table: string,
+  t: { sourceVersion: AnyPgColumn; id: AnyPgColumn },
+): ReturnType<typeof check>[] {
+  return [sourceVersionCheck(table, t.sourceVersion), idCheck(`${table}_id_format`, t.id)];
+}
+
+/** A reference to a row of the same account: (column, account_id) → (its id, its account_id). */
+function sameAccountFk(
+  name: string,
+  column: AnyPgColumn,
+  accountId: AnyPgColumn,
+  target: { id: AnyPgColumn; accountId: AnyPgColumn },
+) {
+  return foreignKey({
+    name,
+    columns: [column, accountId],
+    foreignColumns: [target.id, target.accountId],
+  });
+}
+
+/** `<table>_id_account_unique`: the target of same-account foreign keys. */
+function idAccountUnique(table: string, t: { id: AnyPgColumn; accountId: AnyPgColumn }) {
+  return unique(`${table}_id_account_unique`).on(t.id, t.accountId);
+}
+
+/** A nullable amount column: null, or non-negative and exactly representable. */
+function nullableNonNegativeSafe(column: AnyPgColumn): SQL {
+  return sql`${column} is null or ${nonNegativeSafe(column)}`;
+}
+
+/** At least 1 and exactly representable. */
+function positiveSafe(column: AnyPgColumn): SQL {
+  return sql`${column} between 1 and ${sql.raw(MAX_SAFE)}`;
+}
+
+/** A nullable JSON column holding an array (or object). */
+function nullableJsonOf(column: AnyPgColumn, type: 'array' | 'object'): SQL {
+  return sql`${column} is null or jsonb_typeof(${column}) = ${quoted(type)}`;
+}
+
+/** A key used as a BullMQ job id or a provider's key: 1 to 255 characters, no ':'. */
+function keyFormat(column: AnyPgColumn): SQL {
+  return sql`length(${column}) between 1 and 255 and position(':' in ${column}) = 0`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,26 +262,23 @@ export const accounts = pgTable(
     evaluatedAt: instant('evaluated_at'),
     /** Bumped on every write (daemon and upsert helpers) for optimistic checks. */
     version: integer('version').notNull().default(0),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   (t) => [
-    sourceVersionCheck('accounts', t.sourceVersion),
-    idCheck('accounts_id_format', t.id),
-    check('accounts_currency_format', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+    ...recordChecks('accounts', t),
+    check('accounts_currency_format', sql`${t.currency} ~ ${quoted(CURRENCY_PATTERN)}`),
     check('accounts_balance_safe', safe(t.availableBalanceMinor)),
     check('accounts_time_zone_format', sql`length(${t.timeZone}) between 1 and 64`),
-    check('accounts_locale_format', sql`${t.locale} ~ '^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$'`),
+    check('accounts_locale_format', sql`${t.locale} ~ ${quoted(LOCALE_PATTERN)}`),
     check('accounts_email_format', sql`${t.email} is null or ${t.email} ~ '^[^@\\s]+@[^@\\s]+$'`),
-    check('accounts_phone_e164', sql`${t.phone} is null or ${t.phone} ~ '^\\+[1-9][0-9]{1,14}$'`),
+    check('accounts_phone_e164', sql`${t.phone} is null or ${t.phone} ~ ${quoted(PHONE_PATTERN)}`),
     check(
       'accounts_low_balance_threshold_safe',
-      sql`${t.lowBalanceThresholdMinor} is null or ${nonNegativeSafe(t.lowBalanceThresholdMinor)}`,
+      nullableNonNegativeSafe(t.lowBalanceThresholdMinor),
     ),
     check(
       'accounts_protection_amount_non_negative',
-      sql`${t.protectionAmountMinor} is null or ${nonNegativeSafe(t.protectionAmountMinor)}`,
+      nullableNonNegativeSafe(t.protectionAmountMinor),
     ),
     check(
       'accounts_protection_duration_positive',
@@ -236,10 +288,7 @@ export const accounts = pgTable(
       'accounts_protection_only_when_custom',
       sql`${t.protectionCustom} or (${t.protectionAmountMinor} is null and ${t.protectionDurationSeconds} is null)`,
     ),
-    check(
-      'accounts_plan_alert_thresholds_array',
-      sql`${t.planAlertThresholds} is null or jsonb_typeof(${t.planAlertThresholds}) = 'array'`,
-    ),
+    check('accounts_plan_alert_thresholds_array', nullableJsonOf(t.planAlertThresholds, 'array')),
     check('accounts_enforcement_state', oneOf(t.enforcementState, ENFORCEMENT_STATES)),
     check('accounts_episode_seq_non_negative', sql`${t.episodeSeq} >= 0`),
     check(
@@ -258,10 +307,7 @@ export const accounts = pgTable(
 export const bills = pgTable(
   'bills',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     /** Product code, e.g. "live", "oss". */
     product: text('product').notNull(),
     amountMinor: minor('amount_minor').notNull(),
@@ -269,13 +315,10 @@ export const bills = pgTable(
     issuedAt: instant('issued_at').notNull(),
     dueAt: instant('due_at').notNull(),
     status: text('status', { enum: BILL_STATUSES }).notNull().default('unpaid'),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   (t) => [
-    sourceVersionCheck('bills', t.sourceVersion),
-    idCheck('bills_id_format', t.id),
+    ...recordChecks('bills', t),
     codeCheck('bills_product_format', t.product),
     check('bills_amount_non_negative', nonNegativeSafe(t.amountMinor)),
     check('bills_paid_non_negative', nonNegativeSafe(t.paidMinor)),
@@ -302,10 +345,7 @@ export const bills = pgTable(
 export const services = pgTable(
   'services',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     kind: text('kind', { enum: SERVICE_KINDS }).notNull(),
     planType: text('plan_type', { enum: PLAN_TYPES }).notNull().default('payg'),
     status: text('status', { enum: SERVICE_STATUSES }).notNull().default('active'),
@@ -318,13 +358,10 @@ export const services = pgTable(
     suspendedAt: instant('suspended_at'),
     resumedAt: instant('resumed_at'),
     releasedAt: instant('released_at'),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   (t) => [
-    sourceVersionCheck('services', t.sourceVersion),
-    idCheck('services_id_format', t.id),
+    ...recordChecks('services', t),
     check('services_kind', oneOf(t.kind, SERVICE_KINDS)),
     check('services_plan_type', oneOf(t.planType, PLAN_TYPES)),
     check('services_status', oneOf(t.status, SERVICE_STATUSES)),
@@ -345,7 +382,7 @@ export const services = pgTable(
       sql`${t.overdueEpisodeSeq} is null or ${t.overdueEpisodeSeq} > 0`,
     ),
     /** Target of same-account composite foreign keys. */
-    unique('services_id_account_unique').on(t.id, t.accountId),
+    idAccountUnique('services', t),
     index('services_account_idx').on(t.accountId),
   ],
 );
@@ -358,10 +395,7 @@ export const services = pgTable(
 export const studioInstances = pgTable(
   'studio_instances',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     serviceId: text('service_id').notNull(),
     name: text('name').notNull(),
     /** Pushing a live stream right now (keeps billing while suspended). */
@@ -370,13 +404,10 @@ export const studioInstances = pgTable(
     releaseEpisodeSeq: integer('release_episode_seq'),
     /** Release is final. */
     releasedAt: instant('released_at'),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   (t) => [
-    sourceVersionCheck('studio_instances', t.sourceVersion),
-    idCheck('studio_instances_id_format', t.id),
+    ...recordChecks('studio_instances', t),
     check('studio_instances_name_not_blank', sql`length(btrim(${t.name})) between 1 and 200`),
     check(
       'studio_instances_release_pending_pair',
@@ -386,11 +417,7 @@ export const studioInstances = pgTable(
       'studio_instances_release_episode_seq_positive',
       sql`${t.releaseEpisodeSeq} is null or ${t.releaseEpisodeSeq} > 0`,
     ),
-    foreignKey({
-      name: 'studio_instances_service_same_account_fk',
-      columns: [t.serviceId, t.accountId],
-      foreignColumns: [services.id, services.accountId],
-    }),
+    sameAccountFk('studio_instances_service_same_account_fk', t.serviceId, t.accountId, services),
     index('studio_instances_account_idx').on(t.accountId),
     /** Release scheduler rebuild (after Redis data loss) and due-release scans. */
     index('studio_instances_release_due_idx')
@@ -406,21 +433,15 @@ export const studioInstances = pgTable(
 export const sdkLicenses = pgTable(
   'sdk_licenses',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     kind: text('kind', { enum: SDK_LICENSE_KINDS }).notNull(),
     activatedAt: instant('activated_at'),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   (t) => [
-    sourceVersionCheck('sdk_licenses', t.sourceVersion),
-    idCheck('sdk_licenses_id_format', t.id),
+    ...recordChecks('sdk_licenses', t),
     check('sdk_licenses_kind', oneOf(t.kind, SDK_LICENSE_KINDS)),
-    unique('sdk_licenses_id_account_unique').on(t.id, t.accountId),
+    idAccountUnique('sdk_licenses', t),
     index('sdk_licenses_account_idx').on(t.accountId),
   ],
 );
@@ -433,10 +454,7 @@ export const sdkLicenses = pgTable(
 export const orders = pgTable(
   'orders',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     productType: text('product_type', { enum: ORDER_PRODUCT_TYPES }).notNull(),
     cashPaidMinor: minor('cash_paid_minor').notNull().default(0),
     voucherPaidMinor: minor('voucher_paid_minor').notNull().default(0),
@@ -455,33 +473,26 @@ export const orders = pgTable(
   },
   // Annotated: orders and resource_plans reference each other.
   (t): PgTableExtraConfigValue[] => [
-    sourceVersionCheck('orders', t.sourceVersion),
-    idCheck('orders_id_format', t.id),
+    ...recordChecks('orders', t),
     check('orders_product_type', oneOf(t.productType, ORDER_PRODUCT_TYPES)),
     check('orders_cash_paid_non_negative', nonNegativeSafe(t.cashPaidMinor)),
     check('orders_voucher_paid_non_negative', nonNegativeSafe(t.voucherPaidMinor)),
     check('orders_coupon_paid_non_negative', nonNegativeSafe(t.couponPaidMinor)),
     nullableIdCheck('orders_promotion_id_format', t.promotionId),
-    check(
-      'orders_promotion_rules_object',
-      sql`${t.promotionRules} is null or jsonb_typeof(${t.promotionRules}) = 'object'`,
-    ),
+    check('orders_promotion_rules_object', nullableJsonOf(t.promotionRules, 'object')),
     check('orders_gifts_array', sql`jsonb_typeof(${t.gifts}) = 'array'`),
     check(
       'orders_refund_after_creation',
       sql`${t.refundedAt} is null or ${t.refundedAt} >= ${t.createdAt}`,
     ),
-    unique('orders_id_account_unique').on(t.id, t.accountId),
-    foreignKey({
-      name: 'orders_resource_plan_same_account_fk',
-      columns: [t.resourcePlanId, t.accountId],
-      foreignColumns: [resourcePlans.id, resourcePlans.accountId],
-    }),
-    foreignKey({
-      name: 'orders_sdk_license_same_account_fk',
-      columns: [t.sdkLicenseId, t.accountId],
-      foreignColumns: [sdkLicenses.id, sdkLicenses.accountId],
-    }),
+    idAccountUnique('orders', t),
+    sameAccountFk(
+      'orders_resource_plan_same_account_fk',
+      t.resourcePlanId,
+      t.accountId,
+      resourcePlans,
+    ),
+    sameAccountFk('orders_sdk_license_same_account_fk', t.sdkLicenseId, t.accountId, sdkLicenses),
     index('orders_account_created_idx').on(t.accountId, t.createdAt),
   ],
 );
@@ -494,10 +505,7 @@ export const orders = pgTable(
 export const resourcePlans = pgTable(
   'resource_plans',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     /** Resource kind, e.g. "transcoding-minutes". */
     kind: text('kind').notNull(),
     totalUnits: bigint('total_units', { mode: 'number' }).notNull(),
@@ -510,34 +518,25 @@ export const resourcePlans = pgTable(
     /** Bundled SDK license: once activated the plan counts as fully used for refunds (R11). */
     sdkLicenseId: text('sdk_license_id'),
     orderId: text('order_id'),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   // Annotated: orders and resource_plans reference each other.
   (t): PgTableExtraConfigValue[] => [
-    sourceVersionCheck('resource_plans', t.sourceVersion),
-    idCheck('resource_plans_id_format', t.id),
+    ...recordChecks('resource_plans', t),
     codeCheck('resource_plans_kind_format', t.kind),
     check('resource_plans_total_non_negative', nonNegativeSafe(t.totalUnits)),
     check('resource_plans_used_non_negative', nonNegativeSafe(t.usedUnits)),
     check('resource_plans_used_within_total', sql`${t.usedUnits} <= ${t.totalUnits}`),
     check('resource_plans_expires_after_start', sql`${t.expiresAt} > ${t.startsAt}`),
-    check(
-      'resource_plans_alert_thresholds_array',
-      sql`${t.alertThresholds} is null or jsonb_typeof(${t.alertThresholds}) = 'array'`,
+    check('resource_plans_alert_thresholds_array', nullableJsonOf(t.alertThresholds, 'array')),
+    idAccountUnique('resource_plans', t),
+    sameAccountFk(
+      'resource_plans_sdk_license_same_account_fk',
+      t.sdkLicenseId,
+      t.accountId,
+      sdkLicenses,
     ),
-    unique('resource_plans_id_account_unique').on(t.id, t.accountId),
-    foreignKey({
-      name: 'resource_plans_sdk_license_same_account_fk',
-      columns: [t.sdkLicenseId, t.accountId],
-      foreignColumns: [sdkLicenses.id, sdkLicenses.accountId],
-    }),
-    foreignKey({
-      name: 'resource_plans_order_same_account_fk',
-      columns: [t.orderId, t.accountId],
-      foreignColumns: [orders.id, orders.accountId],
-    }),
+    sameAccountFk('resource_plans_order_same_account_fk', t.orderId, t.accountId, orders),
     /** Snapshot load and quota scan: live plans of an account. */
     index('resource_plans_account_expires_idx').on(t.accountId, t.expiresAt),
   ],
@@ -584,10 +583,7 @@ export const usageRecords = pgTable(
 export const payments = pgTable(
   'payments',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     amountMinor: minor('amount_minor').notNull(),
     /** The bill the payer named; null: oldest due unpaid bills first. */
     billId: text('bill_id'),
@@ -595,19 +591,13 @@ export const payments = pgTable(
     balanceCreditMinor: minor('balance_credit_minor').notNull().default(0),
     /** The reversal (chargeback, bounced transfer) that undid this payment. */
     reversedBy: text('reversed_by'),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   (t) => [
-    sourceVersionCheck('payments', t.sourceVersion),
-    idCheck('payments_id_format', t.id),
-    check('payments_amount_positive', sql`${t.amountMinor} between 1 and ${sql.raw(MAX_SAFE)}`),
+    ...recordChecks('payments', t),
+    check('payments_amount_positive', positiveSafe(t.amountMinor)),
     check('payments_balance_credit_safe', nonNegativeSafe(t.balanceCreditMinor)),
-    check(
-      'payments_allocations_array',
-      sql`${t.allocations} is null or jsonb_typeof(${t.allocations}) = 'array'`,
-    ),
+    check('payments_allocations_array', nullableJsonOf(t.allocations, 'array')),
     index('payments_account_idx').on(t.accountId),
   ],
 );
@@ -616,19 +606,13 @@ export const payments = pgTable(
 export const topups = pgTable(
   'topups',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     amountMinor: minor('amount_minor').notNull(),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
   (t) => [
-    sourceVersionCheck('topups', t.sourceVersion),
-    idCheck('topups_id_format', t.id),
-    check('topups_amount_positive', sql`${t.amountMinor} between 1 and ${sql.raw(MAX_SAFE)}`),
+    ...recordChecks('topups', t),
+    check('topups_amount_positive', positiveSafe(t.amountMinor)),
     index('topups_account_idx').on(t.accountId),
   ],
 );
@@ -640,23 +624,15 @@ export const topups = pgTable(
 export const paymentReversals = pgTable(
   'payment_reversals',
   {
-    id: text('id').primaryKey(),
-    accountId: text('account_id')
-      .notNull()
-      .references(() => accounts.id),
+    ...ownedRecord(),
     paymentId: text('payment_id')
       .notNull()
       .unique('payment_reversals_payment_unique')
       .references(() => payments.id),
     reason: text('reason'),
-    ...sourceColumns(),
-    createdAt: createdAt(),
-    updatedAt: updatedAt(),
+    ...recordTail(),
   },
-  (t) => [
-    sourceVersionCheck('payment_reversals', t.sourceVersion),
-    idCheck('payment_reversals_id_format', t.id),
-  ],
+  (t) => [...recordChecks('payment_reversals', t)],
 );
 
 /**
@@ -721,10 +697,7 @@ export const outbox = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
-    check(
-      'outbox_idempotency_key_format',
-      sql`length(${t.idempotencyKey}) between 1 and 255 and position(':' in ${t.idempotencyKey}) = 0`,
-    ),
+    check('outbox_idempotency_key_format', keyFormat(t.idempotencyKey)),
     codeCheck('outbox_kind_format', t.kind),
     check('outbox_status', oneOf(t.status, OUTBOX_STATUSES)),
     check('outbox_attempts_non_negative', sql`${t.attempts} >= 0`),
@@ -789,10 +762,7 @@ export const notifications = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
-    check(
-      'notifications_dedupe_key_format',
-      sql`length(${t.dedupeKey}) between 1 and 255 and position(':' in ${t.dedupeKey}) = 0`,
-    ),
+    check('notifications_dedupe_key_format', keyFormat(t.dedupeKey)),
     check('notifications_channel', oneOf(t.channel, NOTIFICATION_CHANNELS)),
     codeCheck('notifications_template_format', t.template),
     check('notifications_status', oneOf(t.status, NOTIFICATION_STATUSES)),
@@ -814,7 +784,7 @@ export const notifications = pgTable(
     /** Retention: final rows by their last change. */
     index('notifications_final_updated_idx')
       .on(t.updatedAt)
-      .where(sql`${t.status} in ('sent', 'delivered', 'failed', 'undeliverable', 'superseded')`),
+      .where(oneOf(t.status, FINAL_NOTIFICATION_STATUSES)),
   ],
 );
 

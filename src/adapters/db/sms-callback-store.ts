@@ -29,6 +29,12 @@ const FROM_SQL = sql`case t.status
   when 'sent' then n.status in ('pending', 'sending')
   else n.status in ('pending', 'sending', 'sent') end`;
 
+/** Moves a message `n` to the callback's status `t.status`, keeping why it was undeliverable. */
+const SET_STATUS_SQL = sql`set status = t.status,
+      delivered_at = case when t.status = 'delivered' then now() else n.delivered_at end,
+      last_error = coalesce(t.reason, n.last_error),
+      updated_at = now()`;
+
 export type CallbackResult = 'recorded' | 'kept-early' | 'ignored';
 
 /**
@@ -48,11 +54,7 @@ export async function recordCallback(
     sql`
     with t as (select ${c.target}::text as status, ${reason}::text as reason),
     upd as (
-      update notifications n
-         set status = t.status,
-             delivered_at = case when t.status = 'delivered' then now() else n.delivered_at end,
-             last_error = coalesce(t.reason, n.last_error),
-             updated_at = now()
+      update notifications n ${SET_STATUS_SQL}
         from t
        where n.provider_id = ${c.providerId} and n.message_id = ${c.messageId} and ${FROM_SQL}
    returning n.dedupe_key
@@ -102,11 +104,7 @@ export async function applyEarlyCallbacks(
         from e
        order by message_id, case status when 'sent' then 0 else 1 end desc
     )
-    update notifications n
-       set status = t.status,
-           delivered_at = case when t.status = 'delivered' then now() else n.delivered_at end,
-           last_error = coalesce(t.reason, n.last_error),
-           updated_at = now()
+    update notifications n ${SET_STATUS_SQL}
       from t
      where n.provider_id = ${providerId} and n.message_id = t.message_id and ${FROM_SQL}
  returning n.dedupe_key as key, t.status`,

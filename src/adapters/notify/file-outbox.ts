@@ -15,6 +15,19 @@ function isExists(error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code === 'EEXIST';
 }
 
+/**
+ * Writes a message's file once: a file already there is the same message sent again (its key is
+ * its name), kept as it is. Logs the write.
+ */
+async function writeOnce(file: string, content: string | Buffer, log: () => void): Promise<void> {
+  try {
+    await writeFile(file, content, { flag: 'wx' });
+    log();
+  } catch (error) {
+    if (!isExists(error)) throw error;
+  }
+}
+
 export function fileMailPort(dataDir: string, from: string, logger: Logger): MailPort {
   const dir = path.join(dataDir, 'outbox', 'email');
   // Builds the real RFC 5322 message (headers, text and HTML parts) without sending it.
@@ -37,15 +50,12 @@ export function fileMailPort(dataDir: string, from: string, logger: Logger): Mai
       });
       const file = path.join(dir, `${message.key}.eml`);
       await mkdir(dir, { recursive: true });
-      try {
-        await writeFile(file, info.message as Buffer, { flag: 'wx' });
+      await writeOnce(file, info.message as Buffer, () =>
         logger.info(
           { key: message.key, file, subject: message.subject },
           'email written to the outbox folder',
-        );
-      } catch (error) {
-        if (!isExists(error)) throw error;
-      }
+        ),
+      );
       return { ok: true, provider: 'file', messageId: message.messageId };
     },
     close: () => Promise.resolve(),
@@ -60,21 +70,13 @@ export function fileSmsPort(dataDir: string, logger: Logger): SmsPort {
     async send(message: SmsMessage): Promise<SendOutcome> {
       await mkdir(dir, { recursive: true });
       const file = fileOf(message.key);
-      try {
-        await writeFile(
-          file,
-          `${JSON.stringify({ to: message.to, body: message.body }, null, 2)}\n`,
-          {
-            flag: 'wx',
-          },
-        );
+      const content = `${JSON.stringify({ to: message.to, body: message.body }, null, 2)}\n`;
+      await writeOnce(file, content, () =>
         logger.info(
           { key: message.key, file, body: message.body },
           'SMS written to the outbox folder',
-        );
-      } catch (error) {
-        if (!isExists(error)) throw error;
-      }
+        ),
+      );
       return { ok: true, provider: 'file', messageId: message.key };
     },
     async find(lookup: SmsLookup): Promise<string | null> {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ID_RE, ID_TEXT } from '../../domain/ids';
 
 /**
  * The job catalog: every job the daemon runs, its queue, payload schema, attempts and backoff.
@@ -7,7 +8,7 @@ import { z } from 'zod';
  * accepts the payloads of older versions (new fields are optional).
  */
 
-const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must match [A-Za-z0-9_.-]{1,64}');
+const id = z.string().regex(ID_RE, `must match ${ID_TEXT}`);
 /** Who asked: the scheduler, a database event, the outbox, or an operator by name. */
 const origin = z.string().min(1).max(80).default('operator');
 
@@ -21,19 +22,21 @@ export const QUEUES = {
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
+/** A scheduled job of the scan queue (scans, pruning, the relay): three attempts. */
+const periodic = (backoffMs = 5_000) =>
+  ({
+    queue: QUEUES.scan,
+    payload: z.object({ origin }).strict(),
+    attempts: 3,
+    backoffMs,
+  }) as const;
+
+/** The job of one outbox row: the row's key only. */
+const outboxRow = z.object({ outboxKey: z.string().min(1).max(200) }).strict();
+
 export const catalog = {
-  'balance-scan': {
-    queue: QUEUES.scan,
-    payload: z.object({ origin }).strict(),
-    attempts: 3,
-    backoffMs: 5_000,
-  },
-  'plan-scan': {
-    queue: QUEUES.scan,
-    payload: z.object({ origin }).strict(),
-    attempts: 3,
-    backoffMs: 5_000,
-  },
+  'balance-scan': periodic(),
+  'plan-scan': periodic(),
   'evaluate-account': {
     queue: QUEUES.evaluate,
     payload: z
@@ -61,28 +64,18 @@ export const catalog = {
     attempts: 8,
     backoffMs: 500,
   },
-  prune: {
-    queue: QUEUES.scan,
-    payload: z.object({ origin }).strict(),
-    attempts: 3,
-    backoffMs: 5_000,
-  },
-  'outbox-relay': {
-    queue: QUEUES.scan,
-    payload: z.object({ origin }).strict(),
-    attempts: 3,
-    backoffMs: 1_000,
-  },
+  prune: periodic(),
+  'outbox-relay': periodic(1_000),
   'control-plane': {
     queue: QUEUES.effects,
-    payload: z.object({ outboxKey: z.string().min(1).max(200) }).strict(),
+    payload: outboxRow,
     attempts: 10,
     backoffMs: 1_000,
   },
   'send-notification': {
     /** Email's queue; an SMS goes to QUEUES.notifySms (see notifyQueueNameFor). */
     queue: QUEUES.notifyEmail,
-    payload: z.object({ outboxKey: z.string().min(1).max(200) }).strict(),
+    payload: outboxRow,
     // Retries are bounded by the message's age (NOTIFY_GIVE_UP_AFTER), not by this backstop:
     // backoff capped at 2 minutes, 1,000 attempts outlast a day.
     attempts: 1_000,
