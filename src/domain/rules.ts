@@ -1,7 +1,7 @@
 import type { Minor } from './money';
 
 /**
- * Every tunable of the policy. Values come from configuration (src/config.ts); the domain never
+ * Every tunable of the policy. Values come from configuration (src/config/); the domain never
  * reads them from anywhere else. Durations are milliseconds, amounts minor units.
  */
 

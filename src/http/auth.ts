@@ -12,7 +12,7 @@ import { metrics } from '../observability/metrics';
  *   /v1/ingest/* routes only: the billing system), `read` (GET routes and /metrics, like the
  *   viewer) or `operator` (everything; also the older `name=token` form). The token's name is
  *   recorded as the actor. A request outside the scope gets 403.
- * - Demo mode without dashboard credentials: everyone is the operator "demo" (config.ts refuses
+ * - Demo mode without dashboard credentials: everyone is the operator "demo" (src/config refuses
  *   this on a non-loopback HOST).
  *
  * Failed logins (a credential was given and matched nothing) are counted per client address:

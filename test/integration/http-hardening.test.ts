@@ -375,7 +375,7 @@ describe('Host header and loopback', () => {
   });
 });
 
-describe('config.ts, control plane: URLs masked, redirects not followed', () => {
+describe('src/config, control plane: URLs masked, redirects not followed', () => {
   async function listen(server: Server): Promise<string> {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

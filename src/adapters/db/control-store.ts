@@ -76,12 +76,21 @@ export type ModeChangeResult =
   | { readonly kind: 'conflict'; readonly state: ControlState };
 
 /**
- * An operator sets the mode. One statement: it locks the row, updates it when the mode differs
- * (and the version is the expected one), and records the change in `control_events` with who
- * and why. Two operators at once are serialized by the row lock: the later one sees the earlier
- * one's change, so the stored mode is always that of the last recorded event.
+ * One statement that changes the mode: it locks the row, updates it when the mode differs and
+ * `condition` holds, records the change in `control_events` (from, to, version, who, why), and
+ * answers the row as it is after, with whether it changed and the mode before.
  */
-export async function setEnforcementMode(db: Db, change: ModeChange): Promise<ModeChangeResult> {
+async function changeMode(
+  db: Db,
+  c: {
+    readonly mode: EnforcementMode;
+    readonly source: 'config' | 'operator';
+    readonly actor: string;
+    readonly reason: string;
+    /** Over `c` (the row) and `prev` (its mode and version before). */
+    readonly condition: SQL;
+  },
+): Promise<{ state: ControlState; changed: boolean; from: EnforcementMode }> {
   const rows = await queryRows<StateRow & { changed: boolean; prev_mode: EnforcementMode }>(
     db,
     sql`
@@ -90,12 +99,10 @@ export async function setEnforcementMode(db: Db, change: ModeChange): Promise<Mo
     ),
     upd as (
       update control_state c
-         set enforcement_mode = ${change.mode}, source = 'operator', changed_by = ${change.actor},
-             reason = ${change.reason}, version = c.version + 1, changed_at = now()
+         set enforcement_mode = ${c.mode}, source = ${c.source}, changed_by = ${c.actor},
+             reason = ${c.reason}, version = c.version + 1, changed_at = now()
         from prev
-       where c.id = 1 and prev.enforcement_mode <> ${change.mode}
-         and (${change.expectedVersion ?? null}::bigint is null
-              or prev.version = ${change.expectedVersion ?? null}::bigint)
+       where c.id = 1 and prev.enforcement_mode <> ${c.mode} and ${c.condition}
    returning c.*
     ),
     ev as (
@@ -103,7 +110,7 @@ export async function setEnforcementMode(db: Db, change: ModeChange): Promise<Mo
       select 'enforcement-mode-changed',
              jsonb_build_object('from', prev.enforcement_mode, 'to', upd.enforcement_mode,
                                 'version', upd.version),
-             ${change.actor}, ${change.reason}
+             ${c.actor}, ${c.reason}
         from upd, prev
     )
     select coalesce(u.enforcement_mode, c.enforcement_mode) as enforcement_mode,
@@ -112,17 +119,32 @@ export async function setEnforcementMode(db: Db, change: ModeChange): Promise<Mo
            case when u.id is null then c.reason else u.reason end as reason,
            coalesce(u.version, c.version) as version,
            coalesce(u.changed_at, c.changed_at) as changed_at,
-           u.id is not null as changed, p.enforcement_mode as prev_mode,
-           p.version as prev_version
+           u.id is not null as changed, p.enforcement_mode as prev_mode
       from prev p cross join control_state c left join upd u on true
      where c.id = 1`,
   );
   const row = rows[0];
   if (row === undefined) throw new Error('control_state has no row (migration 0011 not applied)');
-  const state = toState(row);
-  if (row.changed) return { kind: 'changed', from: row.prev_mode, state };
-  if (row.prev_mode === change.mode) return { kind: 'unchanged', state };
-  return { kind: 'conflict', state };
+  return { state: toState(row), changed: row.changed, from: row.prev_mode };
+}
+
+/**
+ * An operator sets the mode, recorded with who and why. Two operators at once are serialized by
+ * the row lock: the later one sees the earlier one's change, so the stored mode is always that of
+ * the last recorded event. With `expectedVersion`, a change made since is a conflict.
+ */
+export async function setEnforcementMode(db: Db, change: ModeChange): Promise<ModeChangeResult> {
+  const expected = change.expectedVersion ?? null;
+  const r = await changeMode(db, {
+    mode: change.mode,
+    source: 'operator',
+    actor: change.actor,
+    reason: change.reason,
+    condition: sql`(${expected}::bigint is null or prev.version = ${expected}::bigint)`,
+  });
+  if (r.changed) return { kind: 'changed', from: r.from, state: r.state };
+  if (r.from === change.mode) return { kind: 'unchanged', state: r.state };
+  return { kind: 'conflict', state: r.state };
 }
 
 /**
@@ -134,40 +156,14 @@ export async function applyConfiguredMode(
   db: Db,
   mode: EnforcementMode,
 ): Promise<{ readonly state: ControlState; readonly changed: boolean }> {
-  const rows = await queryRows<StateRow & { changed: boolean }>(
-    db,
-    sql`
-    with prev as (
-      select enforcement_mode from control_state where id = 1 for update
-    ),
-    upd as (
-      update control_state c
-         set enforcement_mode = ${mode}, changed_by = 'config',
-             reason = 'ENFORCEMENT_MODE at daemon start', version = c.version + 1,
-             changed_at = now()
-        from prev
-       where c.id = 1 and c.source = 'config' and prev.enforcement_mode <> ${mode}
-   returning c.*
-    ),
-    ev as (
-      insert into control_events (kind, detail, actor, reason)
-      select 'enforcement-mode-changed',
-             jsonb_build_object('from', prev.enforcement_mode, 'to', upd.enforcement_mode,
-                                'version', upd.version),
-             'config', 'ENFORCEMENT_MODE at daemon start'
-        from upd, prev
-    )
-    select coalesce(u.enforcement_mode, c.enforcement_mode) as enforcement_mode,
-           c.source, coalesce(u.changed_by, c.changed_by) as changed_by,
-           case when u.id is null then c.reason else u.reason end as reason,
-           coalesce(u.version, c.version) as version,
-           coalesce(u.changed_at, c.changed_at) as changed_at, u.id is not null as changed
-      from control_state c left join upd u on true
-     where c.id = 1`,
-  );
-  const row = rows[0];
-  if (row === undefined) throw new Error('control_state has no row (migration 0011 not applied)');
-  return { state: toState(row), changed: row.changed };
+  const r = await changeMode(db, {
+    mode,
+    source: 'config',
+    actor: 'config',
+    reason: 'ENFORCEMENT_MODE at daemon start',
+    condition: sql`c.source = 'config'`,
+  });
+  return { state: r.state, changed: r.changed };
 }
 
 export interface ControlEvent {
