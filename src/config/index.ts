@@ -98,7 +98,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (parsed.success) {
     const ruleInput: Partial<Record<RuleSettingName, string>> = {};
     for (const name of RULE_SETTING_NAMES) {
-      if (input[name] !== undefined) ruleInput[name] = input[name];
+      // As given, else the default's text: the same rules give the same ruleInput.
+      const text = input[name] ?? SETTINGS[name].fallback;
+      if (text !== null) ruleInput[name] = text;
     }
     return { ok: true, config: toConfig(parsed.data, ruleInput) };
   }

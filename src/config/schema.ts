@@ -230,13 +230,13 @@ function rulesOf(env: Pick<Env, RuleSettingName>): RuleSettings {
 
 /**
  * The parsed environment mapped to the configuration's shape; the one place that shape is
- * written. `ruleInput`: the rule settings as given (text), for a what-if to start from.
+ * written. `ruleInput`: the rule settings as text (as given, else the default), for a what-if to start from.
  */
 export function toConfig(env: Env, ruleInput: Readonly<Partial<Record<RuleSettingName, string>>>) {
   const { TWILIO_ACCOUNT_SID: accountSid, TWILIO_AUTH_TOKEN: authToken } = env;
   const rules = rulesOf(env);
   return {
-    /** The rule settings as given (text; unset ones absent), for a what-if to start from. */
+    /** The rule settings as text (as given, else the default), for a what-if to start from. */
     ruleInput,
     /** null: embedded PGlite under `dataDir`. */
     databaseUrl: env.DATABASE_URL,
