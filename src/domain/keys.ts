@@ -23,28 +23,32 @@ function key(effect: string, ...parts: readonly (string | number)[]): string {
 
 const ep = (seq: number): string => `e${seq}`;
 
+/** The key of an effect on one account, service or instance in its episode `seq`. */
+const perEpisode =
+  (effect: string) =>
+  (subject: string, seq: number): string =>
+    key(effect, subject, ep(seq));
+
 export const keys = {
-  openEpisode: (account: string, seq: number) => key('episode-open', account, ep(seq)),
-  closeEpisode: (account: string, seq: number) => key('episode-close', account, ep(seq)),
+  openEpisode: perEpisode('episode-open'),
+  closeEpisode: perEpisode('episode-close'),
   state: (account: string, to: string, seq: number) => key('state', account, to, ep(seq)),
   lowBalance: (account: string, period: string) => key('lowbal', account, period),
   overdueReminder: (account: string, seq: number, period: string) =>
     key('overdue-reminder', account, ep(seq), period),
-  suspendNotice: (account: string, seq: number) => key('suspend', account, ep(seq)),
-  suspendService: (service: string, seq: number) => key('suspend-svc', service, ep(seq)),
-  resumeNotice: (account: string, seq: number) => key('resume', account, ep(seq)),
-  resumeService: (service: string, seq: number) => key('resume-svc', service, ep(seq)),
-  studioSuspendNotice: (account: string, seq: number) => key('studio-suspend', account, ep(seq)),
-  studioSuspendService: (service: string, seq: number) =>
-    key('studio-suspend-svc', service, ep(seq)),
+  suspendNotice: perEpisode('suspend'),
+  suspendService: perEpisode('suspend-svc'),
+  resumeNotice: perEpisode('resume'),
+  resumeService: perEpisode('resume-svc'),
+  studioSuspendNotice: perEpisode('studio-suspend'),
+  studioSuspendService: perEpisode('studio-suspend-svc'),
   /** The studio release itself: outbox key, control-plane job id and provider idempotency key. */
-  release: (instance: string, seq: number) => key('release', instance, ep(seq)),
+  release: perEpisode('release'),
   /** The delayed evaluation that fires at the release's due instant. */
-  releaseTimer: (instance: string, seq: number) => key('release-timer', instance, ep(seq)),
-  releaseCancel: (instance: string, seq: number) => key('release-cancel', instance, ep(seq)),
-  releaseWarning: (instance: string, seq: number) => key('release-warning', instance, ep(seq)),
-  clearReleasedHolds: (account: string, seq: number) =>
-    key('released-holds-clear', account, ep(seq)),
+  releaseTimer: perEpisode('release-timer'),
+  releaseCancel: perEpisode('release-cancel'),
+  releaseWarning: perEpisode('release-warning'),
+  clearReleasedHolds: perEpisode('released-holds-clear'),
   planQuota: (account: string, planKind: string, latestPlan: string, threshold: string) =>
     key('plan-quota', account, planKind, latestPlan, threshold),
   planExpiry: (plan: string, offsetMs: number) => key('plan-expiry', plan, offsetMs),

@@ -133,7 +133,7 @@ export function apiErrorHandler(
 // ---------------------------------------------------------------------------------------------
 // Routes.
 
-type AnyObject = z.ZodType<Record<string, unknown>, Record<string, unknown>>;
+export type AnyObject = z.ZodType<Record<string, unknown>, Record<string, unknown>>;
 
 export interface ApiInput<P extends AnyObject, Q extends AnyObject, B extends z.ZodType> {
   readonly params: z.output<P>;

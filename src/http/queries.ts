@@ -241,24 +241,16 @@ export async function usageDetails(
     .select({
       product: usageRecords.product,
       metric: usageRecords.metric,
-      records: sql<string>`count(*)`,
-      quantity: sql<string>`coalesce(sum(${usageRecords.quantity}), 0)`,
+      // count(*) and the bigint sum arrive as text
+      records: sql`count(*)`.mapWith(Number),
+      quantity: sql`coalesce(sum(${usageRecords.quantity}), 0)`.mapWith(Number),
     })
     .from(usageRecords)
     .where(where)
     .groupBy(usageRecords.product, usageRecords.metric)
     .orderBy(usageRecords.product, usageRecords.metric);
   const { page, truncated } = firstPage(rows, q.limit);
-  return {
-    records: page,
-    truncated,
-    totals: totals.map((t) => ({
-      product: t.product,
-      metric: t.metric,
-      records: Number(t.records),
-      quantity: Number(t.quantity),
-    })),
-  };
+  return { records: page, truncated, totals };
 }
 
 export async function orderList(

@@ -1,9 +1,18 @@
 import { z } from 'zod';
+import type { Db } from '../adapters/db/client';
 import type { Daemon } from '../daemon';
 import { overdueMinor } from '../domain/decide';
 import { purchaseGuard } from '../domain/purchase-guard';
 import { quoteRefund } from '../domain/refund';
-import { accountParams, codeSchema, HttpError, idSchema, instantSchema, type Api } from './api';
+import {
+  accountParams,
+  codeSchema,
+  HttpError,
+  idSchema,
+  instantSchema,
+  type AnyObject,
+  type Api,
+} from './api';
 import {
   billDetails,
   loadAccount,
@@ -102,18 +111,39 @@ function zoneOf(account: AccountRow): string {
   return account.timeZone;
 }
 
+/** A GET of one account's data under `/v1/accounts/:id/`: 404 when there is no such account. */
+interface AccountRoute<Q extends AnyObject> {
+  readonly url: string;
+  readonly summary: string;
+  readonly description?: string;
+  readonly query?: Q;
+  /** What the 200 answer is, for the OpenAPI document. */
+  readonly ok: string;
+  readonly answer: (account: AccountRow, query: z.output<Q>) => Promise<unknown>;
+}
+
+function accountRoute<Q extends AnyObject>(api: Api, db: Db, def: AccountRoute<Q>): void {
+  api.route({
+    method: 'GET',
+    url: def.url,
+    tag: 'inquiry',
+    summary: def.summary,
+    description: def.description,
+    params: accountParams,
+    query: def.query,
+    responses: { 200: def.ok, 404: 'No such account' },
+    handler: async ({ params, query }) => def.answer(await loadAccount(db, params.id), query),
+  });
+}
+
 export function registerInquiryRoutes(api: Api, daemon: Daemon): void {
   const { db, clock, config } = daemon.ctx;
 
-  api.route({
-    method: 'GET',
+  accountRoute(api, db, {
     url: '/v1/accounts/:id/purchase-eligibility',
-    tag: 'inquiry',
     summary: 'R8: may this account buy a resource plan now?',
-    params: accountParams,
-    responses: { 200: 'allowed, or the reason and the amount to pay', 404: 'No such account' },
-    handler: async ({ params }) => {
-      const account = await loadAccount(db, params.id);
+    ok: 'allowed, or the reason and the amount to pay',
+    answer: async (account) => {
       const now = clock.now();
       const bills = await unpaidBills(db, account.id);
       return {
@@ -155,18 +185,14 @@ export function registerInquiryRoutes(api: Api, daemon: Daemon): void {
     },
   });
 
-  api.route({
-    method: 'GET',
+  accountRoute(api, db, {
     url: '/v1/accounts/:id/bills',
-    tag: 'inquiry',
     summary: 'R12: billing details by period and product',
     description:
       'Bills issued in [from, to), newest first, and sums per local period (day or month in the account’s zone) and product.',
-    params: accountParams,
     query: billsQuery,
-    responses: { 200: 'Bills and grouped totals', 404: 'No such account' },
-    handler: async ({ params, query }) => {
-      const account = await loadAccount(db, params.id);
+    ok: 'Bills and grouped totals',
+    answer: async (account, query) => {
       zoneOf(account);
       return {
         accountId: account.id,
@@ -178,50 +204,35 @@ export function registerInquiryRoutes(api: Api, daemon: Daemon): void {
     },
   });
 
-  api.route({
-    method: 'GET',
+  accountRoute(api, db, {
     url: '/v1/accounts/:id/usage',
-    tag: 'inquiry',
     summary: 'R12: raw usage records (reference only, not for reconciliation)',
-    params: accountParams,
     query: usageQuery,
-    responses: { 200: 'Usage records and sums', 404: 'No such account' },
-    handler: async ({ params, query }) => {
-      const account = await loadAccount(db, params.id);
-      return {
-        accountId: account.id,
-        referenceOnly: true,
-        notice: 'Raw usage is for reference only and is not used for reconciliation.',
-        ...(await usageDetails(db, account.id, query)),
-      };
-    },
+    ok: 'Usage records and sums',
+    answer: async (account, query) => ({
+      accountId: account.id,
+      referenceOnly: true,
+      notice: 'Raw usage is for reference only and is not used for reconciliation.',
+      ...(await usageDetails(db, account.id, query)),
+    }),
   });
 
-  api.route({
-    method: 'GET',
+  accountRoute(api, db, {
     url: '/v1/accounts/:id/orders',
-    tag: 'inquiry',
     summary: 'R12: orders of an account',
-    params: accountParams,
     query: ordersQuery,
-    responses: { 200: 'Orders, newest first', 404: 'No such account' },
-    handler: async ({ params, query }) => {
-      const account = await loadAccount(db, params.id);
-      return { accountId: account.id, ...(await orderList(db, account.id, query)) };
-    },
+    ok: 'Orders, newest first',
+    answer: async (account, query) => ({
+      accountId: account.id,
+      ...(await orderList(db, account.id, query)),
+    }),
   });
 
-  api.route({
-    method: 'GET',
+  accountRoute(api, db, {
     url: '/v1/accounts/:id/timeline',
-    tag: 'inquiry',
     summary: 'Enforcement timeline: events, notifications, services, scheduled releases',
-    params: accountParams,
     query: z.object({ limit: limit(1_000, 100) }).strict(),
-    responses: { 200: 'The timeline, newest first', 404: 'No such account' },
-    handler: async ({ params, query }) => {
-      const account = await loadAccount(db, params.id);
-      return timeline(db, account, query.limit);
-    },
+    ok: 'The timeline, newest first',
+    answer: (account, query) => timeline(db, account, query.limit),
   });
 }

@@ -147,15 +147,18 @@ function recordChecks(
   return [sourceVersionCheck(table, t.sourceVersion), idCheck(`${table}_id_format`, t.id)];
 }
 
-/** A reference to a row of the same account: (column, account_id) → (its id, its account_id). */
+/**
+ * `<prefix>_same_account_fk`: a reference to a row of the same account: (column, account_id) →
+ * (its id, its account_id).
+ */
 function sameAccountFk(
-  name: string,
+  prefix: string,
   column: AnyPgColumn,
   accountId: AnyPgColumn,
   target: { id: AnyPgColumn; accountId: AnyPgColumn },
 ) {
   return foreignKey({
-    name,
+    name: `${prefix}_same_account_fk`,
     columns: [column, accountId],
     foreignColumns: [target.id, target.accountId],
   });
@@ -417,7 +420,7 @@ export const studioInstances = pgTable(
       'studio_instances_release_episode_seq_positive',
       sql`${t.releaseEpisodeSeq} is null or ${t.releaseEpisodeSeq} > 0`,
     ),
-    sameAccountFk('studio_instances_service_same_account_fk', t.serviceId, t.accountId, services),
+    sameAccountFk('studio_instances_service', t.serviceId, t.accountId, services),
     index('studio_instances_account_idx').on(t.accountId),
     /** Release scheduler rebuild (after Redis data loss) and due-release scans. */
     index('studio_instances_release_due_idx')
@@ -486,13 +489,8 @@ export const orders = pgTable(
       sql`${t.refundedAt} is null or ${t.refundedAt} >= ${t.createdAt}`,
     ),
     idAccountUnique('orders', t),
-    sameAccountFk(
-      'orders_resource_plan_same_account_fk',
-      t.resourcePlanId,
-      t.accountId,
-      resourcePlans,
-    ),
-    sameAccountFk('orders_sdk_license_same_account_fk', t.sdkLicenseId, t.accountId, sdkLicenses),
+    sameAccountFk('orders_resource_plan', t.resourcePlanId, t.accountId, resourcePlans),
+    sameAccountFk('orders_sdk_license', t.sdkLicenseId, t.accountId, sdkLicenses),
     index('orders_account_created_idx').on(t.accountId, t.createdAt),
   ],
 );
@@ -530,13 +528,8 @@ export const resourcePlans = pgTable(
     check('resource_plans_expires_after_start', sql`${t.expiresAt} > ${t.startsAt}`),
     check('resource_plans_alert_thresholds_array', nullableJsonOf(t.alertThresholds, 'array')),
     idAccountUnique('resource_plans', t),
-    sameAccountFk(
-      'resource_plans_sdk_license_same_account_fk',
-      t.sdkLicenseId,
-      t.accountId,
-      sdkLicenses,
-    ),
-    sameAccountFk('resource_plans_order_same_account_fk', t.orderId, t.accountId, orders),
+    sameAccountFk('resource_plans_sdk_license', t.sdkLicenseId, t.accountId, sdkLicenses),
+    sameAccountFk('resource_plans_order', t.orderId, t.accountId, orders),
     /** Snapshot load and quota scan: live plans of an account. */
     index('resource_plans_account_expires_idx').on(t.accountId, t.expiresAt),
   ],
