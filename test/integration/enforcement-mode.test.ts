@@ -1,74 +1,29 @@
-/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
+/* eslint-disable @typescript-eslint/no-unsafe-member-access --
    Response bodies are parsed JSON, checked field by field with expect(). */
-import type { FastifyInstance, InjectOptions } from 'fastify';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { upsertAccount, upsertBill, upsertService } from '../../src/adapters/db/billing-writers';
 import { setEnforcementMode } from '../../src/adapters/db/control-store';
 import { loadConfig } from '../../src/config';
-import { buildHttpServer } from '../../src/http/server';
-import { startHarness, waitFor, type Harness } from '../support/daemon';
+import {
+  asOps,
+  asViewer,
+  seedOverdue,
+  startApiHarness,
+  type ApiHarness,
+} from '../support/api-harness';
+import { waitFor, type Harness } from '../support/daemon';
 
-const OPS = { user: 'ops', password: 'ops-password-123456' };
-const VIEWER = { user: 'viewer', password: 'viewer-password-123456' };
-const basic = (u: { user: string; password: string }) =>
-  `Basic ${Buffer.from(`${u.user}:${u.password}`).toString('base64')}`;
-const asOps = { authorization: basic(OPS) };
-const asViewer = { authorization: basic(VIEWER) };
-const DAY = 86_400_000;
-
+let api: ApiHarness;
 let h: Harness;
-let app: FastifyInstance;
-
-async function call(opts: InjectOptions) {
-  const res = await app.inject(opts);
-  return { status: res.statusCode, body: res.body ? JSON.parse(res.body) : undefined };
-}
-
-/** An account overdue beyond its protection (no protection at all), with one live service. */
-async function seedOverdue(id: string): Promise<void> {
-  const db = h.t.db;
-  const now = Date.now();
-  await upsertAccount(db, {
-    id,
-    currency: 'CNY',
-    availableBalanceMinor: -50_000,
-    timeZone: 'Asia/Shanghai',
-    locale: 'en',
-    email: `${id}@example.com`,
-    phone: '+8613800000000',
-    protectionCustom: true,
-    protectionAmountMinor: 0,
-  });
-  await upsertService(h.t.db, { id: `${id}-live`, accountId: id, kind: 'streaming' });
-  await upsertBill(db, {
-    id: `${id}-bill`,
-    accountId: id,
-    product: 'live',
-    amountMinor: 50_000,
-    paidMinor: 0,
-    issuedAt: new Date(now - 20 * DAY),
-    dueAt: new Date(now - 10 * DAY),
-  });
-}
-
+const call: ApiHarness['call'] = (opts) => api.call(opts);
 const count = async (query: Promise<{ n: string }[]>) => Number((await query)[0]?.n);
 
 beforeAll(async () => {
-  h = await startHarness({
-    ENFORCEMENT_MODE: 'shadow',
-    DASHBOARD_USER: OPS.user,
-    DASHBOARD_PASSWORD: OPS.password,
-    DASHBOARD_VIEWER_USER: VIEWER.user,
-    DASHBOARD_VIEWER_PASSWORD: VIEWER.password,
-  });
-  app = await buildHttpServer({ daemon: h.daemon, logger: pino({ level: 'silent' }) });
-  await app.ready();
+  api = await startApiHarness({ ENFORCEMENT_MODE: 'shadow' });
+  h = api.h;
 });
 
 afterAll(async () => {
-  await app?.close();
-  await h?.stop();
+  await api?.stop();
 });
 
 describe('enforcement mode', () => {
@@ -85,8 +40,8 @@ describe('enforcement mode', () => {
   });
 
   it('shadow: no call, no message, no state change; every would-be action is recorded and reported', async () => {
-    await seedOverdue('shadow1');
-    await seedOverdue('shadow2');
+    await seedOverdue(h.t.db, 'shadow1');
+    await seedOverdue(h.t.db, 'shadow2');
     await waitFor(
       async () =>
         (await count(h.t.raw`select count(distinct account_id) as n from enforcement_events
@@ -219,7 +174,7 @@ describe('enforcement mode', () => {
         })
       ).status,
     ).toBe(200);
-    await seedOverdue('off1');
+    await seedOverdue(h.t.db, 'off1');
     const scan = await h.daemon.ctx.queues.add('balance-scan', { origin: 'operator:test' });
     const evaluation = await h.daemon.ctx.queues.add('evaluate-account', {
       accountId: 'off1',

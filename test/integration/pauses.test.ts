@@ -1,73 +1,28 @@
-/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
+/* eslint-disable @typescript-eslint/no-unsafe-member-access --
    Response bodies are parsed JSON, checked field by field with expect(). */
-import type { FastifyInstance, InjectOptions } from 'fastify';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { upsertAccount, upsertBill, upsertService } from '../../src/adapters/db/billing-writers';
-import { buildHttpServer } from '../../src/http/server';
-import { startHarness, waitFor, type Harness } from '../support/daemon';
+import {
+  asOps,
+  asViewer,
+  seedOverdue,
+  startApiHarness,
+  type ApiHarness,
+} from '../support/api-harness';
+import { waitFor } from '../support/daemon';
 
-const OPS = { user: 'ops', password: 'ops-password-123456' };
-const VIEWER = { user: 'viewer', password: 'viewer-password-123456' };
-const basic = (u: { user: string; password: string }) =>
-  `Basic ${Buffer.from(`${u.user}:${u.password}`).toString('base64')}`;
-const asOps = { authorization: basic(OPS) };
-const asViewer = { authorization: basic(VIEWER) };
-const DAY = 86_400_000;
-
-let h: Harness;
-let app: FastifyInstance;
-
-async function call(opts: InjectOptions) {
-  const res = await app.inject(opts);
-  return { status: res.statusCode, body: res.body ? JSON.parse(res.body) : undefined };
-}
-
-/** The account owes 50,000 overdue for ten days, with no protection, or has paid it all. */
-async function setOwed(id: string, owed: boolean): Promise<void> {
-  const now = Date.now();
-  await upsertAccount(h.t.db, {
-    id,
-    currency: 'CNY',
-    availableBalanceMinor: owed ? -50_000 : 10_000,
-    timeZone: 'Asia/Shanghai',
-    locale: 'en',
-    email: `${id}@example.com`,
-    phone: '+8613800000000',
-    protectionCustom: true,
-    protectionAmountMinor: 0,
-  });
-  await upsertService(h.t.db, { id: `${id}-live`, accountId: id, kind: 'streaming' });
-  await upsertBill(h.t.db, {
-    id: `${id}-bill`,
-    accountId: id,
-    product: 'live',
-    amountMinor: 50_000,
-    paidMinor: owed ? 0 : 50_000,
-    ...(owed ? {} : { status: 'paid' as const }),
-    issuedAt: new Date(now - 20 * DAY),
-    dueAt: new Date(now - 10 * DAY),
-  });
-}
-
+let api: ApiHarness;
+const call: ApiHarness['call'] = (opts) => api.call(opts);
+const setOwed = (id: string, owed: boolean) => seedOverdue(api.h.t.db, id, owed);
 const callsFor = (op: string, serviceId: string) =>
-  h.cp.calls.filter((c) => c.op === op && c.serviceId === serviceId).length;
+  api.h.cp.calls.filter((c) => c.op === op && c.serviceId === serviceId).length;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  h = await startHarness({
-    DASHBOARD_USER: OPS.user,
-    DASHBOARD_PASSWORD: OPS.password,
-    DASHBOARD_VIEWER_USER: VIEWER.user,
-    DASHBOARD_VIEWER_PASSWORD: VIEWER.password,
-  });
-  app = await buildHttpServer({ daemon: h.daemon, logger: pino({ level: 'silent' }) });
-  await app.ready();
+  api = await startApiHarness();
 });
 
 afterAll(async () => {
-  await app?.close();
-  await h?.stop();
+  await api?.stop();
 });
 
 describe('pause switch', () => {
@@ -92,7 +47,7 @@ describe('pause switch', () => {
     await setOwed('pz-both', true);
     await waitFor(
       async () => {
-        const rows = await h.t.raw<{ n: string }[]>`
+        const rows = await api.h.t.raw<{ n: string }[]>`
           select count(*) as n from outbox
            where kind = 'control-plane' and payload ->> 'op' = 'suspend'
              and payload ->> 'serviceId' in ('pz-late-live', 'pz-both-live')`;
@@ -121,7 +76,7 @@ describe('pause switch', () => {
     // pz-both paid: its held suspension is re-checked and superseded, never sent.
     await waitFor(
       async () => {
-        const rows = await h.t.raw<{ status: string }[]>`
+        const rows = await api.h.t.raw<{ status: string }[]>`
           select status from outbox
            where kind = 'control-plane' and payload ->> 'op' = 'suspend'
              and payload ->> 'serviceId' = 'pz-both-live'`;
@@ -131,8 +86,8 @@ describe('pause switch', () => {
       "pz-both's held suspension superseded",
     );
     expect(callsFor('suspend', 'pz-both-live')).toBe(0);
-    expect(h.cp.repeats).toBe(0);
-    const events = await h.t.raw<{ kind: string; actor: string; reason: string }[]>`
+    expect(api.h.cp.repeats).toBe(0);
+    const events = await api.h.t.raw<{ kind: string; actor: string; reason: string }[]>`
       select kind, actor, reason from control_events order by id`;
     expect(events).toEqual([
       { kind: 'pause-set', actor: 'operator:ops', reason: 'bill run under review' },

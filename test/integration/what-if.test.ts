@@ -1,7 +1,5 @@
-/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
+/* eslint-disable @typescript-eslint/no-unsafe-member-access --
    Response bodies are parsed JSON, checked field by field with expect(). */
-import type { FastifyInstance, InjectOptions } from 'fastify';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock } from '../../src/adapters/clock/clock';
 import { upsertAccount, upsertBill, upsertService } from '../../src/adapters/db/billing-writers';
@@ -9,27 +7,19 @@ import type { Db } from '../../src/adapters/db/client';
 import { evaluateBatch } from '../../src/adapters/db/evaluation';
 import { whatIf } from '../../src/adapters/db/what-if';
 import { proposedRules } from '../../src/config-overrides';
-import { buildHttpServer } from '../../src/http/server';
+import { asOps, startApiHarness, type ApiHarness } from '../support/api-harness';
+import type { Harness } from '../support/daemon';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startHarness, type Harness } from '../support/daemon';
 
-const OPS = { user: 'ops', password: 'ops-password-123456' };
-const asOps = {
-  authorization: `Basic ${Buffer.from(`${OPS.user}:${OPS.password}`).toString('base64')}`,
-};
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 const AT = new Date(Date.now() + HOUR);
 const ACCOUNTS = 40;
 const PROPOSAL = ['PROTECTION_AMOUNT_MINOR=20000', 'PROTECTION_DURATION=3d'];
 
+let api: ApiHarness;
 let h: Harness;
-let app: FastifyInstance;
-
-async function call(opts: InjectOptions) {
-  const res = await app.inject(opts);
-  return { status: res.statusCode, body: res.body ? JSON.parse(res.body) : undefined };
-}
+const call: ApiHarness['call'] = (opts) => api.call(opts);
 
 /**
  * A fleet in every state the proposal touches: overdue amounts from 1,000 to 40,000 and overdue
@@ -127,19 +117,13 @@ const STATS_SETTLE_MS = 11_000;
 
 beforeAll(async () => {
   // Enforcement off: the daemon beside it evaluates nothing, so the fleet stays as seeded.
-  h = await startHarness({
-    ENFORCEMENT_MODE: 'off',
-    DASHBOARD_USER: OPS.user,
-    DASHBOARD_PASSWORD: OPS.password,
-  });
-  app = await buildHttpServer({ daemon: h.daemon, logger: pino({ level: 'silent' }) });
-  await app.ready();
+  api = await startApiHarness({ ENFORCEMENT_MODE: 'off' });
+  h = api.h;
   await seedFleet(h.t.db);
 }, 60_000);
 
 afterAll(async () => {
-  await app?.close();
-  await h?.stop();
+  await api?.stop();
 });
 
 describe('fleet what-if', () => {
