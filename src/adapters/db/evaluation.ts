@@ -49,10 +49,15 @@ export interface EvaluationRequest {
 
 /**
  * Marks the transaction as the daemon's, so the NOTIFY triggers (migration 0002) stay quiet about
- * the daemon's own writes and an evaluation never wakes itself.
+ * the daemon's own writes and an evaluation never wakes itself; answers the enforcement mode,
+ * read in the same statement (an evaluation needs both, and this costs no extra round trip).
  */
-export async function markDaemonTransaction(tx: Tx): Promise<void> {
-  await tx.execute(sql`select set_config('overdue_worker.origin', 'daemon', true)`);
+export async function markDaemonTransaction(tx: Tx): Promise<EnforcementMode> {
+  const [row] = await queryRows<{ mode: EnforcementMode }>(
+    tx,
+    sql`select set_config('overdue_worker.origin', 'daemon', true), ${CURRENT_MODE} as mode`,
+  );
+  return row?.mode ?? 'enforce';
 }
 
 /**
@@ -121,9 +126,8 @@ const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, cloc
     if (!actorOf.has(r.accountId) || r.actor !== 'daemon') actorOf.set(r.accountId, r.actor);
   }
   return db.transaction(async (tx) => {
-    await markDaemonTransaction(tx);
     // Read in the evaluation's transaction: a mode change applies from the next evaluation on.
-    const mode = await modeIn(tx);
+    const mode = await markDaemonTransaction(tx);
     if (mode === 'off') {
       return new Map<string, BatchOutcome>(
         [...actorOf.keys()].map((id) => [id, { status: 'off' }]),
@@ -141,7 +145,8 @@ const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, cloc
     const outcomes = new Map<string, BatchOutcome>();
     for (const id of loaded.skipped) outcomes.set(id, { status: 'skipped' });
     const plans: AccountWrites[] = [];
-    const invalidEvents: EventInput[] = [];
+    /** Invalid rows, and in shadow mode the would-be actions: one statement for both. */
+    const events: EventInput[] = [];
     const decided = new Map<string, readonly Decision[]>();
     for (const [accountId, result] of loaded.results) {
       const actor = actorOf.get(accountId) ?? 'daemon';
@@ -151,7 +156,7 @@ const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, cloc
           continue;
         }
         // A row the billing system wrote breaks the contract: say why, once per reason, and skip.
-        invalidEvents.push({
+        events.push({
           accountId,
           kind: 'invalid-snapshot',
           detail: { reason: result.reason },
@@ -163,6 +168,10 @@ const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, cloc
       }
       const decisions = decide(result.snapshot, now, rules);
       decided.set(accountId, decisions);
+      if (mode === 'shadow') {
+        events.push(...shadowEvents(accountId, decisions, actor));
+        continue;
+      }
       plans.push(
         planWrites(result.snapshot, decisions, now, {
           rules,
@@ -171,44 +180,27 @@ const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, cloc
         }),
       );
     }
-    await appendEvents(tx, invalidEvents);
-    if (mode === 'shadow') {
-      const events: EventInput[] = [];
-      for (const [accountId, decisions] of decided) {
-        events.push(...shadowEvents(accountId, decisions, actorOf.get(accountId) ?? 'daemon'));
-        const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
-        outcomes.set(
-          accountId,
-          invalid?.kind === 'invalid-snapshot'
-            ? { status: 'invalid', reason: invalid.reason }
-            : { status: 'shadow', decisions },
-        );
-      }
-      await appendEvents(tx, events);
-      return outcomes;
-    }
-    const summary = await applyWrites(tx, plans, now);
+    await appendEvents(tx, events);
+    // Shadow mode writes no state, effect or message: only the events above.
+    const summary = mode === 'enforce' ? await applyWrites(tx, plans, now) : null;
     for (const [accountId, decisions] of decided) {
       const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
       outcomes.set(
         accountId,
         invalid?.kind === 'invalid-snapshot'
           ? { status: 'invalid', reason: invalid.reason }
-          : {
-              status: 'evaluated',
-              decisions,
-              newEffects: summary.newEffects.get(accountId) ?? 0,
-            },
+          : summary === null
+            ? { status: 'shadow', decisions }
+            : {
+                status: 'evaluated',
+                decisions,
+                newEffects: summary.newEffects.get(accountId) ?? 0,
+              },
       );
     }
     return outcomes;
   });
 };
-
-async function modeIn(tx: Tx): Promise<EnforcementMode> {
-  const [row] = await queryRows<{ mode: EnforcementMode }>(tx, sql`select ${CURRENT_MODE} as mode`);
-  return row?.mode ?? 'enforce';
-}
 
 /**
  * What an account's decisions would do, as shadow events: one per decision, keyed on the
