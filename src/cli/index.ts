@@ -7,10 +7,12 @@ import { loadAccountSnapshot } from '../adapters/db/account-snapshot';
 import { createDb, dbOptions, type DbHandle } from '../adapters/db/client';
 import {
   liftPause,
+  pauseKindProblem,
   readControlState,
   setEnforcementMode,
   setPause,
   shadowReport,
+  type PauseKind,
 } from '../adapters/db/control-store';
 import { evaluateAccount } from '../adapters/db/evaluation';
 import { countAccounts, whatIf, WHAT_IF_PAGE, type WhatIfSample } from '../adapters/db/what-if';
@@ -21,7 +23,7 @@ import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
 import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
 import { OutboxRelay } from '../adapters/queue/outbox-relay';
 import { enqueueFreshScans, evaluationBatches, QueueSet } from '../adapters/queue/queues';
-import { parseConfigOrExit, parseDuration, type Config } from '../config';
+import { parseConfigOrExit, parseDuration, windowStart, type Config } from '../config';
 import { proposedRules } from '../config-overrides';
 import { describeDecision, payEverything, simulate, type ScriptedEvent } from '../domain/simulate';
 import { DAY, HOUR } from '../domain/time';
@@ -276,9 +278,8 @@ async function modeCommand(
 }
 
 async function shadowReportCommand(config: Config, since: string): Promise<string> {
-  const ms = parseDuration(since);
-  const start = ms !== undefined ? new Date(Date.now() - ms) : new Date(since);
-  if (Number.isNaN(start.getTime())) {
+  const start = windowStart(since, new Date());
+  if (start === undefined) {
     throw new UsageError('--since must be a duration (24h, 7d) or an ISO 8601 instant');
   }
   const database = await openDb(config);
@@ -304,13 +305,10 @@ async function pauseCommand(
   kind: string | undefined,
   reason: string | undefined,
 ): Promise<string> {
-  if (kind === 'resumes') {
-    throw new UsageError('resumes are never paused: a customer who paid is restored');
-  }
-  const pauseKind = PAUSE_KINDS.find((k) => k === kind);
-  if (pauseKind === undefined) {
-    throw new UsageError(`${command} needs one of ${PAUSE_KINDS.join(', ')}`);
-  }
+  if (kind === undefined) throw new UsageError(`${command} needs one of ${PAUSE_KINDS.join(', ')}`);
+  const problem = pauseKindProblem(kind);
+  if (problem !== null) throw new UsageError(`${command} ${kind}: ${problem}`);
+  const pauseKind = kind as PauseKind;
   if (command === 'pause' && (reason === undefined || reason.trim() === '')) {
     throw new UsageError('pause needs --reason "why", for the event log');
   }

@@ -30,6 +30,7 @@ import { ENV_EXAMPLE_HEADER, SETTINGS, type Section, type SettingMeta } from './
 export {
   isLoopback,
   parseDuration,
+  windowStart,
   PLAN_SCAN_INTERVAL_MIN_MS,
   planScanIntervalSetting,
   SCAN_INTERVAL_MIN_MS,

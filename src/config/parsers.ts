@@ -29,6 +29,17 @@ const DURATION = /^(?:\d+(?:ms|s|m|h|d))+$/;
 const DURATION_PART = /(\d+)(ms|s|m|h|d)/g;
 const DURATION_HINT = 'a duration like 500ms, 90s, 15m, 24h, 7d or 1h30m';
 
+/**
+ * The start of a window written as a duration back from `now` (`24h`) or as an instant;
+ * undefined when `text` is neither.
+ */
+export function windowStart(text: string, now: Date): Date | undefined {
+  const ms = parseDuration(text);
+  if (ms !== undefined) return new Date(now.getTime() - ms);
+  const at = new Date(text);
+  return Number.isNaN(at.getTime()) ? undefined : at;
+}
+
 /** Milliseconds of a duration such as `90s` or `1h30m`; undefined when it is not one. */
 export function parseDuration(text: string): number | undefined {
   if (!DURATION.test(text)) return undefined;

@@ -2,16 +2,18 @@ import { z } from 'zod';
 import {
   liftPause,
   listPauses,
+  pauseKindProblem,
   readControlState,
   setPause,
   recentControlEvents,
   setEnforcementMode,
   shadowReport,
+  type PauseKind,
 } from '../adapters/db/control-store';
 import { ENFORCEMENT_MODES } from '../domain/modes';
-import { PAUSE_KINDS } from '../adapters/db/schema';
 import { enqueueFreshScans } from '../adapters/queue/queues';
-import { parseDuration, RULE_SETTING_NAMES } from '../config';
+import { parseDuration, RULE_SETTING_NAMES, windowStart } from '../config';
+import { PAUSE_KINDS } from '../adapters/db/schema';
 import { proposedRules } from '../config-overrides';
 import { whatIf, WHAT_IF_PAGE } from '../adapters/db/what-if';
 import type { Daemon } from '../daemon';
@@ -50,12 +52,6 @@ const reportQuery = z
   })
   .strict();
 
-/** The start of a report window: `since` is a duration back from `now`, or an instant. */
-export function reportStart(since: string, now: Date): Date {
-  const ms = parseDuration(since);
-  return ms === undefined ? new Date(since) : new Date(now.getTime() - ms);
-}
-
 const whatIfBody = z
   .object({
     set: z
@@ -71,12 +67,11 @@ const whatIfBody = z
 
 const pauseKind = z
   .string()
-  .refine((k) => k !== 'resumes', 'resumes are never paused: a customer who paid is restored')
-  .refine(
-    (k) => k === 'resumes' || (PAUSE_KINDS as readonly string[]).includes(k),
-    `must be one of ${PAUSE_KINDS.join(', ')}`,
-  )
-  .transform((k) => k as (typeof PAUSE_KINDS)[number]);
+  .superRefine((k, ctx) => {
+    const problem = pauseKindProblem(k);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .transform((k) => k as PauseKind);
 
 const pauseBody = z
   .object({
@@ -221,7 +216,10 @@ export function registerSafetyRoutes(api: Api, daemon: Daemon): void {
     responses: { 200: 'The report' },
     handler: async ({ query }) => {
       const state = await readControlState(db);
-      const report = await shadowReport(db, reportStart(query.since, clock.now()), query.sample);
+      const start = windowStart(query.since, clock.now());
+      // The query's schema admits only a duration or an instant.
+      if (start === undefined) throw new Error(`since ${query.since} passed its check unparsed`);
+      const report = await shadowReport(db, start, query.sample);
       return { mode: state.mode, ...report };
     },
   });

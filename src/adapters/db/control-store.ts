@@ -1,6 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { queryRows, type Db, type Tx } from './client';
-import type { PAUSE_KINDS } from './schema';
+import { PAUSE_KINDS } from './schema';
 import type { EnforcementMode } from '../../domain/modes';
 
 /**
@@ -253,15 +253,29 @@ export async function shadowReport(db: Db, since: Date, sample: number): Promise
 
 export type PauseKind = (typeof PAUSE_KINDS)[number];
 
+/** True while `kind` (an SQL text expression) is paused. */
+const pausedKind = (kind: SQL): SQL =>
+  sql`exists (select 1 from control_pauses p where p.kind = ${kind})`;
+
 /**
  * True when the control-plane effect row `alias` (an outbox row) is of a paused kind: a suspend
  * while suspensions are paused, a release while releases are. Resumes never are.
  */
 export function effectPaused(alias: SQL): SQL {
-  return sql`exists (select 1 from control_pauses p
-                      where p.kind = case ${alias}.payload ->> 'op'
-                                       when 'suspend' then 'suspensions'
-                                       when 'release' then 'releases' end)`;
+  return pausedKind(sql`case ${alias}.payload ->> 'op'
+                          when 'suspend' then 'suspensions'
+                          when 'release' then 'releases' end`);
+}
+
+/** True when customer messages may go out: the mode is enforce and messages are not paused. */
+export const MESSAGES_GO = sql`(${CURRENT_MODE} = 'enforce' and not ${pausedKind(sql`'messages'`)})`;
+
+/** Why `text` is not a kind that can be paused, or null when it is one. */
+export function pauseKindProblem(text: string): string | null {
+  if (text === 'resumes') return 'resumes are never paused: a customer who paid is restored';
+  return (PAUSE_KINDS as readonly string[]).includes(text)
+    ? null
+    : `must be one of ${PAUSE_KINDS.join(', ')}`;
 }
 
 export interface Pause {

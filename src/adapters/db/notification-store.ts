@@ -8,7 +8,7 @@ import {
   type ContactMark,
 } from '../../notify/send-rules';
 import { queryRows, type Db } from './client';
-import { CURRENT_MODE } from './control-store';
+import { MESSAGES_GO } from './control-store';
 import { appendEvent, insertNotification, insertOutbox } from './daemon-writers';
 import {
   RECHECK_SQL,
@@ -187,8 +187,7 @@ export async function claimNotifications(
     ),
     prev as (
       select n.id, n.status, n.claim_expires_at,
-             ${CURRENT_MODE} = 'enforce'
-               and not exists (select 1 from control_pauses where kind = 'messages') as enforcing
+             ${MESSAGES_GO} as enforcing
         from notifications n
        where n.id in (select id from x)
        order by n.id
