@@ -12,11 +12,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { sql } from 'drizzle-orm';
-import { loadAccountSnapshots } from '../../src/adapters/db/account-snapshot';
-import { createDb, queryRows } from '../../src/adapters/db/client';
+import { createDb } from '../../src/adapters/db/client';
 import { migrate } from '../../src/adapters/db/migrate';
-import { whatIf, WHAT_IF_PAGE } from '../../src/adapters/db/what-if';
+import { forEachSnapshotPage, whatIf, WHAT_IF_PAGE } from '../../src/adapters/db/what-if';
 import { loadConfig } from '../../src/config';
 import { proposedRules } from '../../src/config-overrides';
 import { envNumber, log, round } from './common';
@@ -55,34 +53,13 @@ async function main(): Promise<void> {
 
     // Baseline: the same reads, page by page, without deciding.
     const b0 = performance.now();
-    let cursor = '';
-    let read = 0;
-    for (;;) {
-      const ids = await handle.db.transaction(
-        async (tx) => {
-          const page = (
-            await queryRows<{ id: string }>(
-              tx,
-              sql`select id from accounts where id > ${cursor} order by id limit ${WHAT_IF_PAGE}`,
-            )
-          ).map((r) => r.id);
-          if (page.length > 0) {
-            await loadAccountSnapshots(
-              tx,
-              page,
-              at,
-              { revertNoticeWindowMs: config.rules.revertNoticeWindowMs },
-              'read',
-            );
-          }
-          return page;
-        },
-        { accessMode: 'read only' },
-      );
-      read += ids.length;
-      if (ids.length < WHAT_IF_PAGE) break;
-      cursor = ids[ids.length - 1] ?? cursor;
-    }
+    const read = await forEachSnapshotPage(
+      handle.db,
+      at,
+      WHAT_IF_PAGE,
+      config.rules.revertNoticeWindowMs,
+      () => undefined,
+    );
     const baselineS = (performance.now() - b0) / 1000;
 
     const w0 = performance.now();

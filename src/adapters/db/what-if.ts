@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { decide, overdueMinor } from '../../domain/decide';
 import type { Decision } from '../../domain/decisions';
 import type { RuleSettings } from '../../domain/rules';
-import { loadAccountSnapshots } from './account-snapshot';
+import { loadAccountSnapshots, type LoadedSnapshots } from './account-snapshot';
 import { queryRows, type Db } from './client';
 
 /**
@@ -83,28 +83,12 @@ export async function whatIf(
   let accounts = 0;
   let changed = 0;
   let invalid = 0;
-  let cursor = '';
   const revertNoticeWindowMs = Math.max(
     current.revertNoticeWindowMs,
     proposed.revertNoticeWindowMs,
   );
-  for (;;) {
-    const page = await db.transaction(
-      async (tx) => {
-        const ids = (
-          await queryRows<{ id: string }>(
-            tx,
-            sql`select id from accounts where id > ${cursor} order by id limit ${options.pageSize}`,
-          )
-        ).map((r) => r.id);
-        if (ids.length === 0) return null;
-        const loaded = await loadAccountSnapshots(tx, ids, at, { revertNoticeWindowMs }, 'read');
-        return { ids, loaded };
-      },
-      { accessMode: 'read only' },
-    );
-    if (page === null) break;
-    for (const [, result] of page.loaded.results) {
+  await forEachSnapshotPage(db, at, options.pageSize, revertNoticeWindowMs, (ids, loaded) => {
+    for (const [, result] of loaded.results) {
       if (!result.ok) {
         if (result.code !== 'not-found') invalid += 1;
         continue;
@@ -138,11 +122,9 @@ export async function whatIf(
       }
       if (differs) changed += 1;
     }
-    accounts += page.ids.length;
+    accounts += ids.length;
     options.onProgress?.(accounts);
-    cursor = page.ids[page.ids.length - 1] ?? cursor;
-    if (page.ids.length < options.pageSize) break;
-  }
+  });
   return {
     at,
     accounts,
@@ -152,6 +134,44 @@ export async function whatIf(
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([decision, e]) => ({ decision, ...e })),
   };
+}
+
+/**
+ * Walks every account in id order, `pageSize` at a time: each page's snapshots are loaded at `at`
+ * in a read-only transaction that takes no lock, and handed to `onPage`. Returns how many
+ * accounts it read.
+ */
+export async function forEachSnapshotPage(
+  db: Db,
+  at: Date,
+  pageSize: number,
+  revertNoticeWindowMs: number,
+  onPage: (ids: readonly string[], loaded: LoadedSnapshots) => void,
+): Promise<number> {
+  let cursor = '';
+  let read = 0;
+  for (;;) {
+    const page = await db.transaction(
+      async (tx) => {
+        const ids = (
+          await queryRows<{ id: string }>(
+            tx,
+            sql`select id from accounts where id > ${cursor} order by id limit ${pageSize}`,
+          )
+        ).map((r) => r.id);
+        if (ids.length === 0) return null;
+        const loaded = await loadAccountSnapshots(tx, ids, at, { revertNoticeWindowMs }, 'read');
+        return { ids, loaded };
+      },
+      { accessMode: 'read only' },
+    );
+    if (page === null) break;
+    onPage(page.ids, page.loaded);
+    read += page.ids.length;
+    cursor = page.ids[page.ids.length - 1] ?? cursor;
+    if (page.ids.length < pageSize) break;
+  }
+  return read;
 }
 
 /** How many accounts there are (for a progress bar's total). */
