@@ -18,6 +18,12 @@ export interface JobContext {
   readonly queues: QueueSet;
   readonly relay: OutboxRelay;
   readonly controlPlane: ControlPlane;
+  /**
+   * Called when an evaluation held a decision by the mass-suspension breaker: the daemon alerts
+   * the operators of a new trip at once (once per trip across daemons) instead of at its next
+   * monitor check.
+   */
+  readonly breakerHeld?: () => void;
 }
 
 /**

@@ -43,5 +43,6 @@ const evaluate = async (
     actor: actorOf(payload.origin),
   });
   if (outcome.status === 'evaluated' && outcome.newEffects > 0) ctx.relay.request();
+  if (outcome.status === 'evaluated' && outcome.held > 0) ctx.breakerHeld?.();
   return reportOutcome(outcome, jobLog, { warnNotFound: true });
 };

@@ -34,6 +34,7 @@ export const evaluateBatchJob: JobHandler = async (job, ctx, log) => {
     notFound: 0,
     requeued: 0,
     newEffects: 0,
+    held: 0,
     shadow: 0,
     off: 0,
   };
@@ -47,9 +48,13 @@ export const evaluateBatchJob: JobHandler = async (job, ctx, log) => {
     }
     const reported = reportOutcome(outcome, log, { fields: { accountId }, warnNotFound: false });
     counts[COUNTED[reported.status]] += 1;
-    if (reported.status === 'evaluated') counts.newEffects += reported.newEffects;
+    if (reported.status === 'evaluated') {
+      counts.newEffects += reported.newEffects;
+      counts.held += reported.held;
+    }
   }
   if (counts.newEffects > 0) ctx.relay.request();
+  if (counts.held > 0) ctx.breakerHeld?.();
   if (again.length > 0) {
     counts.requeued = again.length;
     await ctx.queues.addBulk(

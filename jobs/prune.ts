@@ -11,8 +11,8 @@ const MAX_BATCHES = 200;
 const EARLY_CALLBACK_MAX_AGE_MS = 24 * 3_600_000;
 
 /**
- * prune: deletes finished outbox rows, final notifications and enforcement events older than
- * their retention (RETENTION_*), in batches of PRUNE_BATCH, and drops SMS callbacks kept for a
+ * prune: deletes finished outbox rows, final notifications, enforcement events and the breaker
+ * ledger's decided rows (with the events) older than their retention (RETENTION_*), in batches of PRUNE_BATCH, and drops SMS callbacks kept for a
  * message that never showed up within a day (one log line each).
  */
 export const pruneJob: JobHandler = async (job, ctx, log) => {
@@ -22,8 +22,14 @@ export const pruneJob: JobHandler = async (job, ctx, log) => {
     outbox: r.outboxMs,
     notifications: r.notificationsMs,
     events: r.eventsMs,
+    breaker: r.eventsMs,
   };
-  const deleted: Record<PrunedTable, number> = { outbox: 0, notifications: 0, events: 0 };
+  const deleted: Record<PrunedTable, number> = {
+    outbox: 0,
+    notifications: 0,
+    events: 0,
+    breaker: 0,
+  };
   let batches = 0;
   for (const table of Object.keys(ages) as PrunedTable[]) {
     for (let i = 0; i < MAX_BATCHES; i += 1) {

@@ -4,7 +4,12 @@ import { metrics } from '../src/observability/metrics';
 
 /** One account's evaluation as a job's result shows it. */
 export type ReportedOutcome =
-  | { readonly status: 'evaluated'; readonly decisions: string[]; readonly newEffects: number }
+  | {
+      readonly status: 'evaluated';
+      readonly decisions: string[];
+      readonly newEffects: number;
+      readonly held: number;
+    }
   | { readonly status: 'not-found' }
   | { readonly status: 'invalid'; readonly reason: string }
   | { readonly status: 'shadow'; readonly decisions: string[] }
@@ -48,7 +53,18 @@ export function reportOutcome(
           'account evaluated',
         );
       }
-      return { status: 'evaluated', decisions: kinds, newEffects: outcome.newEffects };
+      if (outcome.held > 0) {
+        log.warn(
+          { ...fields, held: outcome.held },
+          'suspension or studio release held by the mass-suspension breaker',
+        );
+      }
+      return {
+        status: 'evaluated',
+        decisions: kinds,
+        newEffects: outcome.newEffects,
+        held: outcome.held,
+      };
     }
     case 'shadow': {
       const kinds = outcome.decisions.map((d) => d.kind);

@@ -14,6 +14,7 @@ import {
   type ControlPlane,
 } from './adapters/control-plane/control-plane';
 import { createDb, dbOptions, type DbHandle, type Unlisten } from './adapters/db/client';
+import { alertBreakerTrip, applyConfiguredBreaker } from './adapters/db/breaker-store';
 import { applyConfiguredMode } from './adapters/db/control-store';
 import { migrateDatabase } from './adapters/db/migrate';
 import { QUEUES } from './adapters/queue/catalog';
@@ -87,6 +88,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const database =
     options.database ?? (await createDb(config.databaseUrl, config.dataDir, dbOptions(config)));
   const mode = await applyConfiguredMode(database.db, config.enforcementMode);
+  await applyConfiguredBreaker(database.db, config.suspensionBreaker);
   if (mode.state.mode !== config.enforcementMode) {
     logger.warn(
       {
@@ -109,19 +111,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     notifyOptions: notifyJobOptions(),
   });
   const ports = options.notifyPorts ?? createNotifyPorts(config, logger);
-  const monitor = new OperatorMonitor(
-    new OperatorAlerts(
-      ports,
-      producerRedis,
-      { ...config.notify.operators, from: config.mail.from, prefix: config.queuePrefix },
-      clock,
-      logger.child({ component: 'operator-alerts' }),
-    ),
-    queues,
-    Object.values(SCHEDULER_IDS),
+  const operatorAlerts = new OperatorAlerts(
+    ports,
+    producerRedis,
+    { ...config.notify.operators, from: config.mail.from, prefix: config.queuePrefix },
     clock,
-    { failedJobs: 10, providerFailures: 5 },
+    logger.child({ component: 'operator-alerts' }),
   );
+  const monitor = new OperatorMonitor(operatorAlerts, queues, Object.values(SCHEDULER_IDS), clock, {
+    failedJobs: 10,
+    providerFailures: 5,
+  });
   const controlPlane =
     options.controlPlane ??
     (config.controlPlane
@@ -140,6 +140,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     queues,
     relay,
     controlPlane,
+    breakerHeld: () => {
+      alertBreakerTrip(database.db, operatorAlerts).catch((err: unknown) =>
+        logger.error({ err }, 'breaker alert failed'),
+      );
+    },
   };
 
   const evaluateSoon = async (accountId: string, origin: string) => {
@@ -308,6 +313,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     timers.push(
       setInterval(() => {
         monitor.check().catch((err: unknown) => logger.error({ err }, 'operator monitor failed'));
+        // A trip whose alert a crashed daemon did not send is sent here.
+        ctx.breakerHeld?.();
       }, MONITOR_MS),
     );
 

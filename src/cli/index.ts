@@ -14,6 +14,7 @@ import {
   shadowReport,
   type PauseKind,
 } from '../adapters/db/control-store';
+import { readBreaker, resetBreaker, settleHeld } from '../adapters/db/breaker-store';
 import { evaluateAccount } from '../adapters/db/evaluation';
 import { countAccounts, whatIf, WHAT_IF_PAGE, type WhatIfSample } from '../adapters/db/what-if';
 import { ENFORCEMENT_MODES } from '../domain/modes';
@@ -22,7 +23,12 @@ import { migrateDatabase } from '../adapters/db/migrate';
 import { balanceCandidates, planCandidates } from '../adapters/db/scan-queries';
 import { assertRedisAnswers, createRedis } from '../adapters/queue/connection';
 import { OutboxRelay } from '../adapters/queue/outbox-relay';
-import { enqueueFreshScans, evaluationBatches, QueueSet } from '../adapters/queue/queues';
+import {
+  enqueueFreshScans,
+  evaluationBatches,
+  evaluationOptions,
+  QueueSet,
+} from '../adapters/queue/queues';
 import { parseConfigOrExit, parseDuration, windowStart, type Config } from '../config';
 import { proposedRules } from '../config-overrides';
 import { describeDecision, payEverything, simulate, type ScriptedEvent } from '../domain/simulate';
@@ -46,6 +52,8 @@ import { DAY, HOUR } from '../domain/time';
  *                                           the fleet's decisions under proposed policy settings
  *   overdue-worker shadow-report [--since 24h]
  *                                           what shadow mode would have done
+ *   overdue-worker breaker [approve|reject (--all | KEY…) | reset] [--reason "…"]
+ *                                           the mass-suspension breaker and what it holds
  */
 
 const USAGE = `usage: overdue-worker <command> [options]
@@ -70,6 +78,10 @@ commands:
       --at ISO                evaluate at this instant (default now)
   shadow-report               what shadow mode would have done, by decision kind
       --since DURATION|ISO    window (default 24h)
+  breaker                     the mass-suspension breaker: tripped or not, what it holds
+  breaker approve --all|KEY…  carry out held suspensions and studio releases (re-checked)
+  breaker reject --all|KEY…   never carry them out in their episode; --reason required
+  breaker reset --reason TEXT close a tripped breaker (held decisions stay held)
 `;
 
 class UsageError extends Error {}
@@ -259,6 +271,7 @@ async function modeCommand(
     if (reason === undefined || reason.trim() === '') {
       throw new UsageError('mode needs --reason "why", for the event log');
     }
+    checkReasonLength(reason);
     const actor = cliActor();
     const result = await setEnforcementMode(database.db, { mode: wanted, actor, reason });
     if (result.kind !== 'changed') return `enforcement mode already ${result.state.mode}`;
@@ -312,6 +325,7 @@ async function pauseCommand(
   if (command === 'pause' && (reason === undefined || reason.trim() === '')) {
     throw new UsageError('pause needs --reason "why", for the event log');
   }
+  checkReasonLength(reason);
   const database = await openDb(config);
   try {
     const actor = cliActor();
@@ -321,6 +335,91 @@ async function pauseCommand(
     }
     const lifted = await liftPause(database.db, { kind: pauseKind, actor, reason: reason ?? null });
     return lifted ? `${pauseKind} pause lifted` : `${pauseKind} were not paused`;
+  } finally {
+    await database.close();
+  }
+}
+
+/** The event log keeps reasons of up to 500 characters (as the API's). */
+function checkReasonLength(reason: string | undefined): void {
+  if (reason !== undefined && reason.length > 500) {
+    throw new UsageError(`--reason must be at most 500 characters (got ${reason.length})`);
+  }
+}
+
+async function breakerCommand(
+  config: Config,
+  args: readonly string[],
+  all: boolean,
+  reason: string | undefined,
+): Promise<string> {
+  const [action, ...keys] = args;
+  checkReasonLength(reason);
+  const database = await openDb(config);
+  try {
+    const db = database.db;
+    const actor = cliActor();
+    switch (action) {
+      case undefined: {
+        const b = await readBreaker(db, { limit: 20 });
+        const state = !b.enabled
+          ? 'off'
+          : b.tripped
+            ? `TRIPPED at ${b.trippedAt?.toISOString()}`
+            : 'closed';
+        return [
+          `breaker: ${state}; ${b.admitted} of ${b.limit} suspensions admitted within ${b.limits.windowMs / 60_000} min; ${b.heldCount} held`,
+          ...b.held.map(
+            (h) =>
+              `  ${h.kind.padEnd(8)} ${h.accountId.padEnd(24)} ${h.key}  (${h.decidedAt.toISOString()})`,
+          ),
+          ...(b.heldCount > b.held.length ? [`  … and ${b.heldCount - b.held.length} more`] : []),
+        ].join('\n');
+      }
+      case 'approve':
+      case 'reject': {
+        if (all === keys.length > 0) {
+          throw new UsageError(
+            `breaker ${action} needs either --all or the keys of held decisions`,
+          );
+        }
+        if (action === 'reject' && (reason === undefined || reason.trim() === '')) {
+          throw new UsageError('breaker reject needs --reason "why", for the event log');
+        }
+        const selection = all ? { all: true as const } : { keys };
+        const to = action === 'approve' ? 'approved' : 'rejected';
+        const settled = await settleHeld(db, to, selection, actor, reason ?? null);
+        let after = '';
+        if (action === 'approve' && settled.length > 0) {
+          const accounts = [...new Set(settled.map((s) => s.accountId))];
+          try {
+            await withQueues(config, (queues) =>
+              queues.addBulk(
+                'evaluate-account',
+                accounts.map((accountId) => ({
+                  data: { accountId, origin: actor },
+                  opts: evaluationOptions(accountId, 'event'),
+                })),
+              ),
+            );
+            after = `; ${accounts.length} accounts queued for evaluation`;
+          } catch {
+            after = '; Redis not reachable: the next scans evaluate the accounts';
+          }
+        }
+        return `${settled.length} held decisions ${to}${after}`;
+      }
+      case 'reset': {
+        if (reason === undefined || reason.trim() === '') {
+          throw new UsageError('breaker reset needs --reason "why", for the event log');
+        }
+        return (await resetBreaker(db, actor, reason))
+          ? 'breaker reset: new suspensions are admitted again, counted from now'
+          : 'breaker was not tripped';
+      }
+      default:
+        throw new UsageError(`breaker: unknown action ${action} (approve, reject or reset)`);
+    }
   } finally {
     await database.close();
   }
@@ -391,6 +490,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       since: { type: 'string' },
       set: { type: 'string', multiple: true },
       at: { type: 'string' },
+      all: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -436,6 +536,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       break;
     case 'shadow-report':
       output = await shadowReportCommand(config, values.since ?? '24h');
+      break;
+    case 'breaker':
+      output = await breakerCommand(config, positionals, values.all === true, values.reason);
       break;
     default:
       throw new UsageError(`unknown command ${command}\n\n${USAGE}`);

@@ -1,3 +1,4 @@
+import type { BreakerLimits } from '../domain/breaker';
 import { ENFORCEMENT_MODES, type EnforcementMode } from '../domain/modes';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { PlanThreshold, QuietHours, ReminderPeriod } from '../domain/rules';
@@ -190,6 +191,33 @@ export function logLevel(raw: string): Parsed<LogLevel> {
 export function enforcementMode(raw: string): Parsed<EnforcementMode> {
   const mode = ENFORCEMENT_MODES.find((m) => m === raw);
   return mode ?? new Invalid(`must be one of ${ENFORCEMENT_MODES.join(', ')}`);
+}
+
+const BREAKER = /^(\d+)\/(\S+?)(?:,(\d+(?:\.\d+)?)%)?$/;
+const BREAKER_HINT = 'off, or <count>/<window>[,<share>%] like 100/10m,1%';
+
+/**
+ * SUSPENSION_BREAKER: `off`, or the suspensions admitted within a sliding window before the
+ * breaker trips, as a count and optionally a share of the accounts in good standing (the larger
+ * counts): `100/10m,1%`. Null when off.
+ */
+export function suspensionBreaker(raw: string): Parsed<BreakerLimits | null> {
+  if (raw === 'off') return null;
+  const m = BREAKER.exec(raw);
+  if (m === null) return new Invalid(`must be ${BREAKER_HINT}`);
+  const count = Number(m[1]);
+  const windowMs = parseDuration(m[2] ?? '');
+  const sharePct = m[3] === undefined ? 0 : Number(m[3]);
+  if (!Number.isSafeInteger(count) || count < 1 || count > 10_000_000) {
+    return new Invalid(`the count must be an integer from 1 to 10000000 (${BREAKER_HINT})`);
+  }
+  if (windowMs === undefined || windowMs < 1_000 || windowMs > 30 * 86_400_000) {
+    return new Invalid(`the window must be a duration from 1s to 30d (${BREAKER_HINT})`);
+  }
+  if (!(sharePct >= 0 && sharePct <= 100)) {
+    return new Invalid(`the share must be from 0% to 100% (${BREAKER_HINT})`);
+  }
+  return { count, windowMs, sharePct };
 }
 
 export function bool(raw: string): Parsed<boolean> {

@@ -279,6 +279,8 @@ export function toConfig(env: Env, ruleInput: Readonly<Partial<Record<RuleSettin
     logLevel: env.LOG_LEVEL,
     /** Written at start unless an operator set the mode since (adapters/db/control-store.ts). */
     enforcementMode: env.ENFORCEMENT_MODE,
+    /** Null when off. Written at start (adapters/db/breaker-store.ts); every daemon reads it there. */
+    suspensionBreaker: env.SUSPENSION_BREAKER,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT,
     /** statement_timeout of each ingest batch's statements, ms. */
     ingestStatementTimeoutMs: env.INGEST_STATEMENT_TIMEOUT,

@@ -26,6 +26,7 @@ import {
   rateOrOff,
   reminderPeriod,
   scanIntervalSetting,
+  suspensionBreaker,
   url,
   userName,
   type Parsed,
@@ -255,7 +256,8 @@ export const SETTINGS = {
       doc: `Retention, pruned hourly in small batches (durations): finished outbox rows (done, failed,
             superseded) after RETENTION_OUTBOX since their last change; notifications in a final status
             (sent, delivered, failed, undeliverable, superseded) after RETENTION_NOTIFICATIONS since
-            their last change; enforcement events (the audit trail) after RETENTION_EVENTS.`,
+            their last change; enforcement events (the audit trail) and the breaker's decided ledger
+            rows after RETENTION_EVENTS.`,
     }),
     RETENTION_NOTIFICATIONS: required(positiveDuration, '90d'),
     RETENTION_EVENTS: required(positiveDuration, '400d'),
@@ -448,6 +450,14 @@ export const SETTINGS = {
             with no state change, no control-plane call and no message. off: no scan, no evaluation.
             Written at each daemon start unless an operator has set the mode at run time since (the
             operator's choice stands; POST /v1/enforcement-mode, \`overdue-worker mode\`).`,
+    }),
+    SUSPENSION_BREAKER: required(suspensionBreaker, '100/10m,1%', {
+      doc: `Mass-suspension breaker: <count>/<window>[,<share>%], or off. When more suspensions are
+            decided within the sliding window than the larger of the count and the share of the
+            accounts in good standing, the breaker trips: further suspensions and every studio
+            release are held until an operator approves or rejects them (GET /v1/breaker,
+            \`overdue-worker breaker\`), and the operators are alerted once. Written at each daemon
+            start.`,
     }),
   }),
 };

@@ -6,6 +6,8 @@ import { createAuthenticator, guard, hostAllowed } from './auth';
 import { DASHBOARD_PATH, mountDashboard } from './dashboard';
 import { registerHealth } from './health';
 import { registerIngestRoutes } from './routes-ingest';
+import { registerBreakerRoutes } from './routes-breaker';
+import { mountSafetyPage, SAFETY_PATH } from './safety-page';
 import { registerSafetyRoutes } from './routes-safety';
 import { registerInquiryRoutes } from './routes-inquiry';
 import { registerOperatorRoutes } from './routes-operator';
@@ -45,6 +47,9 @@ const DASHBOARD_CSP = [
 ].join('; ');
 /** Everything else is data (JSON, metrics text): nothing to load, never framed. */
 const DATA_CSP = "default-src 'none'; frame-ancestors 'none'";
+/** Server-rendered pages (the safety valves): inline styles, forms to this origin, no script. */
+const PAGE_CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
 
 export interface HttpDeps {
   readonly daemon: Daemon;
@@ -93,7 +98,11 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'same-origin',
       'x-frame-options': 'DENY',
-      'content-security-policy': dashboard ? DASHBOARD_CSP : DATA_CSP,
+      'content-security-policy': dashboard
+        ? DASHBOARD_CSP
+        : req.url.startsWith(SAFETY_PATH)
+          ? PAGE_CSP
+          : DATA_CSP,
     });
     return payload;
   });
@@ -106,6 +115,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
 
   if (auth.hasBasic || auth.open) {
     await mountDashboard(app, { daemon, auth });
+    await mountSafetyPage(app, { daemon, auth });
   } else {
     logger.warn('dashboard not mounted: set DASHBOARD_USER and DASHBOARD_PASSWORD (or DEMO=true)');
   }
@@ -121,6 +131,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     registerIngestRoutes(api, daemon);
     registerInquiryRoutes(api, daemon);
     registerSafetyRoutes(api, daemon);
+    registerBreakerRoutes(api, daemon);
     openApi = api.openApi({ title: 'overdue-worker API', version: '1' });
     scope.get('/v1/openapi.json', () => Promise.resolve(openApi));
     done();

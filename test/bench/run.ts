@@ -292,6 +292,8 @@ function startDaemonChild(spec: DaemonSpec): DaemonHandle {
         // One scan at start-up; the schedule would rescan every minute otherwise.
         SCAN_INTERVAL: '1h',
         PLAN_SCAN_INTERVAL: '1h',
+        // The bench suspends thousands of accounts at once on purpose: no breaker.
+        SUSPENSION_BREAKER: 'off',
         ...spec.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

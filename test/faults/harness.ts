@@ -268,6 +268,8 @@ export class World {
       PLAN_SCAN_INTERVAL: '1h',
       OUTBOX_POLL_INTERVAL: '500ms',
       SHUTDOWN_TIMEOUT: '10s',
+      // The scenarios suspend thousands of accounts at once on purpose: no breaker.
+      SUSPENSION_BREAKER: 'off',
       DATA_DIR: path.join(this.infra.root, 'data'),
       ...this.extraEnv,
       ...extra,

@@ -26,6 +26,8 @@ const BIG = 5_000_000_000_123;
 const ALL_TABLES = [
   'accounts',
   'bills',
+  'breaker_ledger',
+  'breaker_state',
   'control_events',
   'control_pauses',
   'control_state',
@@ -86,6 +88,8 @@ describe('migrations', () => {
     expect(rows.map((r) => r.indexname)).toEqual([
       'bills_account_unpaid_idx',
       'bills_unpaid_due_idx',
+      'breaker_ledger_admitted_idx',
+      'breaker_ledger_held_idx',
       'notifications_final_updated_idx',
       'notifications_pending_not_before_idx',
       'notifications_provider_message_idx',

@@ -266,7 +266,8 @@ describe('batch evaluation in one transaction', () => {
 describe('the daemon evaluates a scan in pages', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ EVALUATE_BATCH_SIZE: '50' });
+    // 120 suspensions at once: more than the breaker's default admits (breaker.test.ts).
+    h = await startHarness({ EVALUATE_BATCH_SIZE: '50', SUSPENSION_BREAKER: 'off' });
   });
   afterAll(async () => {
     await h.stop();

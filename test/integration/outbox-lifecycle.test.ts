@@ -177,6 +177,11 @@ describe('retention', () => {
       insert into enforcement_events (account_id, kind, created_at)
       values ('${id}', 'old-event', ${ancient}), ('${id}', 'recent-event', now())`);
     await h.t.raw.unsafe(`
+      insert into breaker_ledger (decision_key, account_id, kind, status, decided_at)
+      values ('b-old-allowed-${id}', '${id}', 'suspend', 'allowed', ${ancient}),
+             ('b-old-held-${id}', '${id}', 'suspend', 'held', ${ancient}),
+             ('b-recent-${id}', '${id}', 'suspend', 'rejected', now())`);
+    await h.t.raw.unsafe(`
       insert into sms_early_callbacks (provider_id, message_id, status, received_at)
       values ('twilio', 'SMold${id}', 'delivered', now() - interval '25 hours'),
              ('twilio', 'SMnew${id}', 'delivered', now())`);
@@ -214,6 +219,9 @@ describe('retention', () => {
     const eventsLeft = await h.t.raw<{ kind: string }[]>`
       select kind from enforcement_events where account_id = ${id}`;
     expect(eventsLeft.map((e) => e.kind)).toEqual(['recent-event']);
+    const ledgerLeft = await h.t.raw<{ decision_key: string }[]>`
+      select decision_key from breaker_ledger where account_id = ${id} order by decision_key`;
+    expect(ledgerLeft.map((r) => r.decision_key)).toEqual([`b-old-held-${id}`, `b-recent-${id}`]);
     const callbacksLeft = await h.t.raw<{ message_id: string }[]>`
       select message_id from sms_early_callbacks where message_id like ${`%${id}`}`;
     expect(callbacksLeft.map((c) => c.message_id)).toEqual([`SMnew${id}`]);

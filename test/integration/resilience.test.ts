@@ -271,6 +271,8 @@ describe('a worker killed with SIGKILL mid-batch', () => {
         SCAN_INTERVAL: '1h',
         EVALUATE_CONCURRENCY: '8',
         PORT: '0',
+        // 400 suspensions at once, on purpose: more than the breaker's default admits.
+        SUSPENSION_BREAKER: 'off',
       },
       stdio: 'ignore',
     });

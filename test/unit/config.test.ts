@@ -56,6 +56,7 @@ describe('defaults', () => {
       demo: false,
       logLevel: 'info',
       enforcementMode: 'enforce',
+      suspensionBreaker: { count: 100, windowMs: 600_000, sharePct: 1 },
       ruleInput: {
         LOW_BALANCE_REMINDER_INTERVAL: 'local-day',
         LOW_BALANCE_THRESHOLD_MINOR: '10000',
@@ -558,6 +559,25 @@ describe('durations', () => {
       'SHUTDOWN_TIMEOUT',
       'SCAN_INTERVAL',
     ]);
+  });
+
+  it('SUSPENSION_BREAKER: count/window with an optional share, or off; bad ones named', () => {
+    expect(ok({ SUSPENSION_BREAKER: 'off' }).suspensionBreaker).toBeNull();
+    expect(ok({ SUSPENSION_BREAKER: '50/1h' }).suspensionBreaker).toEqual({
+      count: 50,
+      windowMs: 3_600_000,
+      sharePct: 0,
+    });
+    expect(ok({ SUSPENSION_BREAKER: '100/10m,0.5%' }).suspensionBreaker).toEqual({
+      count: 100,
+      windowMs: 600_000,
+      sharePct: 0.5,
+    });
+    for (const bad of ['100', '100/10', '0/10m', '100/10m,1', '100/10m,101%', 'x/10m', '100/0s']) {
+      const found = problems({ SUSPENSION_BREAKER: bad });
+      expect(found.map((p) => p.name)).toEqual(['SUSPENSION_BREAKER']);
+      expect(found[0]?.message).toMatch(/count|window|share|off, or/);
+    }
   });
 
   it('reminder intervals: local-day or a fixed window', () => {

@@ -1,12 +1,14 @@
 import { sql } from 'drizzle-orm';
 import { causedByRowData, dbErrorInfo } from '../../describe-error';
+import { gateDecisions, gateRequests } from '../../domain/breaker';
 import { decide } from '../../domain/decide';
 import { describeDecision } from '../../domain/simulate';
 import type { Decision } from '../../domain/decisions';
 import { keys } from '../../domain/keys';
 import type { RuleSettings } from '../../domain/rules';
 import type { Clock } from '../clock/clock';
-import { loadAccountSnapshots, type LockMode } from './account-snapshot';
+import { loadAccountSnapshots, type LockMode, type SnapshotResult } from './account-snapshot';
+import { admitGated } from './breaker-store';
 import { applyWrites, planWrites, type AccountWrites } from './apply-decisions';
 import { queryRows, type Db, type Tx } from './client';
 import { CURRENT_MODE, type EnforcementMode } from './control-store';
@@ -18,6 +20,8 @@ export type EvaluationOutcome =
       readonly status: 'evaluated';
       readonly decisions: readonly Decision[];
       readonly newEffects: number;
+      /** Suspensions and releases the breaker holds (held-by-breaker), not carried out. */
+      readonly held: number;
     }
   | { readonly status: 'not-found' }
   | { readonly status: 'invalid'; readonly reason: string }
@@ -144,10 +148,9 @@ const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, cloc
     const now = clock.now();
     const outcomes = new Map<string, BatchOutcome>();
     for (const id of loaded.skipped) outcomes.set(id, { status: 'skipped' });
-    const plans: AccountWrites[] = [];
     /** Invalid rows, and in shadow mode the would-be actions: one statement for both. */
     const events: EventInput[] = [];
-    const decided = new Map<string, readonly Decision[]>();
+    const decided: Decided[] = [];
     for (const [accountId, result] of loaded.results) {
       const actor = actorOf.get(accountId) ?? 'daemon';
       if (!result.ok) {
@@ -167,40 +170,106 @@ const evaluateInOneTransaction: typeof evaluateBatch = async (db, requests, cloc
         continue;
       }
       const decisions = decide(result.snapshot, now, rules);
-      decided.set(accountId, decisions);
       if (mode === 'shadow') {
         events.push(...shadowEvents(accountId, decisions, actor));
+        outcomes.set(accountId, invalidOr(decisions, { status: 'shadow', decisions }));
         continue;
       }
-      plans.push(
-        planWrites(result.snapshot, decisions, now, {
-          rules,
-          actor,
-          contacts: result.contacts ?? { email: null, phone: null },
-        }),
-      );
+      decided.push({ accountId, actor, result, decisions });
     }
     await appendEvents(tx, events);
     // Shadow mode writes no state, effect or message: only the events above.
-    const summary = mode === 'enforce' ? await applyWrites(tx, plans, now) : null;
-    for (const [accountId, decisions] of decided) {
-      const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
+    if (mode !== 'enforce') return outcomes;
+
+    const gated = await gateByBreaker(tx, decided);
+    const plans: AccountWrites[] = gated.map((g) =>
+      planWrites(g.result.snapshot, g.decisions, now, {
+        rules,
+        actor: g.actor,
+        contacts: g.result.contacts ?? { email: null, phone: null },
+      }),
+    );
+    for (const [i, g] of gated.entries()) plans[i]?.events.push(...g.heldEvents);
+    const summary = await applyWrites(tx, plans, now);
+    for (const g of gated) {
       outcomes.set(
-        accountId,
-        invalid?.kind === 'invalid-snapshot'
-          ? { status: 'invalid', reason: invalid.reason }
-          : summary === null
-            ? { status: 'shadow', decisions }
-            : {
-                status: 'evaluated',
-                decisions,
-                newEffects: summary.newEffects.get(accountId) ?? 0,
-              },
+        g.accountId,
+        invalidOr(g.decisions, {
+          status: 'evaluated',
+          decisions: g.decisions,
+          newEffects: summary.newEffects.get(g.accountId) ?? 0,
+          held: g.held,
+        }),
       );
     }
     return outcomes;
   });
 };
+
+interface Decided {
+  readonly accountId: string;
+  readonly actor: string;
+  readonly result: Extract<SnapshotResult, { ok: true }>;
+  readonly decisions: readonly Decision[];
+}
+
+/** An account's decisions after the breaker, with the events of those it newly held. */
+interface Gated extends Decided {
+  readonly held: number;
+  readonly heldEvents: EventInput[];
+}
+
+/**
+ * The mass-suspension breaker (src/domain/breaker.ts), for the accounts whose decisions include a
+ * suspension or a studio release (the others cost nothing): their gated decisions are admitted
+ * in this transaction, and those held or rejected are taken out with what follows from them. A
+ * newly held decision is an event on its account (`held-by-breaker`).
+ */
+async function gateByBreaker(tx: Tx, decided: readonly Decided[]): Promise<Gated[]> {
+  const requests = decided.flatMap((d) => gateRequests(d.accountId, d.decisions));
+  if (requests.length === 0) return decided.map((d) => ({ ...d, held: 0, heldEvents: [] }));
+  const admission = await admitGated(tx, requests);
+  const newlyHeld = new Map(
+    admission.rows.filter((r) => r.status === 'held').map((r) => [r.key, r]),
+  );
+  return decided.map((d) => {
+    const instances = new Map(
+      d.result.snapshot.studioInstances.map((i) => [i.id, i.serviceId] as const),
+    );
+    const { decisions, stopped } = gateDecisions(
+      d.decisions,
+      (key) => admission.verdicts.get(key) ?? 'go',
+      instances,
+    );
+    const heldEvents: EventInput[] = [];
+    for (const s of stopped) {
+      const row = newlyHeld.get(s.key);
+      if (row === undefined) continue;
+      heldEvents.push({
+        accountId: d.accountId,
+        kind: 'held-by-breaker',
+        episodeSeq: typeof row.detail.episodeSeq === 'number' ? row.detail.episodeSeq : null,
+        detail: { key: s.key, decision: row.detail.decision, tripSeq: admission.tripSeq },
+        actor: d.actor,
+        idempotencyKey: `breaker-held-${s.key}`,
+      });
+    }
+    return {
+      ...d,
+      decisions,
+      held: stopped.filter((s) => s.verdict === 'held').length,
+      heldEvents,
+    };
+  });
+}
+
+/** `outcome`, unless the decisions say the snapshot was invalid. */
+function invalidOr(decisions: readonly Decision[], outcome: BatchOutcome): BatchOutcome {
+  const invalid = decisions.find((d) => d.kind === 'invalid-snapshot');
+  return invalid?.kind === 'invalid-snapshot'
+    ? { status: 'invalid', reason: invalid.reason }
+    : outcome;
+}
 
 /**
  * What an account's decisions would do, as shadow events: one per decision, keyed on the

@@ -10,7 +10,7 @@ import { FINAL_OUTBOX_STATUSES } from './outbox-store';
  * index that matches it (migration 0010_retention_indexes).
  */
 
-export type PrunedTable = 'outbox' | 'notifications' | 'events';
+export type PrunedTable = 'outbox' | 'notifications' | 'events' | 'breaker';
 
 /** Statuses as a literal SQL list: a partial index's predicate matches literals, not parameters. */
 const literalList = (values: readonly string[]): SQL =>
@@ -32,6 +32,12 @@ const PRUNED: Record<PrunedTable, { table: SQL; at: SQL; finished: SQL }> = {
     finished: sql`status in ${literalList(FINAL_NOTIFICATION_STATUSES)} and `,
   },
   events: { table: sql.raw('enforcement_events'), at: sql.raw('created_at'), finished: sql`` },
+  /** The breaker's ledger goes with the events; a decision still held never does. */
+  breaker: {
+    table: sql.raw('breaker_ledger'),
+    at: sql.raw('decided_at'),
+    finished: sql`status <> 'held' and `,
+  },
 };
 
 /** Deletes up to `limit` rows of `table` older than `olderThanMs`; returns how many. */

@@ -882,3 +882,82 @@ export const controlPauses = pgTable(
     check('control_pauses_reason_not_blank', sql`length(btrim(${t.reason})) between 1 and 500`),
   ],
 );
+
+/**
+ * The mass-suspension breaker (one row, id 1; src/domain/breaker.ts). Its limits are written by
+ * each daemon start from SUSPENSION_BREAKER; `tripped_at` is set by the evaluation that first
+ * admits one suspension too many and cleared by an operator's reset. Every evaluation that
+ * decides a suspension or a release locks this row, so admissions are counted one at a time
+ * across daemons. `good_standing` caches the count of accounts in good standing (the share's
+ * base), recounted when older than a minute. `alerted_seq` is the last trip the operators were
+ * alerted of (once per trip, whichever daemon gets there first).
+ */
+export const breakerState = pgTable(
+  'breaker_state',
+  {
+    id: integer('id').primaryKey(),
+    enabled: boolean('enabled').notNull().default(true),
+    countLimit: integer('count_limit').notNull().default(100),
+    windowSeconds: integer('window_seconds').notNull().default(600),
+    /** Percent of the accounts in good standing, in thousandths of a percent (1% = 1000). */
+    shareMilliPct: integer('share_milli_pct').notNull().default(1000),
+    trippedAt: timestamp('tripped_at', { withTimezone: true, mode: 'date' }),
+    tripSeq: integer('trip_seq').notNull().default(0),
+    alertedSeq: integer('alerted_seq').notNull().default(0),
+    /** Admissions before this instant no longer count (an operator reset the breaker). */
+    resetAt: timestamp('reset_at', { withTimezone: true, mode: 'date' }),
+    goodStanding: bigint('good_standing', { mode: 'number' }).notNull().default(0),
+    countedAt: timestamp('counted_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    check('breaker_state_single_row', sql`${t.id} = 1`),
+    check('breaker_state_count_positive', sql`${t.countLimit} > 0`),
+    check('breaker_state_window_positive', sql`${t.windowSeconds} > 0`),
+    check('breaker_state_share_range', sql`${t.shareMilliPct} between 0 and 100000`),
+    check('breaker_state_seq_order', sql`${t.alertedSeq} <= ${t.tripSeq}`),
+  ],
+);
+
+export const BREAKER_LEDGER_STATUSES = ['allowed', 'held', 'approved', 'rejected'] as const;
+
+/**
+ * The breaker's ledger: one row per gated decision (by the decision's idempotency key): every
+ * suspension admitted while the breaker is on (`allowed`, what the window counts) and every
+ * suspension or studio release held (`held`), until an operator approves or rejects it (who,
+ * when, why). Pruned with the enforcement events (RETENTION_EVENTS), held rows never.
+ */
+export const breakerLedger = pgTable(
+  'breaker_ledger',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    decisionKey: text('decision_key').notNull(),
+    accountId: text('account_id').notNull(),
+    kind: text('kind', { enum: ['suspend', 'release'] }).notNull(),
+    status: text('status', { enum: BREAKER_LEDGER_STATUSES }).notNull(),
+    detail: jsonb('detail')
+      .$type<Record<string, unknown>>()
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    /** The trip a held row belongs to. */
+    tripSeq: integer('trip_seq'),
+    decidedAt: timestamp('decided_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    settledAt: timestamp('settled_at', { withTimezone: true, mode: 'date' }),
+    settledBy: text('settled_by'),
+    reason: text('reason'),
+  },
+  (t) => [
+    unique('breaker_ledger_key_unique').on(t.decisionKey),
+    check('breaker_ledger_kind', oneOf(t.kind, ['suspend', 'release'])),
+    check('breaker_ledger_status', oneOf(t.status, BREAKER_LEDGER_STATUSES)),
+    /** The window's count: suspensions admitted, by instant. */
+    index('breaker_ledger_admitted_idx')
+      .on(t.decidedAt)
+      .where(sql`${t.kind} = 'suspend' and ${t.status} = 'allowed'`),
+    /** The held list, oldest first. */
+    index('breaker_ledger_held_idx')
+      .on(t.id)
+      .where(sql`${t.status} = 'held'`),
+    /** Retention. */
+    index('breaker_ledger_decided_idx').on(t.decidedAt),
+  ],
+);
