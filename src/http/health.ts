@@ -1,5 +1,8 @@
 import { sql } from 'drizzle-orm';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { CURRENT_MODE } from '../adapters/db/control-store';
+import { PAUSE_KINDS } from '../adapters/db/schema';
+import { ENFORCEMENT_MODES } from '../domain/modes';
 import { queryRows } from '../adapters/db/client';
 import { SCHEDULER_IDS, type Daemon } from '../daemon';
 import { describeError } from '../describe-error';
@@ -137,6 +140,29 @@ async function collect(daemon: Daemon, m: ScrapeMetrics): Promise<void> {
       );
       m.outboxPending.set(Number(row?.n ?? 0));
       m.outboxOldestPending.set(Math.max(0, Number(row?.oldest ?? 0)));
+    },
+    safety: async () => {
+      const [row] = await queryRows<{
+        mode: string;
+        pauses: string[] | null;
+        tripped: boolean;
+        held: string | number;
+      }>(
+        db,
+        sql`select ${CURRENT_MODE} as mode,
+                   (select array_agg(kind) from control_pauses) as pauses,
+                   (select tripped_at is not null from breaker_state where id = 1) as tripped,
+                   (select count(*) from breaker_ledger where status = 'held') as held`,
+      );
+      if (row === undefined) return;
+      for (const mode of ENFORCEMENT_MODES) {
+        m.safety.set({ valve: 'mode', value: mode }, row.mode === mode ? 1 : 0);
+      }
+      for (const kind of PAUSE_KINDS) {
+        m.safety.set({ valve: 'pause', value: kind }, row.pauses?.includes(kind) ? 1 : 0);
+      }
+      m.safety.set({ valve: 'breaker', value: 'tripped' }, row.tripped ? 1 : 0);
+      m.breakerHeld.set(Number(row.held));
     },
     releases: async () => {
       const [late] = await queryRows<{ n: string | number; worst: string | number | null }>(

@@ -159,6 +159,16 @@ export class ScrapeMetrics {
     'Services resumed in the last 24 hours: resume instant minus the last bill payment before it, seconds',
     ['quantile'],
   );
+  readonly safety = this.gauge(
+    'overdue_safety_state',
+    'Safety valves: enforcement mode (1 on the current mode), pauses (1 while paused), the mass-suspension breaker tripped (1) or not',
+    ['valve', 'value'],
+  );
+  readonly breakerHeld = this.gauge(
+    'overdue_breaker_held',
+    'Suspensions and studio releases held by the mass-suspension breaker, awaiting an operator',
+    [],
+  );
   readonly scrapeErrors = this.gauge(
     'overdue_scrape_errors',
     'Parts of this scrape that could not be computed (their series are missing)',

@@ -138,6 +138,11 @@ describe('mass-suspension breaker at 100/10m,1%, two daemons', () => {
     expect(status.body.held).toHaveLength(100);
     expect(status.body.held[0]).toMatchObject({ kind: 'suspend' });
 
+    const metrics = await s.api.app.inject({ method: 'GET', url: '/metrics', headers: asViewer });
+    expect(metrics.body).toContain('overdue_safety_state{valve="breaker",value="tripped"} 1');
+    expect(metrics.body).toContain('overdue_safety_state{valve="mode",value="enforce"} 1');
+    expect(metrics.body).toContain('overdue_breaker_held 200');
+
     // The viewer can read but not act.
     const denied = await s.api.call({
       method: 'POST',
