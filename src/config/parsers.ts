@@ -220,6 +220,36 @@ export function suspensionBreaker(raw: string): Parsed<BreakerLimits | null> {
   return { count, windowMs, sharePct };
 }
 
+/**
+ * TRUST_PROXY: which peers may set the client address with X-Forwarded-For. `off` (the socket's
+ * peer is the client), a hop count (1..10: that many proxies in front), or a comma list of proxy
+ * addresses and CIDR blocks. Trusting any peer is not offered: a client could then name any
+ * address, and the failed-login throttle would count nothing.
+ */
+export function trustProxy(raw: string): Parsed<false | number | string[]> {
+  if (raw === 'off') return false;
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    return hops >= 1 && hops <= 10 ? hops : new Invalid('a hop count must be from 1 to 10');
+  }
+  const items = listItems(raw);
+  const bad = items.filter((item) => {
+    const [address, bits, ...rest] = item.split('/');
+    if (rest.length > 0 || address === undefined) return true;
+    const v4 = isIPv4(address);
+    if (!v4 && !isIPv6(address)) return true;
+    if (bits === undefined) return false;
+    const n = Number(bits);
+    return !/^\d+$/.test(bits) || n > (v4 ? 32 : 128);
+  });
+  if (items.length === 0 || bad.length > 0) {
+    return new Invalid(
+      'must be off, a hop count (1..10) or a list of proxy addresses or CIDR blocks',
+    );
+  }
+  return items;
+}
+
 export function bool(raw: string): Parsed<boolean> {
   if (['true', '1', 'yes', 'on'].includes(raw)) return true;
   if (['false', '0', 'no', 'off'].includes(raw)) return false;

@@ -383,6 +383,8 @@ export function toConfig(env: Env, ruleInput: Readonly<Partial<Record<RuleSettin
             : null,
       /** Failed logins per client address per minute before 429s. */
       authFailureLimit: env.AUTH_FAILURE_LIMIT,
+      /** Fastify's trustProxy: false, a hop count, or the trusted proxies' addresses. */
+      trustProxy: env.TRUST_PROXY,
       /** The request line and headers must arrive within this, ms. */
       headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT,
       /** The whole request (headers and body) must arrive within this, ms. */

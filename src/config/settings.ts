@@ -27,6 +27,7 @@ import {
   reminderPeriod,
   scanIntervalSetting,
   suspensionBreaker,
+  trustProxy,
   url,
   userName,
   type Parsed,
@@ -430,6 +431,12 @@ export const SETTINGS = {
     AUTH_FAILURE_LIMIT: required(intInRange(1, 10_000), '10', {
       doc: `Failed logins (wrong Basic password or unknown token) one client address may make per minute;
             beyond that it gets 429 with Retry-After until the minute is over.`,
+    }),
+    TRUST_PROXY: required(trustProxy, 'off', {
+      doc: `Behind a reverse proxy: the proxies whose X-Forwarded-For names the client (comma list of
+            addresses or CIDR blocks, or a hop count 1..10). off: the connection's peer is the client.
+            Without it, every client behind a proxy shares the proxy's address, and one client's
+            failed logins throttle them all. Example: 10.0.0.5,10.1.0.0/16.`,
     }),
     HTTP_HEADERS_TIMEOUT: required(positiveDuration, '10s', {
       doc: `The request line and headers must arrive within this (duration); slower clients are cut off.`,

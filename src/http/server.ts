@@ -51,6 +51,15 @@ const DATA_CSP = "default-src 'none'; frame-ancestors 'none'";
 const PAGE_CSP =
   "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
 
+/** TRUST_PROXY as Fastify takes it: a hop count trusts that many proxies from the socket on. */
+function fastifyTrustProxy(
+  setting: false | number | readonly string[],
+): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (setting === false) return false;
+  if (typeof setting === 'number') return (_address, hop) => hop < setting;
+  return [...setting];
+}
+
 export interface HttpDeps {
   readonly daemon: Daemon;
   readonly logger: Logger;
@@ -82,6 +91,8 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
     logController: new Fastify.LogController({ disableRequestLogging: true }),
     // Ids in paths are at most 64 characters; a bound keeps the router cheap.
     routerOptions: { maxParamLength: 200 },
+    // req.ip (the failed-login throttle's key) is the client named by a trusted proxy.
+    trustProxy: fastifyTrustProxy(limits.trustProxy),
   }) as unknown as FastifyInstance;
   app.server.maxConnections = limits.maxConnections;
   const auth = createAuthenticator(config);

@@ -290,6 +290,44 @@ describe('auth.ts: failed logins throttled per client address', () => {
       await own.close();
     }
   });
+
+  it('behind a trusted proxy (TRUST_PROXY) the client it names is throttled, not the proxy', async () => {
+    const serverWith = (trustProxy: false | string[]) =>
+      buildHttpServer({
+        daemon: {
+          ...h.daemon,
+          ctx: { ...h.daemon.ctx, config: { ...h.config, http: { ...h.config.http, trustProxy } } },
+        },
+        logger: pino({ level: 'silent' }),
+      });
+    const attempt = (server: FastifyInstance, client: string, password: string) =>
+      server.inject({
+        method: 'GET',
+        url: '/v1/openapi.json',
+        remoteAddress: '10.0.0.5',
+        headers: {
+          authorization: basic({ user: 'ops', password }),
+          'x-forwarded-for': client,
+        },
+      });
+    const trusted = await serverWith(['10.0.0.5']);
+    try {
+      for (let i = 0; i < 11; i++) await attempt(trusted, '198.51.100.1', `guess-${i}`);
+      expect((await attempt(trusted, '198.51.100.1', OPS.password)).statusCode).toBe(429);
+      // Another client behind the same proxy still logs in.
+      expect((await attempt(trusted, '198.51.100.2', OPS.password)).statusCode).toBe(200);
+    } finally {
+      await trusted.close();
+    }
+    // Off (the default): the header is not believed, the proxy's address is the client's.
+    const untrusted = await serverWith(false);
+    try {
+      for (let i = 0; i < 11; i++) await attempt(untrusted, `198.51.100.${i}`, `guess-${i}`);
+      expect((await attempt(untrusted, '198.51.100.99', OPS.password)).statusCode).toBe(429);
+    } finally {
+      await untrusted.close();
+    }
+  });
 });
 
 describe('dashboard scheduler edit', () => {

@@ -110,6 +110,7 @@ describe('defaults', () => {
       http: {
         allowedHosts: ['localhost', '127.0.0.1', '[::1]'],
         authFailureLimit: 10,
+        trustProxy: false,
         headersTimeoutMs: 10_000,
         requestTimeoutMs: 30_000,
         idleTimeoutMs: 60_000,
@@ -559,6 +560,19 @@ describe('durations', () => {
       'SHUTDOWN_TIMEOUT',
       'SCAN_INTERVAL',
     ]);
+  });
+
+  it('TRUST_PROXY: off, a hop count or proxy addresses; trusting every peer is refused', () => {
+    expect(ok({}).http.trustProxy).toBe(false);
+    expect(ok({ TRUST_PROXY: '2' }).http.trustProxy).toBe(2);
+    expect(ok({ TRUST_PROXY: '10.0.0.5, 10.1.0.0/16,::1' }).http.trustProxy).toEqual([
+      '10.0.0.5',
+      '10.1.0.0/16',
+      '::1',
+    ]);
+    for (const bad of ['true', '0', '11', 'proxy.local', '10.0.0.0/33', '10.0.0.1/x']) {
+      expect(names({ TRUST_PROXY: bad })).toEqual(['TRUST_PROXY']);
+    }
   });
 
   it('SUSPENSION_BREAKER: count/window with an optional share, or off; bad ones named', () => {
