@@ -278,6 +278,24 @@ describe('control-plane effects under a lease', () => {
     expect(h.cp.requests.filter((c) => c.idempotencyKey === key)).toHaveLength(1);
   });
 
+  it('a failed attempt on a row claimed while still pending (an operator ran it by hand) gives the lease back', async () => {
+    const id = await account({ hold: true });
+    const key = await effectRow(id, 'suspend', 'manual-pending');
+    await h.t
+      .raw`update outbox set status = 'pending', attempts = 0 where idempotency_key = ${key}`;
+    const db = h.daemon.ctx.db;
+    expect((await claimEffect(db, key, 'manual', 60_000)).kind).toBe('claimed');
+    expect(await noteOutboxAttempt(db, key, 'control plane unavailable', 'manual')).toBe(true);
+    expect(await outboxRow(key)).toMatchObject({
+      status: 'pending',
+      attempts: 1,
+      last_error: 'control plane unavailable',
+    });
+    // The relay's job (or the retry) claims it at once, not after the lease would have run out.
+    expect((await claimEffect(db, key, 'next', 60_000)).kind).toBe('claimed');
+    await releaseLease(db, key, 'next');
+  });
+
   it('a resume queued behind its suspend waits for it', async () => {
     // Paid meanwhile: the suspend is no longer wanted, the resume is.
     const id = await account();

@@ -199,9 +199,10 @@ export function settleOutboxOfSentNotices(source: string): SQL {
 }
 
 /**
- * dispatched → dispatched: a retryable attempt (the control plane unavailable) is counted, its
- * reason kept, and the lease released so the retry may claim at once. With a token, only the
- * holder's note lands. True when it did.
+ * pending | dispatched → the same status: a retryable attempt (the control plane unavailable) is
+ * counted, its reason kept, and the lease released so the retry may claim at once (a pending row
+ * is claimed when an operator runs its effect by hand before the relay dispatched it). With a
+ * token, only the holder's note lands. True when it did.
  */
 export async function noteOutboxAttempt(
   db: Executor,
@@ -216,7 +217,7 @@ export async function noteOutboxAttempt(
     update outbox
        set attempts = attempts + 1, last_error = ${clip(error)},
            claim_token = null, claim_expires_at = null, updated_at = now()
-     where idempotency_key = ${key} and status = 'dispatched'${fence}
+     where idempotency_key = ${key} and status in ('pending', 'dispatched')${fence}
  returning id`,
   );
   return rows.length > 0;
@@ -229,11 +230,12 @@ export async function noteOutboxRerun(db: Executor, id: number): Promise<void> {
      where id = ${id} and status = 'dispatched'`);
 }
 
-/** dispatched (held by `claimToken`) → dispatched, unheld: the holder gives the lease back. */
+/** pending | dispatched (held by `claimToken`) → the same, unheld: the holder gives it back. */
 export async function releaseLease(db: Executor, key: string, claimToken: string): Promise<void> {
   await db.execute(sql`
     update outbox set claim_token = null, claim_expires_at = null, updated_at = now()
-     where idempotency_key = ${key} and status = 'dispatched' and claim_token = ${claimToken}`);
+     where idempotency_key = ${key} and status in ('pending', 'dispatched')
+       and claim_token = ${claimToken}`);
 }
 
 export type EffectClaim =
