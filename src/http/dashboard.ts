@@ -18,6 +18,7 @@ import { settingProblem } from '../config';
 import { SCHEDULER_IDS, type Daemon } from '../daemon';
 import { apiErrorHandler, HttpError } from './api';
 import { actorName, guard, isMutating, type Authenticator } from './auth';
+import { DASHBOARD_PATH, SAFETY_PATH } from './paths';
 import { manualSchema, prepareTrigger, recordTrigger } from './triggers';
 
 /**
@@ -39,7 +40,7 @@ import { manualSchema, prepareTrigger, recordTrigger } from './triggers';
  *   written to the enforcement event log with the operator's name.
  */
 
-export const DASHBOARD_PATH = '/admin/queues';
+export { DASHBOARD_PATH };
 
 /** The setting each job scheduler's interval comes from. */
 const SCHEDULER_SETTING = {
@@ -166,7 +167,13 @@ export async function mountDashboard(
     serverAdapter: serverAdapter as unknown as Parameters<
       typeof createBullBoard
     >[0]['serverAdapter'],
-    options: { uiConfig: { boardTitle: 'overdue-worker' } },
+    options: {
+      uiConfig: {
+        boardTitle: 'overdue-worker',
+        // The user menu's links to the server-rendered pages beside the queues.
+        miscLinks: [{ text: 'Safety valves', url: SAFETY_PATH }],
+      },
+    },
   });
   // bull-board's own handler answers with the thrown message (an ioredis "Connection is closed",
   // a script error): a viewer sees a generic message, the log gets the error.

@@ -22,7 +22,7 @@ import { enqueueFreshScans, evaluationOptions } from '../adapters/queue/queues';
 import type { Daemon } from '../daemon';
 import { ENFORCEMENT_MODES } from '../domain/modes';
 import { escapeHtml } from '../notify/templates';
-import { DASHBOARD_PATH } from './dashboard';
+import { DASHBOARD_PATH, SAFETY_PATH } from './paths';
 import { noteSchema } from './api';
 import { actorName, guard, type Authenticator } from './auth';
 
@@ -35,7 +35,7 @@ import { actorName, guard, type Authenticator } from './auth';
  * posts are refused by the guard (403), as everywhere.
  */
 
-export const SAFETY_PATH = '/admin/safety';
+export { SAFETY_PATH };
 /** Held decisions listed on the page (the API pages through all of them). */
 const HELD_SHOWN = 200;
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { eq } from 'drizzle-orm';
 import pino from 'pino';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upsertAccount } from '../../src/adapters/db/billing-writers';
 import { enforcementEvents } from '../../src/adapters/db/schema';
@@ -65,6 +65,18 @@ afterAll(async () => {
   await app?.close();
   await h?.stop();
 });
+
+/**
+ * Opens one of the page's two menus and answers its text once it has rendered: `links` is the
+ * header's (the links to the other pages, bull-board's miscLinks), `queue` the queue's actions
+ * (⋮, which holds "Add job").
+ */
+async function openMenu(page: Page, which: 'links' | 'queue'): Promise<string> {
+  const menus = page.locator('button[aria-haspopup="menu"]');
+  await expect.poll(() => menus.count(), { timeout: 15_000 }).toBe(2);
+  await menus.nth(which === 'links' ? 0 : 1).click();
+  return page.getByRole('menu').innerText({ timeout: 10_000 });
+}
 
 describe('dashboard in a browser', () => {
   it('logs in, opens the queues, triggers a scan and sees it complete', async () => {
@@ -146,8 +158,9 @@ describe('dashboard in a browser', () => {
     const context = await browser(OPS);
     const page = await context.newPage();
     await page.goto(`${base}/admin/queues/queue/evaluate`);
-    // The queue's actions menu (⋮) holds "Add job".
-    await page.locator('button[aria-haspopup="menu"]').first().click({ timeout: 15_000 });
+    expect(await openMenu(page, 'links')).toContain('Safety valves');
+    await page.keyboard.press('Escape');
+    await openMenu(page, 'queue');
     await page.getByText('Add job').first().click();
     const dialog = page.getByRole('dialog');
     await dialog.getByText('Job data').waitFor({ timeout: 10_000 });
@@ -173,7 +186,7 @@ describe('dashboard in a browser', () => {
 
     // The example as it is (job name left empty: the queue's first job) is added.
     await upsertAccount(h.t.db, { id: 'acct-123', currency: 'USD' });
-    await page.locator('button[aria-haspopup="menu"]').first().click();
+    await openMenu(page, 'queue');
     await page.getByText('Add job').first().click();
     await page.getByRole('dialog').getByRole('button', { name: 'Add' }).click();
     // recordTrigger files the operator's job under its account.
