@@ -10,7 +10,7 @@
  * daemon memory and payments run at the largest size, the two-daemon scaling at the smallest;
  * BENCH_ACCOUNTS=n alone still means BENCH_SIZES=n), BENCH_RUNS (scan rounds, 3), BENCH_PAYMENTS (1000),
  * BENCH_PAY_RATE (paced payments per second, 50), BENCH_LOW_PAYMENTS (200) at BENCH_LOW_RATE
- * (10/s), BENCH_BURST (payments fired at once, 1000), BENCH_EVAL_WINDOW_S (120),
+ * (a second paced rate, 100/s), BENCH_BURST (payments fired at once, 1000), BENCH_EVAL_WINDOW_S (120),
  * BENCH_SCALE_WINDOW_S (longest evaluation window of a scaling run, 120), BENCH_RELEASES (200),
  * BENCH_RELEASE_RATE (overdue bills per second, 10), BENCH_NOTIFY_N (20000), BENCH_NOTIFY_RATE
  * (rate limit per channel, 200), BENCH_NOTIFY_SECONDS (10), BENCH_INGEST_ITEMS (bills and
@@ -132,7 +132,7 @@ const RUNS = envNumber('BENCH_RUNS', 3);
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'warn';
 const EVAL_WINDOW_S = envNumber('BENCH_EVAL_WINDOW_S', 120);
 const SCALE_WINDOW_S = envNumber('BENCH_SCALE_WINDOW_S', 120);
-const LOW_RATE = envNumber('BENCH_LOW_RATE', 10);
+const LOW_RATE = envNumber('BENCH_LOW_RATE', 100);
 const LOW_PAYMENTS = envNumber('BENCH_LOW_PAYMENTS', 200);
 const RELEASES = envNumber('BENCH_RELEASES', 200);
 const RELEASE_RATE = envNumber('BENCH_RELEASE_RATE', 10);
