@@ -31,6 +31,7 @@ import { evaluateBatchJob } from './evaluate-batch';
 import { outboxRelayJob } from './outbox-relay';
 import { planScanJob } from './plan-scan';
 import { pruneJob } from './prune';
+import { lazyChildLogger } from '../src/logger';
 import { metrics } from '../src/observability/metrics';
 
 /**
@@ -83,7 +84,7 @@ export function startWorkers(
   const process = async (job: Job, token?: string): Promise<unknown> => {
     const handler = isJobName(job.name) ? HANDLERS[job.name] : undefined;
     if (handler === undefined) throw new UnrecoverableError(`unknown job name ${job.name}`);
-    const log = ctx.logger.child({ job: job.name, jobId: job.id });
+    const log = lazyChildLogger(ctx.logger, { job: job.name, jobId: job.id });
     try {
       const result = await handler(job, ctx, log);
       return isJobOutcome(result) ? await recordOutcome(ctx, job, token, result) : result;

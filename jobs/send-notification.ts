@@ -9,7 +9,6 @@ import {
   releaseAfterTransient,
 } from '../src/adapters/db/notification-store';
 import { settleOutbox, type FinalStatus } from '../src/adapters/db/outbox-store';
-import { persistWithin } from '../src/adapters/db/persist-within';
 import { deliver } from '../src/adapters/notify/deliver';
 import type { NotifyPorts, SendOutcome } from '../src/adapters/notify/index';
 import { InvalidPayloadError, parsePayload } from '../src/adapters/queue/catalog';
@@ -19,6 +18,7 @@ import { childLogger, type Logger } from '../src/logger';
 import {
   contactRefusal,
   earliestSend,
+  givenUp,
   isFinalNotification,
   outboxStatusOf,
   PermanentFailure,
@@ -160,28 +160,21 @@ export function createSendNotificationHandler(
       if (outcome.ok) {
         // Recorded at once (with its outbox row), and waited for while the lease lasts: the
         // provider has the message now, so a retry must find it `sent` rather than send it again.
+        // A delivery callback that came before this record was kept: it is applied then.
         const { provider, messageId } = outcome;
-        const recorded = await persistWithin(claimedAt + leaseMs - 5_000, () =>
-          batches.markSent({ id: row.id, claimToken, provider, messageId }),
-        );
-        if (!recorded) {
+        const sent = { id: row.id, claimToken, provider, messageId };
+        if (!(await batches.recordSent(sent, channel, claimedAt + leaseMs - 5_000))) {
           logger.warn({ ...ctx, channel }, 'lease lost before the send was recorded; not recorded');
           return;
         }
-        // A delivery callback that came before this update was kept: apply it now.
-        if (channel === 'sms') await batches.applyEarlyCallbacks(provider, messageId);
         logger.debug({ ...ctx, channel, provider }, 'sent');
         return;
       }
       if (outcome.permanent) throw new PermanentFailure(outcome.code, outcome.reason, outcome.mark);
       const ageMs = now.getTime() - row.createdAt.getTime();
-      if (
-        job.attemptsMade + 1 >= (job.opts.attempts ?? 1) ||
-        ageMs >= config.notify.giveUpAfterMs
-      ) {
-        const over = `${job.attemptsMade + 1} attempts over ${Math.round(ageMs / 60_000)} min`;
-        throw new PermanentFailure(outcome.code, `gave up after ${over}: ${outcome.reason}`);
-      }
+      const attempts = job.opts.attempts ?? 1;
+      const gaveUp = givenUp(outcome, ctx.attempt, attempts, ageMs, config.notify.giveUpAfterMs);
+      if (gaveUp !== null) throw gaveUp;
       const error = `${outcome.code}: ${outcome.reason}`;
       await releaseAfterTransient(db, row.id, claimToken, outcome.ambiguous, error);
       logger.warn(

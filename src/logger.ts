@@ -91,6 +91,37 @@ export function childLogger(
   return parent.child({ ...bindings, component });
 }
 
+const LEVEL_METHODS: ReadonlySet<string> = new Set([
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+]);
+const skip = (): void => undefined;
+
+/**
+ * `parent.child(bindings)`, made only when it is first needed: a call at an enabled level (or any
+ * other use) makes the child, a call below the level costs nothing. pino's child() sets up the
+ * redaction of its bindings each time, which a job that logs nothing at the configured level
+ * should not pay for.
+ */
+export function lazyChildLogger(parent: Logger, bindings: Record<string, unknown>): Logger {
+  let child: Logger | undefined;
+  const made = (): Logger => (child ??= parent.child(bindings));
+  return new Proxy(parent, {
+    get(target, prop) {
+      if (child === undefined && typeof prop === 'string' && LEVEL_METHODS.has(prop)) {
+        if (!target.isLevelEnabled(prop)) return skip;
+      }
+      const c = made();
+      const value: unknown = Reflect.get(c, prop, c);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(c) : value;
+    },
+  });
+}
+
 /**
  * At most one log line per key per `intervalMs`: `take(key)` answers the number of calls
  * suppressed since the last line (0 or more) when a line may be written now, null otherwise.

@@ -99,6 +99,22 @@ export class PermanentFailure extends Error {
   }
 }
 
+/**
+ * A transient failure as the permanent one it becomes when the message has had its last attempt
+ * (`attempt` of `attempts`) or is `ageMs` old, past NOTIFY_GIVE_UP_AFTER; null while it may retry.
+ */
+export function givenUp(
+  failure: { readonly code: string; readonly reason: string },
+  attempt: number,
+  attempts: number,
+  ageMs: number,
+  giveUpAfterMs: number,
+): PermanentFailure | null {
+  if (attempt < attempts && ageMs < giveUpAfterMs) return null;
+  const over = `${attempt} attempts over ${Math.round(ageMs / 60_000)} min`;
+  return new PermanentFailure(failure.code, `gave up after ${over}: ${failure.reason}`);
+}
+
 /** Why a message cannot go to this contact on this channel, or null (no account: undefined). */
 export function contactRefusal(
   channel: Channel,

@@ -628,18 +628,45 @@ function toHtml(lang: Lang, subject: string, blocks: readonly Block[]): string {
 
 /** The tag Intl accepts, or the language's default when the stored tag is not valid BCP 47. */
 function canonicalLocale(locale: string, lang: Lang): string {
-  try {
-    return Intl.getCanonicalLocales(locale)[0] ?? (lang === 'zh' ? 'zh-CN' : 'en');
-  } catch {
-    return lang === 'zh' ? 'zh-CN' : 'en';
+  const key = `${lang} ${locale}`;
+  let tag = LOCALE_CACHE.get(key);
+  if (tag === undefined) {
+    try {
+      tag = Intl.getCanonicalLocales(locale)[0] ?? (lang === 'zh' ? 'zh-CN' : 'en');
+    } catch {
+      tag = lang === 'zh' ? 'zh-CN' : 'en';
+    }
+    remember(LOCALE_CACHE, key, tag);
   }
+  return tag;
+}
+
+/**
+ * Answers per locale tag and per time zone name: a render asks the same few at up to 1,000/s,
+ * and each answer costs Intl work (a zone is checked by building a formatter for it). Bounded.
+ */
+const LOCALE_CACHE = new Map<string, string>();
+const ZONE_CACHE = new Map<string, boolean>();
+
+function remember<V>(cache: Map<string, V>, key: string, value: V): void {
+  if (cache.size >= 10_000) cache.clear();
+  cache.set(key, value);
+}
+
+function validZone(zone: string): boolean {
+  let valid = ZONE_CACHE.get(zone);
+  if (valid === undefined) {
+    valid = DateTime.fromMillis(0, { zone }).isValid;
+    remember(ZONE_CACHE, zone, valid);
+  }
+  return valid;
 }
 
 /** Renders one message; throws TemplateError when the template or its params are invalid. */
 export function renderMessage(input: RenderInput): RenderedMessage {
   const name = input.template;
   if (!isTemplateName(name)) throw new TemplateError(`unknown template '${name}'`);
-  if (!DateTime.fromMillis(0, { zone: input.timeZone }).isValid) {
+  if (!validZone(input.timeZone)) {
     throw new TemplateError(`invalid time zone '${input.timeZone}'`);
   }
   const parsed = schemas[name].safeParse(input.params);

@@ -151,7 +151,9 @@ export async function createDb(
     // default postgres.js prints them with console.log, bypassing the structured logger.
     onnotice: () => undefined,
   });
-  const db = drizzlePostgres({ client });
+  const db = drizzlePostgres({
+    client: (options.prepare ?? true) ? preparing(client, new PreparePolicy()) : client,
+  });
   return {
     db,
     driver: 'postgres',
@@ -167,6 +169,78 @@ export async function createDb(
     },
     close: () => client.end({ timeout: 5 }),
   };
+}
+
+/** Most statement texts a pool prepares (each connection holds at most this many). */
+const MAX_PREPARED_TEXTS = 300;
+/** Texts seen once remembered before the count starts afresh. */
+const MAX_SEEN_TEXTS = 5_000;
+
+/**
+ * Which statement texts run as named prepared statements: a text seen a second time, while fewer
+ * than MAX_PREPARED_TEXTS texts are prepared. The hot paths' statements have fixed texts, so they
+ * are parsed and described once per connection; a text whose shape changes with its input (a list
+ * spelled out in the SQL) takes no more than its share of the cap, so neither this process nor
+ * the server's backends keep an unbounded number of prepared statements.
+ */
+export class PreparePolicy {
+  private readonly prepared = new Set<string>();
+  private seen = new Set<string>();
+
+  decide(text: string): boolean {
+    if (this.prepared.has(text)) return true;
+    if (this.prepared.size >= MAX_PREPARED_TEXTS) return false;
+    if (!this.seen.has(text)) {
+      if (this.seen.size >= MAX_SEEN_TEXTS) this.seen = new Set();
+      this.seen.add(text);
+      return false;
+    }
+    this.seen.delete(text);
+    this.prepared.add(text);
+    return true;
+  }
+}
+
+type Unsafe = postgres.Sql['unsafe'];
+
+/**
+ * The pool as drizzle sees it, with the statements PreparePolicy picks prepared. drizzle runs
+ * every query through `unsafe(text, params, { prepare: false })` unless it was built with
+ * `.prepare(name)`, and postgres.js then parses and describes each parameterised statement
+ * afresh, an extra round trip before every statement; this turns the named prepared statements
+ * (postgres.js's own per-connection cache, DB_PREPARE) back on for them, in transactions too.
+ */
+function preparing<T extends object>(sql: T, policy: PreparePolicy): T {
+  return new Proxy(sql, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      if (prop === 'unsafe') {
+        const unsafe = value as Unsafe;
+        return (text: string, params?: unknown[], opts?: { prepare?: boolean }) =>
+          unsafe.call(target, text, params as never, {
+            ...opts,
+            prepare: (params?.length ?? 0) > 0 && policy.decide(text),
+          });
+      }
+      if (prop === 'begin' || prop === 'savepoint' || prop === 'reserve') {
+        // The connection handed to a transaction's callback (or reserved) prepares the same way.
+        return (...args: unknown[]) => {
+          const wrapped = args.map((a) =>
+            typeof a === 'function'
+              ? (inner: object, ...rest: unknown[]) =>
+                  (a as (...x: unknown[]) => unknown)(preparing(inner, policy), ...rest)
+              : a,
+          );
+          const out = (value as (...x: unknown[]) => unknown).apply(target, wrapped);
+          return prop === 'reserve'
+            ? (out as Promise<object>).then((c) => preparing(c, policy))
+            : out;
+        };
+      }
+      return value;
+    },
+  });
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Db } from './client';
 import { Coalescer } from './coalesce';
+import { persistWithin } from './persist-within';
 import {
   claimNotifications,
   loadForSendMany,
@@ -24,10 +25,13 @@ export interface NotificationBatches {
   load(key: string): Promise<SendState | null>;
   /** Claims the row under a lease (notification-store's claimNotifications). */
   claim(request: ClaimRequest): Promise<Exclude<Claim, { kind: 'changed' }>>;
-  /** Records it sent under the claim; false when the attempt no longer held it. */
-  markSent(record: SentRecord): Promise<boolean>;
-  /** Applies the delivery callbacks that came before the row carried the message id. */
-  applyEarlyCallbacks(provider: string, messageId: string): Promise<void>;
+  /**
+   * Records a message the provider accepted as sent under the claim (with its outbox row),
+   * retried while the database is away until `deadline` (epoch ms; the attempt's lease); then,
+   * for an SMS, applies the delivery callbacks that came before the row carried its message id.
+   * False when the attempt no longer held the row.
+   */
+  recordSent(record: SentRecord, channel: 'email' | 'sms', deadline: number): Promise<boolean>;
 }
 
 /** Most messages per statement (the rest go in the next one). */
@@ -68,9 +72,12 @@ export function createNotificationBatches(
       }
       return claim;
     },
-    markSent: (record) => marks.load(record),
-    applyEarlyCallbacks: async (provider, messageId) => {
-      await early.load({ provider, messageId });
+    recordSent: async (record, channel, deadline) => {
+      const recorded = await persistWithin(deadline, () => marks.load(record));
+      if (recorded && channel === 'sms') {
+        await early.load({ provider: record.provider, messageId: record.messageId });
+      }
+      return recorded;
     },
   };
 }
