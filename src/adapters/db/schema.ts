@@ -299,6 +299,16 @@ export const accounts = pgTable(
       sql`${t.episodeStartedAt} is null or ${t.episodeSeq} > 0`,
     ),
     check('accounts_version_non_negative', sql`${t.version} >= 0`),
+    /** Console search: account id by prefix (the primary key's collation cannot serve LIKE). */
+    index('accounts_id_prefix_idx').on(t.id.op('text_pattern_ops')),
+    /** Console search: email, case-insensitive, exact or by prefix. */
+    index('accounts_email_prefix_idx').on(sql`lower(${t.email}) text_pattern_ops`),
+    /** Console search: phone (E.164), exact or by prefix. */
+    index('accounts_phone_prefix_idx').on(t.phone.op('text_pattern_ops')),
+    /** Console overview: accounts out of good standing, by state (few, so a small index). */
+    index('accounts_enforcement_state_idx')
+      .on(t.enforcementState)
+      .where(sql`${t.enforcementState} <> 'active'`),
   ],
 );
 
@@ -706,6 +716,12 @@ export const outbox = pgTable(
     index('outbox_finished_updated_idx')
       .on(t.updatedAt)
       .where(sql`${t.status} in ('done', 'failed', 'superseded')`),
+    /** Console: an account's effects, newest first. */
+    index('outbox_account_id_idx').on(t.accountId, t.id),
+    /** Console overview: failed effects, most recent first (few). */
+    index('outbox_failed_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} = 'failed'`),
     /** Per service, only the oldest unfinished control-plane effect may be claimed. */
     index('outbox_unfinished_effect_service_idx')
       .on(sql`(${t.payload} ->> 'serviceId')`, t.id)
@@ -774,6 +790,12 @@ export const notifications = pgTable(
     index('notifications_provider_message_idx')
       .on(t.providerId, t.messageId)
       .where(sql`${t.messageId} is not null`),
+    /** Console: an account's messages, newest first. */
+    index('notifications_account_id_idx').on(t.accountId, t.id),
+    /** Console overview: messages that failed, most recent first (few). */
+    index('notifications_failed_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} in ('failed', 'undeliverable')`),
     /** Retention: final rows by their last change. */
     index('notifications_final_updated_idx')
       .on(t.updatedAt)
