@@ -209,7 +209,10 @@ export async function accountHoldings(
   };
 }
 
-/** The newest `limit` events, messages (without the recipient) and effects of an account. */
+/**
+ * The newest `limit` events, messages (without the recipient) and effects of an account. A
+ * message's own effect and the daemon's timers are left out: the message row tells the story.
+ */
 export async function accountHistory(
   db: Db,
   accountId: string,
@@ -256,7 +259,7 @@ export async function accountHistory(
     }>(
       db,
       sql`select created_at, updated_at, idempotency_key, kind, status, attempts, last_error, payload
-            from outbox where account_id = ${accountId} and kind <> 'notify'
+            from outbox where account_id = ${accountId} and kind not in ('notify', 'wake')
            order by id desc limit ${limit}`,
     ),
   ]);
@@ -297,7 +300,7 @@ export async function accountHistory(
 // The fleet.
 
 export interface StateCounts {
-  /** Estimated (planner statistics): an exact count would read the whole table. */
+  /** Exact below the cap; beyond it the planner's estimate (statistics), never less than the cap. */
   readonly totalEstimate: number;
   readonly protected: number;
   readonly suspended: number;
@@ -323,9 +326,13 @@ export async function fleetStateCounts(db: Db, cap: number): Promise<StateCounts
       sql`select count(*) as n from (select 1 from studio_instances
             where released_at is null and release_due_at is not null limit ${cap}) r`,
     ),
+    // Exact up to the cap, else the planner's estimate (an exact count reads the whole table).
     queryRows<{ n: number | string }>(
       db,
-      sql`select greatest(reltuples, 0)::bigint as n from pg_class where oid = 'accounts'::regclass`,
+      sql`select case when c.n < ${cap} then c.n
+                      else greatest(c.n, (select reltuples::bigint from pg_class
+                                           where oid = 'accounts'::regclass)) end as n
+            from (select count(*) as n from (select 1 from accounts limit ${cap}) a) c`,
     ),
   ]);
   const of = (s: string) => num(states.find((r) => r.state === s)?.n ?? 0);

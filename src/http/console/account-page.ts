@@ -91,7 +91,7 @@ function figures(v: AccountView, s: Strings): string {
   const episode =
     a.episodeStartedAt === null
       ? e(s.noEpisode)
-      : `#${a.episodeSeq}, ${e(s.startedAt)} ${instant(a.episodeStartedAt, timeZone, lang)}${v.breach !== null ? ` — <strong>${e(v.breach)}</strong>` : ''}`;
+      : `#${a.episodeSeq}, ${e(s.startedAt)} ${instant(a.episodeStartedAt, timeZone, lang)}${v.breach !== null ? ` — ${e(s.protectionEnded)} <strong>${e(v.breach)}</strong>` : ''}`;
   return `<table class="figures">
 <tr><td>${e(s.state)}</td><td><span class="state-${e(a.enforcementState)}">${e(a.enforcementState)}</span></td></tr>
 <tr><td>${e(s.balance)}</td><td>${m(a.availableBalanceMinor)}</td></tr>

@@ -32,7 +32,7 @@ function countsSection(c: StateCounts, s: Strings): string {
   const capped = (n: number) => (n >= c.cap ? `≥ ${n}` : String(n));
   const good = Math.max(0, c.totalEstimate - c.protected - c.suspended);
   return `<section><h2>${e(s.accountsByState)}</h2><table class="figures">
-<tr><td>${e(s.goodStanding)}</td><td class="state-active">~${good}</td></tr>
+<tr><td>${e(s.goodStanding)}</td><td class="state-active">${c.totalEstimate >= c.cap ? '~' : ''}${good}</td></tr>
 <tr><td>${e(s.protected)}</td><td class="state-protected">${capped(c.protected)}</td></tr>
 <tr><td>${e(s.suspended)}</td><td class="state-suspended">${capped(c.suspended)}</td></tr>
 <tr><td>${e(s.releasePending)}</td><td>${capped(c.releasePending)}</td></tr></table></section>`;

@@ -47,7 +47,7 @@ const EN = {
   streaming: 'streaming',
   released: 'released',
   accountsByState: 'Accounts by state',
-  goodStanding: 'Good standing (estimate)',
+  goodStanding: 'Good standing',
   protected: 'Overdue, protected',
   suspended: 'Suspended',
   releasePending: 'Studio release pending',
@@ -65,6 +65,7 @@ const EN = {
   when: 'When',
   what: 'What',
   notFound: 'No such account.',
+  protectionEnded: 'protection ended by',
 } as const;
 
 export type Strings = { readonly [K in keyof typeof EN]: string };
@@ -115,7 +116,7 @@ const ZH: Strings = {
   streaming: '推流中',
   released: '已释放',
   accountsByState: '按状态统计账户',
-  goodStanding: '正常（估计）',
+  goodStanding: '正常',
   protected: '欠费保护中',
   suspended: '已停服',
   releasePending: '待释放导播台',
@@ -133,6 +134,7 @@ const ZH: Strings = {
   when: '时间',
   what: '事件',
   notFound: '没有这个账户。',
+  protectionEnded: '保护结束，原因',
 };
 
 export function strings(lang: UiLang): Strings {

@@ -91,6 +91,13 @@ function eventText(ev: EventView, t: AccountTerms): string {
       return `operator hold released on service ${svc}${by}${why}`;
     case 'operator-release-now':
       return `studio instance ${inst} to be released now (was due ${at(d.scheduledFor)})${by}${why}`;
+    case 'effect-applied':
+    case 'effect-failed':
+    case 'effect-superseded': {
+      const outcome = ev.kind.slice('effect-'.length);
+      const error = str(d.error) === '' ? '' : `: ${e(str(d.error))}`;
+      return `control plane ${outcome}: ${e(str(d.op))} ${svc}${error}`;
+    }
     case 'notice-unreachable':
       return `no message sent: the customer has no usable channel (${e(str(d.template))})`;
     default:
