@@ -91,6 +91,7 @@ describe('migrations', () => {
       'bills_unpaid_due_idx',
       'breaker_ledger_admitted_idx',
       'breaker_ledger_held_idx',
+      'enforcement_events_service_changes_idx',
       'notifications_failed_updated_idx',
       'notifications_final_updated_idx',
       'notifications_pending_not_before_idx',

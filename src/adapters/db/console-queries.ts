@@ -28,12 +28,15 @@ export interface AccountHit {
 /**
  * Accounts whose id, email (case-insensitive) or phone equals or starts with `q`; exact matches
  * first, then by id. One page of `pageSize` (plus one row, to tell whether there is a next).
+ * Each field contributes at most `candidates` matches, read in its index's order (a short prefix
+ * matches most of the table: only that many rows are read per field, and paging ends there).
  */
 export async function searchAccounts(
   db: Db,
   q: string,
   page: number,
   pageSize: number,
+  candidates = 1_000,
 ): Promise<{ hits: AccountHit[]; more: boolean }> {
   const text = q.trim();
   if (text === '') return { hits: [], more: false };
@@ -52,7 +55,10 @@ export async function searchAccounts(
     sql`select id, email, phone, enforcement_state, currency, available_balance_minor,
                (id = ${text} or lower(email) = lower(${text}) or phone = ${text}) as exact
           from accounts
-         where id like ${prefix} or lower(email) like ${lowerPrefix} or phone like ${prefix}
+         where id in ((select id from accounts where id like ${prefix} limit ${candidates})
+                      union (select id from accounts where lower(email) like ${lowerPrefix}
+                              limit ${candidates})
+                      union (select id from accounts where phone like ${prefix} limit ${candidates}))
          order by exact desc, id
          limit ${pageSize + 1} offset ${page * pageSize}`,
   );

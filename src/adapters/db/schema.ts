@@ -663,6 +663,10 @@ export const enforcementEvents = pgTable(
     codeCheck('enforcement_events_kind_format', t.kind),
     check('enforcement_events_actor_not_blank', sql`length(btrim(${t.actor})) between 1 and 200`),
     index('enforcement_events_account_created_idx').on(t.accountId, t.createdAt),
+    /** Console overview: suspensions and resumes per hour, read from the index alone. */
+    index('enforcement_events_service_changes_idx')
+      .on(t.createdAt, t.kind)
+      .where(sql`${t.kind} in ('service-suspended', 'service-resumed')`),
     /** Retention: the oldest events first. */
     index('enforcement_events_created_idx').on(t.createdAt),
   ],
