@@ -40,7 +40,7 @@ const SEARCH_PAGE_SIZE = 25;
 const SEARCH_MAX_PAGE = 40;
 const COUNT_CAP = 100_000;
 const HOURS = 48;
-const HOURLY_CAP = 200_000;
+const HOURLY_CAP = 50_000;
 const RELEASES_SHOWN = 50;
 const FAILURES_SHOWN = 20;
 
