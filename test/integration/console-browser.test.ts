@@ -148,6 +148,8 @@ describe('operator console in a browser', () => {
     const reason = `suspended: overdue ${overdue} exceeds the protection quota of ${quota} (live, vod)`;
     await page.getByText(reason).first().waitFor();
     await page.getByText(`${overdue} / ${quota}`).waitFor();
+    // The simulator's next 3 days: the studio's scheduled release happens, no payment assumed.
+    await page.getByText(`release studio instance ${ID}-stage`).waitFor();
 
     const row = page.locator('tr', { hasText: `${ID}-live` }).first();
     await row.locator('input[name=reason]').fill('chargeback under review');

@@ -12,11 +12,13 @@ import { loadAccount, unpaidBills, type AccountRow } from '../queries';
 import { bar, countdown, e, instant, money, span, type UiLang } from './format';
 import { ACCOUNTS_PATH } from './layout';
 import { strings, type Strings } from './strings';
+import { forecast, renderForecast, type Forecast } from './forecast';
 import { timelineItems, type AccountTerms, type TimelineItem } from './timeline';
 
 /** Rows of each kind read for one account page (services, instances, plans; timeline items). */
 const HOLDINGS_SHOWN = 100;
 const TIMELINE_SHOWN = 60;
+const FORECAST_DAYS = 3;
 
 export interface AccountView {
   readonly account: AccountRow;
@@ -29,6 +31,7 @@ export interface AccountView {
   readonly plans: PlanView[];
   readonly timeline: TimelineItem[];
   readonly terms: AccountTerms;
+  readonly forecast: Forecast;
 }
 
 /** The account's quota: its own when custom, else the configured default (as decide sees it). */
@@ -49,10 +52,11 @@ export async function loadAccountView(
   const { db, config } = daemon.ctx;
   const now = new Date();
   const account = await loadAccount(db, id);
-  const [bills, holdings, history] = await Promise.all([
+  const [bills, holdings, history, next] = await Promise.all([
     unpaidBills(db, id),
     accountHoldings(db, id, HOLDINGS_SHOWN),
     accountHistory(db, id, TIMELINE_SHOWN),
+    forecast(db, config.rules, id, now, FORECAST_DAYS),
   ]);
   const overdue = overdueMinor(bills, now);
   const quota = quotaOf(account, config.rules.defaultProtection);
@@ -68,6 +72,7 @@ export async function loadAccountView(
     ...holdings,
     timeline: timelineItems(history, terms, TIMELINE_SHOWN),
     terms,
+    forecast: next,
   };
 }
 
@@ -184,5 +189,5 @@ export function renderAccount(v: AccountView, canAct: boolean): string {
     : '';
   return `<h1>${e(s.account)} <code>${e(id)}</code></h1>
 <p>${e(v.account.currency)} · ${e(v.account.timeZone)} · ${e(v.account.locale)}</p>
-${figures(v, s)}${actions}${servicesTable(v, s, canAct)}${studiosTable(v, s, canAct)}${plansTable(v, s)}${timelineList(v, s)}`;
+${figures(v, s)}${actions}${servicesTable(v, s, canAct)}${studiosTable(v, s, canAct)}${plansTable(v, s)}${renderForecast(v.forecast, v.terms.timeZone, v.terms.lang)}${timelineList(v, s)}`;
 }
