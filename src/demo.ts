@@ -164,7 +164,9 @@ async function main(): Promise<void> {
     [
       '',
       'overdue-worker demo is running.',
-      `  dashboard   ${base}/admin/queues   user ${config.dashboard?.user ?? '-'}   password ${config.dashboard?.password ?? '-'}`,
+      `  console     ${base}/admin   user ${config.dashboard?.user ?? '-'}   password ${config.dashboard?.password ?? '-'}`,
+      `              each account's story: ${base}/admin/accounts/<id>`,
+      `  dashboard   ${base}/admin/queues (same credentials)`,
       `  API         ${base}/v1/openapi.json (same credentials)`,
       `  messages    ${path.join(config.dataDir, 'outbox')} (email .eml and SMS .json files)`,
       `  Redis       ${redisChild ? `private, ${config.redisUrl} (stopped with the demo)` : config.redisUrl}`,

@@ -3,6 +3,7 @@ import type { Daemon } from '../daemon';
 import type { Logger } from '../logger';
 import { Api, apiErrorHandler } from './api';
 import { createAuthenticator, guard, hostAllowed } from './auth';
+import { isConsolePage, mountConsole } from './console/mount';
 import { DASHBOARD_PATH, mountDashboard } from './dashboard';
 import { registerHealth } from './health';
 import { registerIngestRoutes } from './routes-ingest';
@@ -17,6 +18,8 @@ import { registerSmsCallback } from './sms-callback';
  * The daemon's HTTP server (not listening: main.ts calls `.listen({ host, port })`).
  *
  * - /healthz, /readyz: no auth. /metrics: auth unless METRICS_PUBLIC=true.
+ * - /admin, /admin/accounts[/:id]: the operator console (console/mount.ts); /admin/safety: the
+ *   safety valves. Same authentication as the dashboard.
  * - /admin/queues: the bull-board dashboard, HTTP Basic (operator, or the read-only viewer);
  *   mounted only when a Basic account exists, or in demo mode.
  * - /v1/...: the JSON API (Basic or Bearer), OpenAPI document at /v1/openapi.json.
@@ -47,7 +50,10 @@ const DASHBOARD_CSP = [
 ].join('; ');
 /** Everything else is data (JSON, metrics text): nothing to load, never framed. */
 const DATA_CSP = "default-src 'none'; frame-ancestors 'none'";
-/** Server-rendered pages (the safety valves): inline styles, forms to this origin, no script. */
+/**
+ * Server-rendered pages (the safety valves, the console): inline styles, forms to this origin, no
+ * script.
+ */
 const PAGE_CSP =
   "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
 
@@ -111,7 +117,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
       'x-frame-options': 'DENY',
       'content-security-policy': dashboard
         ? DASHBOARD_CSP
-        : req.url.startsWith(SAFETY_PATH)
+        : req.url.startsWith(SAFETY_PATH) || isConsolePage(req.url)
           ? PAGE_CSP
           : DATA_CSP,
     });
@@ -127,6 +133,7 @@ export async function buildHttpServer(deps: HttpDeps): Promise<FastifyInstance> 
   if (auth.hasBasic || auth.open) {
     await mountDashboard(app, { daemon, auth });
     await mountSafetyPage(app, { daemon, auth });
+    await mountConsole(app, { daemon, auth });
   } else {
     logger.warn('dashboard not mounted: set DASHBOARD_USER and DASHBOARD_PASSWORD (or DEMO=true)');
   }

@@ -86,14 +86,18 @@ describe('migrations', () => {
       select indexname, indexdef from pg_indexes
       where schemaname = 'public' and indexdef like '%WHERE%' order by indexname`;
     expect(rows.map((r) => r.indexname)).toEqual([
+      'accounts_enforcement_state_idx',
       'bills_account_unpaid_idx',
       'bills_unpaid_due_idx',
       'breaker_ledger_admitted_idx',
       'breaker_ledger_held_idx',
+      'enforcement_events_service_changes_idx',
+      'notifications_failed_updated_idx',
       'notifications_final_updated_idx',
       'notifications_pending_not_before_idx',
       'notifications_provider_message_idx',
       'outbox_dispatched_id_idx',
+      'outbox_failed_updated_idx',
       'outbox_finished_updated_idx',
       'outbox_pending_available_idx',
       'outbox_unfinished_effect_service_idx',

@@ -69,9 +69,27 @@ describe('demo mode', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     try {
       await waitFor(() => stdout.includes('demo is running'), 60_000, 'the demo banner');
-      expect(stdout).toMatch(
-        /dashboard\s+http:\/\/127\.0\.0\.1:\d+\/admin\/queues\s+user demo\s+password \S{8,}/,
+      const banner =
+        /console\s+(http:\/\/127\.0\.0\.1:\d+)\/admin\s+user (demo)\s+password (\S{8,})/.exec(
+          stdout,
+        );
+      expect(banner).not.toBeNull();
+      expect(stdout).toMatch(/dashboard\s+http:\/\/127\.0\.0\.1:\d+\/admin\/queues/);
+      // The console printed answers with a seeded account's story.
+      const [, base, user, password] = banner ?? [];
+      const auth = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+      const page = await waitFor(
+        async () => {
+          const res = await fetch(`${base}/admin/accounts/demo-studio`, {
+            headers: { authorization: auth },
+          });
+          const html = await res.text();
+          return res.status === 200 && html.includes('studio service') ? html : undefined;
+        },
+        30_000,
+        'the demo-studio account page telling of its suspension',
       );
+      expect(page).toContain('Main stage');
       await waitFor(
         () => KINDS.every((k) => kindsWritten().has(k)),
         90_000,

@@ -174,7 +174,9 @@ function planSuspend(
     event(w, 'service-suspended', action.key, d.episodeSeq, {
       serviceId: action.serviceId,
       callControlPlane: action.callControlPlane,
-      ...(d.kind === 'suspend-services' ? { cause: d.cause } : { studio: true }),
+      ...(d.kind === 'suspend-services'
+        ? { cause: d.cause, overdueMinor: d.overdueMinor }
+        : { studio: true }),
     });
     if (action.callControlPlane) {
       controlEffect(w, action.key, 'suspend', action.serviceId, d.episodeSeq);

@@ -299,6 +299,16 @@ export const accounts = pgTable(
       sql`${t.episodeStartedAt} is null or ${t.episodeSeq} > 0`,
     ),
     check('accounts_version_non_negative', sql`${t.version} >= 0`),
+    /** Console search: account id by prefix (the primary key's collation cannot serve LIKE). */
+    index('accounts_id_prefix_idx').on(t.id.op('text_pattern_ops')),
+    /** Console search: email, case-insensitive, exact or by prefix. */
+    index('accounts_email_prefix_idx').on(sql`lower(${t.email}) text_pattern_ops`),
+    /** Console search: phone (E.164), exact or by prefix. */
+    index('accounts_phone_prefix_idx').on(t.phone.op('text_pattern_ops')),
+    /** Console overview: accounts out of good standing, by state (few, so a small index). */
+    index('accounts_enforcement_state_idx')
+      .on(t.enforcementState)
+      .where(sql`${t.enforcementState} <> 'active'`),
   ],
 );
 
@@ -653,6 +663,10 @@ export const enforcementEvents = pgTable(
     codeCheck('enforcement_events_kind_format', t.kind),
     check('enforcement_events_actor_not_blank', sql`length(btrim(${t.actor})) between 1 and 200`),
     index('enforcement_events_account_created_idx').on(t.accountId, t.createdAt),
+    /** Console overview: suspensions and resumes per hour, read from the index alone. */
+    index('enforcement_events_service_changes_idx')
+      .on(t.createdAt, t.kind)
+      .where(sql`${t.kind} in ('service-suspended', 'service-resumed')`),
     /** Retention: the oldest events first. */
     index('enforcement_events_created_idx').on(t.createdAt),
   ],
@@ -706,6 +720,12 @@ export const outbox = pgTable(
     index('outbox_finished_updated_idx')
       .on(t.updatedAt)
       .where(sql`${t.status} in ('done', 'failed', 'superseded')`),
+    /** Console: an account's effects, newest first. */
+    index('outbox_account_id_idx').on(t.accountId, t.id),
+    /** Console overview: failed effects, most recent first (few). */
+    index('outbox_failed_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} = 'failed'`),
     /** Per service, only the oldest unfinished control-plane effect may be claimed. */
     index('outbox_unfinished_effect_service_idx')
       .on(sql`(${t.payload} ->> 'serviceId')`, t.id)
@@ -774,6 +794,12 @@ export const notifications = pgTable(
     index('notifications_provider_message_idx')
       .on(t.providerId, t.messageId)
       .where(sql`${t.messageId} is not null`),
+    /** Console: an account's messages, newest first. */
+    index('notifications_account_id_idx').on(t.accountId, t.id),
+    /** Console overview: messages that failed, most recent first (few). */
+    index('notifications_failed_updated_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} in ('failed', 'undeliverable')`),
     /** Retention: final rows by their last change. */
     index('notifications_final_updated_idx')
       .on(t.updatedAt)
