@@ -18,7 +18,7 @@ import { settingProblem } from '../config';
 import { SCHEDULER_IDS, type Daemon } from '../daemon';
 import { apiErrorHandler, HttpError } from './api';
 import { actorName, guard, isMutating, type Authenticator } from './auth';
-import { DASHBOARD_PATH, SAFETY_PATH } from './paths';
+import { CONSOLE_PATH, DASHBOARD_PATH, SAFETY_PATH } from './paths';
 import { manualSchema, prepareTrigger, recordTrigger } from './triggers';
 
 /**
@@ -171,7 +171,10 @@ export async function mountDashboard(
       uiConfig: {
         boardTitle: 'overdue-worker',
         // The user menu's links to the server-rendered pages beside the queues.
-        miscLinks: [{ text: 'Safety valves', url: SAFETY_PATH }],
+        miscLinks: [
+          { text: 'Console', url: CONSOLE_PATH },
+          { text: 'Safety valves', url: SAFETY_PATH },
+        ],
       },
     },
   });

@@ -4,3 +4,6 @@
 export const DASHBOARD_PATH = '/admin/queues';
 /** The safety valves' page. */
 export const SAFETY_PATH = '/admin/safety';
+/** The operator console: the fleet overview, and account search and pages under it. */
+export const CONSOLE_PATH = '/admin';
+export const ACCOUNTS_PATH = '/admin/accounts';

@@ -158,7 +158,9 @@ describe('dashboard in a browser', () => {
     const context = await browser(OPS);
     const page = await context.newPage();
     await page.goto(`${base}/admin/queues/queue/evaluate`);
-    expect(await openMenu(page, 'links')).toContain('Safety valves');
+    const links = await openMenu(page, 'links');
+    expect(links).toContain('Console');
+    expect(links).toContain('Safety valves');
     await page.keyboard.press('Escape');
     await openMenu(page, 'queue');
     await page.getByText('Add job').first().click();

@@ -1,10 +1,8 @@
-import { DASHBOARD_PATH } from '../dashboard';
-import { SAFETY_PATH } from '../safety-page';
+import { ACCOUNTS_PATH, CONSOLE_PATH, DASHBOARD_PATH, SAFETY_PATH } from '../paths';
 import { e, type UiLang } from './format';
 import { strings } from './strings';
 
-export const CONSOLE_PATH = '/admin';
-export const ACCOUNTS_PATH = '/admin/accounts';
+export { ACCOUNTS_PATH, CONSOLE_PATH };
 
 const STYLE = `body{font:14px system-ui,sans-serif;margin:0;color:#222}
 header{background:#223;color:#fff;padding:.6em 2em}header a{color:#cde;margin-right:1.2em}
