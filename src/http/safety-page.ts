@@ -24,7 +24,8 @@ import { ENFORCEMENT_MODES } from '../domain/modes';
 import { escapeHtml } from '../notify/templates';
 import { DASHBOARD_PATH, SAFETY_PATH } from './paths';
 import { noteSchema } from './api';
-import { actorName, guard, type Authenticator } from './auth';
+import { actorName, type Authenticator } from './auth';
+import { formScope } from './form-pages';
 
 /**
  * The safety valves in the browser, at /admin/safety, beside the queue dashboard and behind the
@@ -112,16 +113,6 @@ function page(body: string, notice: string | null): string {
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left}
 .tripped,.mode-off{color:#b00}.mode-shadow{color:#a60}.notice{background:#eef;padding:.5em 1em}.error{background:#fee;padding:.5em 1em}</style></head>
 <body><h1>Safety valves</h1><p><a href="${DASHBOARD_PATH}">Queue dashboard</a></p>${notice ?? ''}${body}</body></html>`;
-}
-
-/** Form bodies: fields as strings, repeated fields (checkboxes) as arrays. */
-function parseForm(body: string): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of new URLSearchParams(body)) {
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  return out;
 }
 
 const required = noteSchema.min(1, 'must say why');
@@ -224,12 +215,7 @@ export async function mountSafetyPage(
 ): Promise<void> {
   const { daemon, auth } = deps;
   await app.register((scope, _opts, ready) => {
-    scope.addHook('onRequest', guard(auth, { allowBearer: false }));
-    scope.addContentTypeParser(
-      'application/x-www-form-urlencoded',
-      { parseAs: 'string', bodyLimit: 1_000_000 },
-      (_req, body, done) => done(null, parseForm(String(body))),
-    );
+    formScope(scope, auth, 1_000_000);
 
     const render = async (req: FastifyRequest, notice: string | null) => {
       const canAct = req.principal?.role === 'operator';

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import type { StudioInstanceSnapshot } from '../../domain/snapshot';
 import { queryRows, type Db } from './client';
 
 /**
@@ -89,14 +90,8 @@ export interface ServiceView {
   readonly suspendedAt: Date | null;
 }
 
-export interface StudioView {
-  readonly id: string;
-  readonly serviceId: string;
-  readonly name: string;
-  readonly streaming: boolean;
-  readonly releaseDueAt: Date | null;
-  readonly releasedAt: Date | null;
-}
+/** A studio instance as the account page shows it: what a snapshot holds of it. */
+export type StudioView = StudioInstanceSnapshot;
 
 export interface PlanView {
   readonly id: string;

@@ -11,7 +11,8 @@ import {
 import { listPauses, readControlState } from '../../adapters/db/control-store';
 import type { Daemon } from '../../daemon';
 import { HttpError, idSchema, noteSchema } from '../api';
-import { actorName, guard, type Authenticator, type Principal } from '../auth';
+import { actorName, type Authenticator, type Principal } from '../auth';
+import { formScope } from '../form-pages';
 import { releaseStudioNow, setOperatorHold } from '../operator-actions';
 import { runTrigger } from '../triggers';
 import { loadAccountView, renderAccount } from './account-page';
@@ -51,11 +52,6 @@ const langOf = (req: FastifyRequest): UiLang => uiLang(req.headers['accept-langu
 const canAct = (req: FastifyRequest): boolean => req.principal?.role === 'operator';
 const accountUrl = (id: string, query = ''): string =>
   `${ACCOUNTS_PATH}/${encodeURIComponent(id)}${query}`;
-
-/** Form bodies as flat string fields (the console's forms repeat no field). */
-function parseForm(body: string): Record<string, string> {
-  return Object.fromEntries(new URLSearchParams(body));
-}
 
 const holdForm = z.object({
   serviceId: idSchema,
@@ -126,12 +122,7 @@ export async function mountConsole(
   const { daemon, auth } = deps;
   const db = daemon.ctx.db;
   await app.register((scope, _opts, ready) => {
-    scope.addHook('onRequest', guard(auth, { allowBearer: false }));
-    scope.addContentTypeParser(
-      'application/x-www-form-urlencoded',
-      { parseAs: 'string', bodyLimit: 100_000 },
-      (_req, body, done) => done(null, parseForm(String(body))),
-    );
+    formScope(scope, auth, 100_000);
 
     scope.get(CONSOLE_PATH, async (req, reply) => {
       const lang = langOf(req);
