@@ -4,9 +4,7 @@ import {
   resetBreaker,
   settleHeld,
   type HeldSelection,
-  type Settled,
 } from '../adapters/db/breaker-store';
-import { evaluationOptions, type QueueSet } from '../adapters/queue/queues';
 import type { Daemon } from '../daemon';
 import { noteSchema, type Api } from './api';
 import { actorName } from './auth';
@@ -54,24 +52,8 @@ const listQuery = z
 const selectionOf = (b: { all?: true; keys?: string[] }): HeldSelection =>
   b.all === true ? { all: true } : { keys: b.keys ?? [] };
 
-/** Evaluates the accounts of approved decisions now (operator evaluations: before scan pages). */
-async function evaluateApproved(
-  queues: QueueSet,
-  settled: readonly Settled[],
-  origin: string,
-): Promise<void> {
-  const accounts = [...new Set(settled.map((s) => s.accountId))];
-  await queues.addBulk(
-    'evaluate-account',
-    accounts.map((accountId) => ({
-      data: { accountId, origin },
-      opts: evaluationOptions(accountId, 'event'),
-    })),
-  );
-}
-
 export function registerBreakerRoutes(api: Api, daemon: Daemon): void {
-  const { db, queues } = daemon.ctx;
+  const { db } = daemon.ctx;
 
   api.route({
     method: 'GET',
@@ -102,7 +84,11 @@ export function registerBreakerRoutes(api: Api, daemon: Daemon): void {
         actor,
         body.reason ?? null,
       );
-      await evaluateApproved(queues, settled, actor);
+      // Operator evaluations, before scan pages; kept and queued later if Redis is away.
+      await daemon.evaluateAccounts(
+        settled.map((s) => s.accountId),
+        actor,
+      );
       return { approved: settled.length, decisions: settled };
     },
   });

@@ -18,7 +18,7 @@ import {
   type PauseKind,
 } from '../adapters/db/control-store';
 import { PAUSE_KINDS } from '../adapters/db/schema';
-import { enqueueFreshScans, evaluationOptions } from '../adapters/queue/queues';
+import { enqueueFreshScans } from '../adapters/queue/queues';
 import type { Daemon } from '../daemon';
 import { ENFORCEMENT_MODES } from '../domain/modes';
 import { escapeHtml } from '../notify/templates';
@@ -189,13 +189,10 @@ async function act(daemon: Daemon, name: FormName, input: unknown, actor: string
       const selection = v.scope === 'all' ? { all: true as const } : { keys: v.keys };
       const to = v.action === 'approve' ? 'approved' : 'rejected';
       const settled = await settleHeld(db, to, selection, actor, v.reason ?? null);
-      if (to === 'approved' && settled.length > 0) {
-        await queues.addBulk(
-          'evaluate-account',
-          [...new Set(settled.map((s) => s.accountId))].map((accountId) => ({
-            data: { accountId, origin: actor },
-            opts: evaluationOptions(accountId, 'event'),
-          })),
+      if (to === 'approved') {
+        await daemon.evaluateAccounts(
+          settled.map((s) => s.accountId),
+          actor,
         );
       }
       return `${settled.length} held decisions ${to}.`;

@@ -18,6 +18,28 @@ import { queryRows, type Db, type Tx } from './client';
 /** The share's base is recounted when older than this, ms. */
 const GOOD_STANDING_MAX_AGE_S = 60;
 
+/**
+ * Suspensions admitted within the window and since the last reset, as a scalar over the breaker
+ * row `b` (the partial index breaker_ledger_admitted_idx serves it).
+ */
+const ADMITTED_IN_WINDOW = sql`(select count(*) from breaker_ledger l
+  where l.kind = 'suspend' and l.status = 'allowed'
+    and l.decided_at > greatest(now() - b.window_seconds * interval '1 second',
+                                coalesce(b.reset_at, '-infinity'::timestamptz)))`;
+
+/** The limits as the breaker row stores them. */
+interface LimitColumns {
+  count_limit: number;
+  window_seconds: number;
+  share_milli_pct: number;
+}
+
+const limitsOf = (row: LimitColumns): BreakerLimits => ({
+  count: row.count_limit,
+  windowMs: row.window_seconds * 1000,
+  sharePct: row.share_milli_pct / 1000,
+});
+
 const textArray = (values: readonly string[]): string =>
   `{${values.map((v) => `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`).join(',')}}`;
 
@@ -61,11 +83,7 @@ export async function admitGated(
                 then b.good_standing
                 else (select count(*) from accounts where enforcement_state = 'active') end
              as good_standing,
-           (select count(*) from breaker_ledger l
-             where l.kind = 'suspend' and l.status = 'allowed'
-               and l.decided_at > greatest(now() - b.window_seconds * interval '1 second',
-                                           coalesce(b.reset_at, '-infinity'::timestamptz)))
-             as admitted,
+           ${ADMITTED_IN_WINDOW} as admitted,
            (select coalesce(jsonb_object_agg(l.decision_key, l.status), '{}'::jsonb)
               from breaker_ledger l
              where l.decision_key = any(${textArray(requests.map((r) => r.key))}::text[])) as known
@@ -73,11 +91,7 @@ export async function admitGated(
   );
   if (state === undefined) throw new Error('breaker_state has no row (migration 0013 not applied)');
   const goodStanding = Number(state.good_standing);
-  const limits: BreakerLimits = {
-    count: state.count_limit,
-    windowMs: state.window_seconds * 1000,
-    sharePct: state.share_milli_pct / 1000,
-  };
+  const limits = limitsOf(state);
   const limit = breakerLimit(limits, goodStanding);
   const admitted = Number(state.admitted);
   const admission = admit(
@@ -218,11 +232,7 @@ export async function readBreaker(
     db,
     sql`
     select b.*,
-           (select count(*) from breaker_ledger l
-             where l.kind = 'suspend' and l.status = 'allowed'
-               and l.decided_at > greatest(now() - b.window_seconds * interval '1 second',
-                                           coalesce(b.reset_at, '-infinity'::timestamptz)))
-             as admitted,
+           ${ADMITTED_IN_WINDOW} as admitted,
            (select count(*) from breaker_ledger l where l.status = 'held') as held_count
       from breaker_state b where b.id = 1`,
   );
@@ -243,11 +253,7 @@ export async function readBreaker(
      where status = 'held' and id > ${page.afterId ?? 0}
      order by id limit ${page.limit}`,
   );
-  const limits: BreakerLimits = {
-    count: b.count_limit,
-    windowMs: b.window_seconds * 1000,
-    sharePct: b.share_milli_pct / 1000,
-  };
+  const limits = limitsOf(b);
   const date = (v: Date | string | null) => (v === null ? null : new Date(v));
   return {
     enabled: b.enabled,
@@ -380,14 +386,7 @@ export async function claimTripAlert(
     tripSeq: row.trip_seq,
     trippedAt: new Date(row.tripped_at),
     held: Number(row.held),
-    limit: breakerLimit(
-      {
-        count: row.count_limit,
-        windowMs: row.window_seconds * 1000,
-        sharePct: row.share_milli_pct / 1000,
-      },
-      Number(row.good_standing),
-    ),
+    limit: breakerLimit(limitsOf(row), Number(row.good_standing)),
   };
 }
 
