@@ -171,7 +171,8 @@ export function createSendNotificationHandler(
         return;
       }
       if (outcome.permanent) throw new PermanentFailure(outcome.code, outcome.reason, outcome.mark);
-      const ageMs = now.getTime() - row.createdAt.getTime();
+      // An operator's retry starts the give-up clock again.
+      const ageMs = now.getTime() - (row.retriedAt ?? row.createdAt).getTime();
       const attempts = job.opts.attempts ?? 1;
       const gaveUp = givenUp(outcome, ctx.attempt, attempts, ageMs, config.notify.giveUpAfterMs);
       if (gaveUp !== null) throw gaveUp;

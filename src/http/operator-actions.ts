@@ -2,6 +2,8 @@ import { sql } from 'drizzle-orm';
 import { queryRows } from '../adapters/db/client';
 import { appendEvent, insertOutbox } from '../adapters/db/daemon-writers';
 import { markDaemonTransaction } from '../adapters/db/evaluation';
+import { reopenFailedNotification } from '../adapters/db/notification-store';
+import { loadOutbox, reopenOutbox } from '../adapters/db/outbox-store';
 import type { Daemon } from '../daemon';
 import { HttpError, notFound } from './api';
 
@@ -165,4 +167,94 @@ export async function releaseStudioNow(
   });
   await daemon.evaluateSoon(accountId, actor);
   return { instanceId, accountId, releaseDue: 'now' };
+}
+
+export interface RetryResult {
+  readonly key: string;
+  readonly what: 'effect' | 'message';
+  readonly accountId: string;
+  /** The status the row had (failed, or undeliverable for a message); it is pending now. */
+  readonly previousStatus: string;
+}
+
+/**
+ * An operator's retry of a failed control-plane effect or a failed (or undeliverable) message,
+ * by its key: the row goes back to pending in one transaction with an `operator-retry` event,
+ * and the relay dispatches it as it does any new row. Nothing is re-sent blind: the effect's
+ * claim re-reads the service (a suspension the account has since paid off becomes a no-op),
+ * and a message is re-checked like a first attempt (superseded when no longer true). A message
+ * is refused while its contact is marked unreachable or its fallback reached the customer
+ * (src/adapters/db/notification-store.ts). 404 for an unknown key, 409 for a row that did not
+ * fail or cannot be retried, 400 when `confirmAccountId` is not the row's account.
+ */
+export async function retryFailed(
+  daemon: Daemon,
+  key: string,
+  body: ConfirmedAction,
+  actor: string,
+): Promise<RetryResult> {
+  const result = await daemon.ctx.db.transaction(async (tx) => {
+    await markDaemonTransaction(tx);
+    const event = (accountId: string, detail: Record<string, unknown>) =>
+      appendEvent(tx, {
+        accountId,
+        kind: 'operator-retry',
+        actor,
+        detail: { key, ...detail, ...(body.reason ? { reason: body.reason } : {}) },
+      });
+    const message = await reopenFailedNotification(tx, key);
+    if (message !== null) {
+      confirmAccount('message', message.accountId, body.confirmAccountId);
+      if (message.kind === 'refused') throw new HttpError(409, message.code, message.reason);
+      await event(message.accountId, {
+        what: 'message',
+        channel: message.channel,
+        previousStatus: message.previousStatus,
+        previousError: message.previousError,
+      });
+      const r: RetryResult = {
+        key,
+        what: 'message',
+        accountId: message.accountId,
+        previousStatus: message.previousStatus,
+      };
+      return r;
+    }
+    const entry = await loadOutbox(tx, key);
+    if (entry === null) throw notFound('effect or message', key);
+    confirmAccount('effect', entry.accountId, body.confirmAccountId);
+    if (entry.kind !== 'control-plane') {
+      throw new HttpError(
+        409,
+        'not-retryable',
+        `${key} is a ${entry.kind} row: only control-plane effects and messages are retried`,
+      );
+    }
+    // The reason it failed, read under the row's lock before the reopen clears it.
+    const [held] = await queryRows<{ status: string; last_error: string | null }>(
+      tx,
+      sql`select status, last_error from outbox where id = ${entry.id} for update`,
+    );
+    if (held?.status !== 'failed' || !(await reopenOutbox(tx, key, 'failed'))) {
+      throw new HttpError(
+        409,
+        'not-failed',
+        `effect ${key} is ${held?.status ?? 'gone'}, not failed`,
+      );
+    }
+    await event(entry.accountId, {
+      what: 'effect',
+      previousStatus: 'failed',
+      previousError: held.last_error,
+    });
+    const r: RetryResult = {
+      key,
+      what: 'effect',
+      accountId: entry.accountId,
+      previousStatus: 'failed',
+    };
+    return r;
+  });
+  daemon.ctx.relay.request();
+  return result;
 }

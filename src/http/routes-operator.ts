@@ -3,7 +3,7 @@ import { JOB_NAMES } from '../adapters/queue/catalog';
 import type { Daemon } from '../daemon';
 import { accountParams, idSchema, noteSchema, type Api } from './api';
 import { actorName } from './auth';
-import { releaseStudioNow, setOperatorHold } from './operator-actions';
+import { releaseStudioNow, retryFailed, setOperatorHold } from './operator-actions';
 import { manualSchema, runTrigger } from './triggers';
 
 /**
@@ -19,6 +19,17 @@ const confirmBody = z
   .strict();
 
 const idParams = z.object({ id: idSchema }).strict();
+
+/** An outbox key (an effect's idempotency key, a message's dedupe key): 1–255, no ':'. */
+const keyParams = z
+  .object({
+    key: z
+      .string()
+      .min(1)
+      .max(255)
+      .regex(/^[^:]+$/, "must not contain ':'"),
+  })
+  .strict();
 
 export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
   api.route({
@@ -110,5 +121,24 @@ export function registerOperatorRoutes(api: Api, daemon: Daemon): void {
     },
     handler: async ({ params, body, principal }) =>
       releaseStudioNow(daemon, params.id, body, actorName(principal)),
+  });
+
+  api.route({
+    method: 'POST',
+    url: '/v1/outbox/:key/retry',
+    tag: 'operator',
+    summary: 'Retry a failed effect or message',
+    description:
+      "Sends a failed control-plane effect, or a failed or undeliverable message, back to pending by its key (the timeline shows the keys); the relay dispatches it again. The effect is re-checked against its service at the claim (a suspension since paid off becomes a no-op); the message is re-checked like a first attempt (superseded when no longer true) and goes to the account's current address. A message is refused while its address is marked bounced or opted out, and when its fallback reached the customer. The timeline shows operator-retry. Body repeats the account id.",
+    params: keyParams,
+    body: confirmBody,
+    status: 202,
+    responses: {
+      202: 'Pending again; dispatched by the relay',
+      404: 'No effect or message has this key',
+      409: 'Not failed, not retryable (a timer), or refused (contact marked, fallback sent)',
+    },
+    handler: async ({ params, body, principal }) =>
+      retryFailed(daemon, params.key, body, actorName(principal)),
   });
 }

@@ -87,6 +87,7 @@ describe('migrations', () => {
       where schemaname = 'public' and indexdef like '%WHERE%' order by indexname`;
     expect(rows.map((r) => r.indexname)).toEqual([
       'accounts_enforcement_state_idx',
+      'accounts_low_balance_idx',
       'bills_account_unpaid_idx',
       'bills_unpaid_due_idx',
       'breaker_ledger_admitted_idx',

@@ -475,6 +475,7 @@ describe('mapAccountSnapshot (rows the database constraints would refuse)', () =
       availableBalanceMinor: 0,
       earliestUnpaidDueAt: null,
       lowBalanceQuietUntil: null,
+      lowBalance: false,
       evaluatedAt: null,
       sourceVersion: 0,
       sourceHash: null,

@@ -13,8 +13,8 @@ const basic = (u: { user: string; password: string }) =>
 export const asOps = { authorization: basic(OPS) };
 export const asViewer = { authorization: basic(VIEWER) };
 
-export interface ApiHarness {
-  readonly h: Harness;
+export interface ApiHarness<H extends Harness = Harness> {
+  readonly h: H;
   readonly app: FastifyInstance;
   /** An injected request; the body parsed as JSON (checked field by field by the tests). */
   call(opts: InjectOptions): Promise<{ status: number; body: any }>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -22,14 +22,22 @@ export interface ApiHarness {
 }
 
 /**
- * `startHarness` with the operator and the read-only viewer accounts configured, and the HTTP
- * server built on its daemon (requests are injected, no port is opened).
+ * `startHarness` (or `start`, e.g. startNotifyHarness) with the operator and the read-only viewer
+ * accounts configured, and the HTTP server built on its daemon (requests are injected, no port
+ * is opened).
  */
-export async function startApiHarness(
+export async function startApiHarness<H extends Harness = Harness>(
   env: Record<string, string> = {},
   options: Partial<DaemonOptions> = {},
-): Promise<ApiHarness> {
-  const h = await startHarness(
+  start: (
+    env: Record<string, string>,
+    options: Partial<DaemonOptions>,
+  ) => Promise<H> = startHarness as (
+    env: Record<string, string>,
+    options: Partial<DaemonOptions>,
+  ) => Promise<H>,
+): Promise<ApiHarness<H>> {
+  const h = await start(
     {
       DASHBOARD_USER: OPS.user,
       DASHBOARD_PASSWORD: OPS.password,

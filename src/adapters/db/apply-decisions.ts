@@ -46,6 +46,8 @@ export interface AccountPatch {
   lastEpisodeEndedAt?: Date | null;
   enforcementState?: string;
   lowBalanceQuietUntil?: Date;
+  /** Whether the account is in good standing below its low-balance threshold (every evaluation). */
+  lowBalance?: boolean;
 }
 
 /** Everything one account's evaluation writes. */
@@ -298,6 +300,7 @@ export function planWrites(
   };
   const plan: Plan = { ...writes, now, options };
   for (const d of decisions) planDecision(plan, snapshot, d);
+  writes.patch.lowBalance = decisions.some((d) => d.kind === 'low-balance-reminder');
   return writes;
 }
 
@@ -310,9 +313,9 @@ function rowsOf<T extends object>(
   return rows.length === 0 ? null : JSON.stringify(rows);
 }
 
-/** Episode and state changes are versioned; the reminder's quiet-until alone is not. */
+/** Episode and state changes are versioned; the low-balance columns alone are not. */
 function versioned(patch: AccountPatch): boolean {
-  return Object.keys(patch).some((k) => k !== 'lowBalanceQuietUntil');
+  return Object.keys(patch).some((k) => k !== 'lowBalanceQuietUntil' && k !== 'lowBalance');
 }
 
 /**
@@ -459,6 +462,8 @@ async function patchAccounts(tx: Tx, plans: readonly AccountWrites[], at: string
            low_balance_quiet_until = case when r.p ? 'lowBalanceQuietUntil'
                                           then (r.p ->> 'lowBalanceQuietUntil')::timestamptz
                                           else a.low_balance_quiet_until end,
+           low_balance = case when r.p ? 'lowBalance' then (r.p ->> 'lowBalance')::boolean
+                              else a.low_balance end,
            evaluated_at = ${at}::timestamptz,
            updated_at = now(),
            version = a.version + case when r.bump then 1 else 0 end

@@ -305,6 +305,8 @@ export interface StateCounts {
   readonly totalEstimate: number;
   readonly protected: number;
   readonly suspended: number;
+  /** In good standing below the low-balance threshold, as of each account's last evaluation. */
+  readonly lowBalance: number;
   readonly releasePending: number;
   /** Counts stop at this many (the cap is shown as "≥"). */
   readonly cap: number;
@@ -320,7 +322,10 @@ export async function fleetStateCounts(db: Db, cap: number): Promise<StateCounts
           union all
           select state, count(*) from (
             select enforcement_state as state from accounts
-             where enforcement_state = 'suspended' limit ${cap}) s group by state`,
+             where enforcement_state = 'suspended' limit ${cap}) s group by state
+          union all
+          select 'low-balance', count(*) from (
+            select 1 from accounts where low_balance limit ${cap}) l`,
     ),
     queryRows<{ n: number | string }>(
       db,
@@ -341,6 +346,7 @@ export async function fleetStateCounts(db: Db, cap: number): Promise<StateCounts
     totalEstimate: num(total?.n ?? 0),
     protected: of('protected'),
     suspended: of('suspended'),
+    lowBalance: of('low-balance'),
     releasePending: num(pending?.n ?? 0),
     cap,
   };

@@ -1,8 +1,10 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { QuietHours } from '../../domain/rules';
 import { checkNotice } from '../../domain/notice-check';
+import type { Channel } from '../../domain/snapshot';
 import {
   earliestSend,
+  FALLBACK_SUFFIX,
   isFinalNotification,
   planFallback,
   type ContactMark,
@@ -17,7 +19,7 @@ import {
   type NoticeRecheck,
   type RecheckJson,
 } from './notice-recheck';
-import { settleOutbox, settleOutboxOfSentNotices } from './outbox-store';
+import { reopenOutbox, settleOutbox, settleOutboxOfSentNotices } from './outbox-store';
 import { accounts, notifications } from './schema';
 
 /**
@@ -412,4 +414,114 @@ export async function failNotification(
     await settleOutbox(tx, row.dedupeKey, { status: 'failed', reason });
     return fallbackKey;
   });
+}
+
+/** The answer to an operator's retry of a message. */
+export type NotificationRetry =
+  | {
+      readonly kind: 'reopened';
+      readonly accountId: string;
+      readonly channel: Channel;
+      readonly previousStatus: string;
+      readonly previousError: string | null;
+    }
+  | {
+      readonly kind: 'refused';
+      readonly accountId: string;
+      readonly code: 'not-failed' | 'no-account' | 'contact-unreachable' | 'fallback-live';
+      readonly reason: string;
+    };
+
+/**
+ * failed | undeliverable → pending: an operator's retry of a message, in the caller's
+ * transaction (row locked). Refused for a message that did not fail, for an account gone, for a
+ * channel whose contact is missing or marked (`email_bounced`, `sms_opted_out`: the billing
+ * system corrects the address and clears the mark first), and when the message's fallback on the
+ * other channel is sent or on its way (the customer has the notice). Otherwise the message goes
+ * to the account's current address for its channel, at once (quiet hours still apply), its give-up
+ * age counted from now; its outbox row is reopened (or written again if retention removed it).
+ * Null when no message has this key.
+ */
+export async function reopenFailedNotification(
+  tx: Db,
+  key: string,
+): Promise<NotificationRetry | null> {
+  const [row] = await queryRows<{
+    id: number | string;
+    account_id: string;
+    channel: Channel;
+    status: string;
+    last_error: string | null;
+    has_account: boolean;
+    email: string | null;
+    phone: string | null;
+    email_bounced: boolean | null;
+    sms_opted_out: boolean | null;
+    fallback_key: string;
+    fallback_status: string | null;
+  }>(
+    tx,
+    sql`select n.id, n.account_id, n.channel, n.status, n.last_error,
+               a.id is not null as has_account, a.email, a.phone, a.email_bounced,
+               a.sms_opted_out, f.dedupe_key as fallback_key, f.status as fallback_status
+          from notifications n
+          left join accounts a on a.id = n.account_id
+          left join notifications f on f.dedupe_key = n.dedupe_key || ${FALLBACK_SUFFIX}
+         where n.dedupe_key = ${key}
+           for update of n`,
+  );
+  if (row === undefined) return null;
+  const refuse = (code: Extract<NotificationRetry, { kind: 'refused' }>['code'], reason: string) =>
+    ({ kind: 'refused', accountId: row.account_id, code, reason }) as const;
+  if (row.status !== 'failed' && row.status !== 'undeliverable') {
+    return refuse('not-failed', `message ${key} is ${row.status}, not failed or undeliverable`);
+  }
+  if (!row.has_account) return refuse('no-account', `account ${row.account_id} no longer exists`);
+  const recipient = (row.channel === 'email' ? row.email : row.phone)?.trim() ?? '';
+  if (recipient === '') {
+    return refuse('contact-unreachable', `the account has no ${row.channel} address`);
+  }
+  if (row.channel === 'email' && row.email_bounced === true) {
+    return refuse(
+      'contact-unreachable',
+      "the account's email address bounced (email_bounced): correct it in the billing system, which clears the mark, then retry",
+    );
+  }
+  if (row.channel === 'sms' && row.sms_opted_out === true) {
+    return refuse(
+      'contact-unreachable',
+      "the account's phone opted out of SMS (sms_opted_out): only the customer or the billing system can clear it",
+    );
+  }
+  if (
+    row.fallback_status !== null &&
+    !['failed', 'undeliverable', 'superseded'].includes(row.fallback_status)
+  ) {
+    return refuse(
+      'fallback-live',
+      `its fallback ${row.fallback_key} is ${row.fallback_status}: the customer has this notice on the other channel`,
+    );
+  }
+  await tx.execute(sql`
+    update notifications
+       set status = 'pending', recipient = ${recipient}, last_error = null, provider_id = null,
+           message_id = null, sent_at = null, delivered_at = null, claim_token = null,
+           claim_expires_at = null, not_before = now(), retried_at = now(), updated_at = now()
+     where id = ${Number(row.id)}`);
+  const from = row.status === 'failed' ? 'failed' : 'done';
+  if (!(await reopenOutbox(tx, key, from))) {
+    await insertOutbox(tx, {
+      idempotencyKey: key,
+      kind: 'notify',
+      accountId: row.account_id,
+      payload: { channel: row.channel },
+    });
+  }
+  return {
+    kind: 'reopened',
+    accountId: row.account_id,
+    channel: row.channel,
+    previousStatus: row.status,
+    previousError: row.last_error,
+  };
 }

@@ -15,6 +15,7 @@ import type { OUTBOX_STATUSES } from './schema';
  *
  *   pending ──relay──► dispatched ──settle──► done | failed | superseded
  *      └────────────settle (cancelled, unknown kind, no job needed)──────┘
+ *   failed (an undeliverable message's done) ──operator's retry──► pending
  *
  * A control-plane effect is also claimed under a lease while unfinished (claimEffects): its
  * outcome is recorded only under the holder's token, so a holder whose lease ran out (a GC
@@ -115,6 +116,29 @@ export async function settleOutbox(db: Executor, key: string, s: Settlement): Pr
     if (moved) await appendEvent(tx, event);
     return moved;
   });
+}
+
+/**
+ * failed → pending (or done → pending, for a message the carrier reported undeliverable): an
+ * operator's retry. The relay dispatches the row again, removing the finished job left under its
+ * key, and the job re-checks it as on a first attempt (an effect against its service's state at
+ * the claim, a message with the notice check). True when this call moved the row.
+ */
+export async function reopenOutbox(
+  tx: Executor,
+  key: string,
+  from: 'failed' | 'done',
+): Promise<boolean> {
+  const rows = await queryRows<{ id: number }>(
+    tx,
+    sql`
+    update outbox
+       set status = 'pending', last_error = null, claim_token = null, claim_expires_at = null,
+           available_at = now(), updated_at = now()
+     where idempotency_key = ${key} and status = ${from}
+ returning id`,
+  );
+  return rows.length > 0;
 }
 
 /** pending → dispatched for rows the relay has enqueued (attempts counts dispatches). */

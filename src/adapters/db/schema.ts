@@ -258,6 +258,11 @@ export const accounts = pgTable(
      */
     lowBalanceQuietUntil: instant('low_balance_quiet_until'),
     /**
+     * In good standing with the available balance below the low-balance threshold (R3), as of
+     * the last evaluation. Written by the daemon; the console's overview counts it.
+     */
+    lowBalance: boolean('low_balance').notNull().default(false),
+    /**
      * When the daemon last evaluated the account. The periodic scan re-evaluates an account
      * that is already handled (suspended, protected, overdue) only every SCAN_RECHECK_INTERVAL,
      * unless a bill fell due after that evaluation. Written by the daemon.
@@ -309,6 +314,10 @@ export const accounts = pgTable(
     index('accounts_enforcement_state_idx')
       .on(t.enforcementState)
       .where(sql`${t.enforcementState} <> 'active'`),
+    /** Console overview: accounts with a low balance (a partial index of those only). */
+    index('accounts_low_balance_idx')
+      .on(t.id)
+      .where(sql`${t.lowBalance}`),
   ],
 );
 
@@ -771,6 +780,11 @@ export const notifications = pgTable(
      */
     claimToken: text('claim_token'),
     claimExpiresAt: instant('claim_expires_at'),
+    /**
+     * When an operator last sent a failed message back to pending: its give-up age
+     * (NOTIFY_GIVE_UP_AFTER) counts from then instead of from `created_at`.
+     */
+    retriedAt: instant('retried_at'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

@@ -170,12 +170,21 @@ function plansTable(v: AccountView, s: Strings): string {
   return `<section><h2>${e(s.plans)}</h2><table><tr><th>id</th><th>${e(s.kind)}</th><th>${e(s.remaining)}</th><th>thresholds</th><th>${e(s.expires)}</th></tr>${rows}</table></section>`;
 }
 
-function timelineList(v: AccountView, s: Strings): string {
+/** The retry button of a failed effect or message (it posts the key and the account id). */
+export function retryForm(accountId: string, key: string, s: Strings): string {
+  return act(
+    accountId,
+    'retry',
+    `<input type="hidden" name="key" value="${e(key)}"><input type="hidden" name="confirmAccountId" value="${e(accountId)}"> <button>${e(s.retry)}</button>`,
+  );
+}
+
+function timelineList(v: AccountView, s: Strings, canAct: boolean): string {
   const { timeZone, lang } = v.terms;
   const items = v.timeline
     .map(
       (t) =>
-        `<li><time class="when" datetime="${t.at.toISOString()}" title="${t.at.toISOString()} UTC">${instant(t.at, timeZone, lang).replace(/<[^>]+>/g, '')}</time> ${t.html}</li>`,
+        `<li><time class="when" datetime="${t.at.toISOString()}" title="${t.at.toISOString()} UTC">${instant(t.at, timeZone, lang).replace(/<[^>]+>/g, '')}</time> ${t.html}${canAct && t.retryKey !== undefined ? ` ${retryForm(v.account.id, t.retryKey, s)}` : ''}</li>`,
     )
     .join('');
   return `<section><h2>${e(s.timeline)}</h2><ol class="timeline">${items}</ol></section>`;
@@ -189,5 +198,5 @@ export function renderAccount(v: AccountView, canAct: boolean): string {
     : '';
   return `<h1>${e(s.account)} <code>${e(id)}</code></h1>
 <p>${e(v.account.currency)} · ${e(v.account.timeZone)} · ${e(v.account.locale)}</p>
-${figures(v, s)}${actions}${servicesTable(v, s, canAct)}${studiosTable(v, s, canAct)}${plansTable(v, s)}${renderForecast(v.forecast, v.terms.timeZone, v.terms.lang)}${timelineList(v, s)}`;
+${figures(v, s)}${actions}${servicesTable(v, s, canAct)}${studiosTable(v, s, canAct)}${plansTable(v, s)}${renderForecast(v.forecast, v.terms.timeZone, v.terms.lang)}${timelineList(v, s, canAct)}`;
 }

@@ -12,7 +12,7 @@ section{margin-bottom:2em}h2{font-size:1.15em;border-bottom:2px solid #223;paddi
 .bar{display:inline-block;width:16em;height:.9em;background:#e4e8ee;vertical-align:middle;margin-right:.5em}
 .bar span{display:block;height:100%;background:#4a7}.bar.over span{background:#c33}
 .notice{background:#eef;padding:.5em 1em}.error{background:#fee;padding:.5em 1em}
-.st-failed,.st-undeliverable,.state-suspended{color:#b00;font-weight:600}.state-protected{color:#a60;font-weight:600}
+.st-failed,.st-undeliverable,.state-suspended{color:#b00;font-weight:600}.state-protected{color:#a60;font-weight:600}.state-low{color:#a60}
 .st-delivered,.st-sent,.state-active{color:#070}form.inline{display:inline}
 ol.timeline{list-style:none;padding:0}ol.timeline li{padding:.35em 0;border-bottom:1px solid #eee}
 ol.timeline time.when{display:inline-block;min-width:14em;color:#555}

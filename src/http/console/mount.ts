@@ -13,7 +13,7 @@ import type { Daemon } from '../../daemon';
 import { HttpError, idSchema, noteSchema } from '../api';
 import { actorName, type Authenticator, type Principal } from '../auth';
 import { formScope } from '../form-pages';
-import { releaseStudioNow, setOperatorHold } from '../operator-actions';
+import { releaseStudioNow, retryFailed, setOperatorHold } from '../operator-actions';
 import { runTrigger } from '../triggers';
 import { loadAccountView, renderAccount } from './account-page';
 import { e, uiLang, type UiLang } from './format';
@@ -63,6 +63,10 @@ const holdForm = z.object({
     .pipe(noteSchema.optional()),
 });
 const releaseForm = z.object({ instanceId: idSchema, confirmAccountId: z.string().max(200) });
+const retryForm = z.object({
+  key: z.string().min(1).max(255),
+  confirmAccountId: idSchema,
+});
 
 type Action = (accountId: string, body: unknown, principal: Principal) => Promise<string>;
 
@@ -112,6 +116,14 @@ function actions(daemon: Daemon): Record<string, Action> {
       );
       return `Studio instance ${f.instanceId} is released now; the account is being evaluated.`;
     },
+    retry: async (accountId, body, principal) => {
+      const f = parsed(retryForm, body);
+      if (f.confirmAccountId !== accountId) {
+        throw new HttpError(400, 'bad-request', 'the form is for another account');
+      }
+      const r = await retryFailed(daemon, f.key, f, actorName(principal));
+      return `${r.what === 'message' ? 'Message' : 'Effect'} ${f.key} is pending again (was ${r.previousStatus}); it goes out with the next relay pass.`;
+    },
   };
 }
 
@@ -145,7 +157,10 @@ export async function mountConsole(
         pauses,
         breaker,
       };
-      return html(reply, layout(lang, strings(lang).overview, renderOverview(view, lang)));
+      return html(
+        reply,
+        layout(lang, strings(lang).overview, renderOverview(view, lang, canAct(req))),
+      );
     });
 
     scope.get(

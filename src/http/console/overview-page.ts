@@ -8,6 +8,7 @@ import type {
 } from '../../adapters/db/console-queries';
 import { DASHBOARD_PATH } from '../dashboard';
 import { SAFETY_PATH } from '../safety-page';
+import { retryForm } from './account-page';
 import { countdown, e, type UiLang } from './format';
 import { ACCOUNTS_PATH, CONSOLE_PATH } from './layout';
 import { strings, type Strings } from './strings';
@@ -30,9 +31,10 @@ const utc = (at: Date): string =>
 
 function countsSection(c: StateCounts, s: Strings): string {
   const capped = (n: number) => (n >= c.cap ? `≥ ${n}` : String(n));
-  const good = Math.max(0, c.totalEstimate - c.protected - c.suspended);
+  const good = Math.max(0, c.totalEstimate - c.protected - c.suspended - c.lowBalance);
   return `<section><h2>${e(s.accountsByState)}</h2><table class="figures">
 <tr><td>${e(s.goodStanding)}</td><td class="state-active">${c.totalEstimate >= c.cap ? '~' : ''}${good}</td></tr>
+<tr><td>${e(s.lowBalance)}</td><td class="state-low">${capped(c.lowBalance)}</td></tr>
 <tr><td>${e(s.protected)}</td><td class="state-protected">${capped(c.protected)}</td></tr>
 <tr><td>${e(s.suspended)}</td><td class="state-suspended">${capped(c.suspended)}</td></tr>
 <tr><td>${e(s.releasePending)}</td><td>${capped(c.releasePending)}</td></tr></table></section>`;
@@ -73,11 +75,11 @@ function releasesSection(v: FleetView, s: Strings, lang: UiLang): string {
   return `<section><h2>${e(s.pendingReleases)}</h2>${rows === '' ? `<p>${e(s.none)}</p>` : `<table>${rows}</table>`}</section>`;
 }
 
-function failuresSection(v: FleetView, s: Strings): string {
+function failuresSection(v: FleetView, s: Strings, canAct: boolean): string {
   const rows = v.failures
     .map(
       (f) =>
-        `<tr><td>${utc(f.at)}</td><td>${accountLink(f.accountId)}</td><td>${e(f.what)}: ${e(f.kind)}</td><td class="st-${e(f.status)}">${e(f.status)}</td><td><code>${e(f.key)}</code></td><td>${e(f.lastError ?? '')}</td></tr>`,
+        `<tr><td>${utc(f.at)}</td><td>${accountLink(f.accountId)}</td><td>${e(f.what)}: ${e(f.kind)}</td><td class="st-${e(f.status)}">${e(f.status)}</td><td><code>${e(f.key)}</code></td><td>${e(f.lastError ?? '')}</td><td>${canAct ? retryForm(f.accountId, f.key, s) : ''}</td></tr>`,
     )
     .join('');
   return `<section><h2>${e(s.failures)}</h2>${rows === '' ? `<p>${e(s.noFailures)}</p>` : `<table>${rows}</table>`}</section>`;
@@ -94,12 +96,12 @@ function safetySection(v: FleetView, s: Strings): string {
 <p><a href="${SAFETY_PATH}">${e(s.safety)}</a> · <a href="${DASHBOARD_PATH}">${e(s.queues)}</a></p></section>`;
 }
 
-export function renderOverview(v: FleetView, lang: UiLang): string {
+export function renderOverview(v: FleetView, lang: UiLang, canAct: boolean): string {
   const s = strings(lang);
   return `<h1>${e(s.overview)}</h1>
 <form method="get" action="${ACCOUNTS_PATH}"><input name="q" size="40" placeholder="${e(s.searchLabel)}"> <button>${e(s.searchButton)}</button></form>
 ${countsSection(v.counts, s)}${safetySection(v, s)}
 <section><h2>${e(s.perHour)}</h2>${hourlyChart(v.hourly.buckets, s)}${v.hourly.capped ? '<p>(capped)</p>' : ''}</section>
-${releasesSection(v, s, lang)}${failuresSection(v, s)}
+${releasesSection(v, s, lang)}${failuresSection(v, s, canAct)}
 <p><a href="${CONSOLE_PATH}">↻</a></p>`;
 }
