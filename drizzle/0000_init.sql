@@ -252,17 +252,17 @@ ALTER TABLE "services" ADD CONSTRAINT "services_account_id_accounts_id_fk" FOREI
 ALTER TABLE "studio_instances" ADD CONSTRAINT "studio_instances_account_id_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."accounts"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "studio_instances" ADD CONSTRAINT "studio_instances_service_same_account_fk" FOREIGN KEY ("service_id","account_id") REFERENCES "public"."services"("id","account_id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "usage_records" ADD CONSTRAINT "usage_records_account_id_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."accounts"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
-CREATE INDEX "bills_account_unpaid_idx" ON "bills" USING btree ("account_id") WHERE "bills"."status" = 'unpaid';--> statement-breakpoint
-CREATE INDEX "bills_account_issued_idx" ON "bills" USING btree ("account_id","issued_at");--> statement-breakpoint
-CREATE INDEX "bills_unpaid_due_idx" ON "bills" USING btree ("due_at","account_id") WHERE "bills"."status" = 'unpaid';--> statement-breakpoint
-CREATE INDEX "enforcement_events_account_created_idx" ON "enforcement_events" USING btree ("account_id","created_at");--> statement-breakpoint
-CREATE INDEX "notifications_pending_not_before_idx" ON "notifications" USING btree ("not_before") WHERE "notifications"."status" = 'pending';--> statement-breakpoint
-CREATE INDEX "notifications_provider_message_idx" ON "notifications" USING btree ("provider_id","message_id") WHERE "notifications"."message_id" is not null;--> statement-breakpoint
-CREATE INDEX "orders_account_created_idx" ON "orders" USING btree ("account_id","created_at");--> statement-breakpoint
-CREATE INDEX "outbox_pending_available_idx" ON "outbox" USING btree ("available_at") WHERE "outbox"."status" = 'pending';--> statement-breakpoint
-CREATE INDEX "resource_plans_account_expires_idx" ON "resource_plans" USING btree ("account_id","expires_at");--> statement-breakpoint
-CREATE INDEX "sdk_licenses_account_idx" ON "sdk_licenses" USING btree ("account_id");--> statement-breakpoint
-CREATE INDEX "services_account_idx" ON "services" USING btree ("account_id");--> statement-breakpoint
-CREATE INDEX "studio_instances_account_idx" ON "studio_instances" USING btree ("account_id");--> statement-breakpoint
-CREATE INDEX "studio_instances_release_due_idx" ON "studio_instances" USING btree ("release_due_at") WHERE "studio_instances"."released_at" is null and "studio_instances"."release_due_at" is not null;--> statement-breakpoint
-CREATE INDEX "usage_records_account_recorded_idx" ON "usage_records" USING btree ("account_id","recorded_at");
+CREATE INDEX IF NOT EXISTS "bills_account_unpaid_idx" ON "bills" USING btree ("account_id") WHERE "bills"."status" = 'unpaid';--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "bills_account_issued_idx" ON "bills" USING btree ("account_id","issued_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "bills_unpaid_due_idx" ON "bills" USING btree ("due_at","account_id") WHERE "bills"."status" = 'unpaid';--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "enforcement_events_account_created_idx" ON "enforcement_events" USING btree ("account_id","created_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "notifications_pending_not_before_idx" ON "notifications" USING btree ("not_before") WHERE "notifications"."status" = 'pending';--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "notifications_provider_message_idx" ON "notifications" USING btree ("provider_id","message_id") WHERE "notifications"."message_id" is not null;--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "orders_account_created_idx" ON "orders" USING btree ("account_id","created_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "outbox_pending_available_idx" ON "outbox" USING btree ("available_at") WHERE "outbox"."status" = 'pending';--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "resource_plans_account_expires_idx" ON "resource_plans" USING btree ("account_id","expires_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "sdk_licenses_account_idx" ON "sdk_licenses" USING btree ("account_id");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "services_account_idx" ON "services" USING btree ("account_id");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "studio_instances_account_idx" ON "studio_instances" USING btree ("account_id");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "studio_instances_release_due_idx" ON "studio_instances" USING btree ("release_due_at") WHERE "studio_instances"."released_at" is null and "studio_instances"."release_due_at" is not null;--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "usage_records_account_recorded_idx" ON "usage_records" USING btree ("account_id","recorded_at");

@@ -64,8 +64,8 @@ ALTER TABLE "payment_reversals" ADD CONSTRAINT "payment_reversals_account_id_acc
 ALTER TABLE "payment_reversals" ADD CONSTRAINT "payment_reversals_payment_id_payments_id_fk" FOREIGN KEY ("payment_id") REFERENCES "public"."payments"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "payments" ADD CONSTRAINT "payments_account_id_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."accounts"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "topups" ADD CONSTRAINT "topups_account_id_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."accounts"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
-CREATE INDEX "payments_account_idx" ON "payments" USING btree ("account_id");--> statement-breakpoint
-CREATE INDEX "topups_account_idx" ON "topups" USING btree ("account_id");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "payments_account_idx" ON "payments" USING btree ("account_id");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "topups_account_idx" ON "topups" USING btree ("account_id");--> statement-breakpoint
 ALTER TABLE "accounts" ADD CONSTRAINT "accounts_source_version_safe" CHECK ("accounts"."source_version" between 0 and 9007199254740991);--> statement-breakpoint
 ALTER TABLE "bills" ADD CONSTRAINT "bills_source_version_safe" CHECK ("bills"."source_version" between 0 and 9007199254740991);--> statement-breakpoint
 ALTER TABLE "orders" ADD CONSTRAINT "orders_source_version_safe" CHECK ("orders"."source_version" between 0 and 9007199254740991);--> statement-breakpoint

@@ -9,4 +9,4 @@ CREATE TABLE "sms_early_callbacks" (
 	CONSTRAINT "sms_early_callbacks_status" CHECK ("sms_early_callbacks"."status" in ('sent', 'delivered', 'undeliverable'))
 );
 --> statement-breakpoint
-CREATE INDEX "sms_early_callbacks_received_idx" ON "sms_early_callbacks" USING btree ("received_at");
+CREATE INDEX IF NOT EXISTS "sms_early_callbacks_received_idx" ON "sms_early_callbacks" USING btree ("received_at");

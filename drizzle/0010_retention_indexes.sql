@@ -1,3 +1,3 @@
-CREATE INDEX "enforcement_events_created_idx" ON "enforcement_events" USING btree ("created_at");--> statement-breakpoint
-CREATE INDEX "notifications_final_updated_idx" ON "notifications" USING btree ("updated_at") WHERE "notifications"."status" in ('sent', 'delivered', 'failed', 'undeliverable', 'superseded');--> statement-breakpoint
-CREATE INDEX "outbox_finished_updated_idx" ON "outbox" USING btree ("updated_at") WHERE "outbox"."status" in ('done', 'failed', 'superseded');
+CREATE INDEX IF NOT EXISTS "enforcement_events_created_idx" ON "enforcement_events" USING btree ("created_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "notifications_final_updated_idx" ON "notifications" USING btree ("updated_at") WHERE "notifications"."status" in ('sent', 'delivered', 'failed', 'undeliverable', 'superseded');--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "outbox_finished_updated_idx" ON "outbox" USING btree ("updated_at") WHERE "outbox"."status" in ('done', 'failed', 'superseded');

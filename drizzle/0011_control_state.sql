@@ -22,6 +22,6 @@ CREATE TABLE "control_state" (
 	CONSTRAINT "control_state_source" CHECK ("control_state"."source" in ('config', 'operator'))
 );
 --> statement-breakpoint
-CREATE INDEX "control_events_created_idx" ON "control_events" USING btree ("created_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "control_events_created_idx" ON "control_events" USING btree ("created_at");--> statement-breakpoint
 -- The one row every daemon reads; a database that predates it starts in enforce mode, as before.
 INSERT INTO "control_state" ("id") VALUES (1) ON CONFLICT DO NOTHING;

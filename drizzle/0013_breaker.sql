@@ -34,8 +34,8 @@ CREATE TABLE "breaker_state" (
 	CONSTRAINT "breaker_state_seq_order" CHECK ("breaker_state"."alerted_seq" <= "breaker_state"."trip_seq")
 );
 --> statement-breakpoint
-CREATE INDEX "breaker_ledger_admitted_idx" ON "breaker_ledger" USING btree ("decided_at") WHERE "breaker_ledger"."kind" = 'suspend' and "breaker_ledger"."status" = 'allowed';--> statement-breakpoint
-CREATE INDEX "breaker_ledger_held_idx" ON "breaker_ledger" USING btree ("id") WHERE "breaker_ledger"."status" = 'held';--> statement-breakpoint
-CREATE INDEX "breaker_ledger_decided_idx" ON "breaker_ledger" USING btree ("decided_at");--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "breaker_ledger_admitted_idx" ON "breaker_ledger" USING btree ("decided_at") WHERE "breaker_ledger"."kind" = 'suspend' and "breaker_ledger"."status" = 'allowed';--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "breaker_ledger_held_idx" ON "breaker_ledger" USING btree ("id") WHERE "breaker_ledger"."status" = 'held';--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "breaker_ledger_decided_idx" ON "breaker_ledger" USING btree ("decided_at");--> statement-breakpoint
 -- The one row every evaluation that decides a suspension reads; the defaults are SUSPENSION_BREAKER's.
 INSERT INTO "breaker_state" ("id") VALUES (1) ON CONFLICT DO NOTHING;

@@ -1,1 +1,1 @@
-CREATE INDEX "enforcement_events_service_changes_idx" ON "enforcement_events" USING btree ("created_at","kind") WHERE "enforcement_events"."kind" in ('service-suspended', 'service-resumed');
+CREATE INDEX IF NOT EXISTS "enforcement_events_service_changes_idx" ON "enforcement_events" USING btree ("created_at","kind") WHERE "enforcement_events"."kind" in ('service-suspended', 'service-resumed');

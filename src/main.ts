@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const dbLogger = childLogger(logger, 'db');
   let database: DbHandle;
   try {
-    await migrateDatabase(config.databaseUrl, config.dataDir);
+    await migrateDatabase(config.databaseUrl, config.dataDir, (m) => dbLogger.info(m));
     database = await createDb(config.databaseUrl, config.dataDir, dbOptions(config));
     resources.push({ name: 'database', close: () => database.close() });
     dbLogger.info({ driver: database.driver }, 'database ready, migrations applied');

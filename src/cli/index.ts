@@ -511,7 +511,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let output: string;
   switch (command) {
     case 'migrate': {
-      await migrateDatabase(config.databaseUrl, config.dataDir);
+      await migrateDatabase(config.databaseUrl, config.dataDir, (m) =>
+        process.stderr.write(`${m}\n`),
+      );
       output = `migrations applied (${config.databaseUrl === null ? 'pglite' : 'postgres'})`;
       break;
     }
