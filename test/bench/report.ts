@@ -274,9 +274,10 @@ export function buildRows(r: BenchResults, runs: number): Row[] {
       value: `${fmt(s.bestMs.fullScan)} ms (${fmt(s.msPer1kRows.fullScan, 2)} ms / 1k rows)`,
       baseline: `bare read ${fmt(s.bestMs.bare)} ms (${fmt(s.msPer1kRows.bare, 2)} ms / 1k rows)`,
       ratio: fmt(s.ratio.fullScanOverBare, 2),
-      // The spec's goal is for 1,000,000 accounts; smaller scans are dominated by fixed costs.
-      goal: s.accounts >= 1_000_000 ? '≤ 3× bare read' : '– (spec: ≤ 3× at 1M)',
-      met: s.accounts >= 1_000_000 ? s.ratio.fullScanOverBare <= 3 : null,
+      // The goal (throughput issue) is for 1,000,000 accounts; smaller scans are dominated by
+      // fixed costs.
+      goal: s.accounts >= 1_000_000 ? '≤ 1× bare read' : '– (goal: ≤ 1× at 1M)',
+      met: s.accounts >= 1_000_000 ? s.ratio.fullScanOverBare <= 1 : null,
     });
     add({
       figure: `candidate selection only (balanceCandidates pages), ${n(s.accounts)} accounts`,

@@ -11,7 +11,7 @@ import {
   upsertStudioInstance,
 } from '../../src/adapters/db/billing-writers';
 import { formatMoney } from '../../src/domain/money';
-import { OPS, startApiHarness, VIEWER, type ApiHarness } from '../support/api-harness';
+import { OPS, seedOverdue, startApiHarness, VIEWER, type ApiHarness } from '../support/api-harness';
 import { waitFor } from '../support/daemon';
 
 /**
@@ -24,6 +24,10 @@ import { waitFor } from '../support/daemon';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.resolve('test-results/console');
 const ID = 'cust-8801';
+/** An account whose suspension the control plane refused (400): a failed effect to retry. */
+const REFUSED = 'cust-4400';
+/** In good standing below its low-balance threshold. */
+const LOW = 'cust-7700';
 const DAY = 86_400_000;
 
 let api: ApiHarness;
@@ -120,6 +124,35 @@ beforeAll(async () => {
     20_000,
     'the studio release scheduled',
   );
+  const raw = api.h.t.raw;
+  await waitFor(
+    async () => {
+      const rows = await raw<{ status: string }[]>`
+        select status from outbox where account_id = ${ID} and kind = 'control-plane'`;
+      return rows.length > 0 && rows.every((r) => r.status === 'done') ? true : undefined;
+    },
+    20_000,
+    "the first account's effects applied",
+  );
+  api.h.cp.script.push(400);
+  await seedOverdue(api.h.t.db, REFUSED);
+  await upsertAccount(api.h.t.db, {
+    id: LOW,
+    currency: 'CNY',
+    availableBalanceMinor: 3_000,
+    lowBalanceThresholdMinor: 10_000,
+    email: 'ops@cust-7700.example.com',
+  });
+  await waitFor(
+    async () => {
+      const failed = await raw`
+        select 1 from outbox where account_id = ${REFUSED} and status = 'failed'`;
+      const low = await raw`select 1 from accounts where id = ${LOW} and low_balance`;
+      return failed.length > 0 && low.length > 0 ? true : undefined;
+    },
+    20_000,
+    'a failed effect and a low-balance account',
+  );
 });
 
 afterAll(async () => {
@@ -139,7 +172,30 @@ describe('operator console in a browser', () => {
 
     expect((await page.goto(`${base}/admin`))?.status()).toBe(200);
     await page.getByText('Suspended', { exact: true }).waitFor();
+    const lowRow = page.locator('tr', { hasText: 'Low balance (in good standing)' });
+    expect(await lowRow.textContent()).toContain('1');
+    const failure = page.locator('tr', { hasText: REFUSED }).filter({ hasText: 'failed' });
+    await failure.locator('button', { hasText: 'Retry' }).waitFor();
     await page.screenshot({ path: path.join(SHOTS, 'overview.png'), fullPage: true });
+
+    // Retry the refused suspension: the control plane answers 200 now; the account page says so.
+    await failure.locator('button', { hasText: 'Retry' }).click();
+    expect(page.url()).toContain(`/admin/accounts/${REFUSED}?done=`);
+    await page.getByText('is pending again (was failed)').waitFor();
+    await waitFor(
+      async () => {
+        const rows = await api.h.t.raw`
+          select 1 from outbox where account_id = ${REFUSED} and kind = 'control-plane'
+             and status = 'done'`;
+        return rows.length > 0 ? true : undefined;
+      },
+      10_000,
+      'the retried suspension applied',
+    );
+    await page.goto(`${base}/admin/accounts/${REFUSED}`);
+    await page.getByText(/retried effect .* \(was failed: /).waitFor();
+    expect(await page.locator('button', { hasText: 'Retry' }).count()).toBe(0);
+    await page.goto(`${base}/admin`);
 
     await page.fill('input[name=q]', 'BILLING@cust-88');
     await page.click('button:has-text("Search")');
