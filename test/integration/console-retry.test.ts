@@ -43,21 +43,26 @@ async function outboxRow(key: string) {
   return row;
 }
 
+/** Seeds `id` overdue with its suspension refused (400) by the control plane; the effect's key. */
+async function refusedSuspension(id: string): Promise<string> {
+  api.h.cp.script.push(400);
+  await seedOverdue(api.h.t.db, id);
+  return waitFor(
+    async () => {
+      const rows = await api.h.t.raw<{ idempotency_key: string; status: string }[]>`
+        select idempotency_key, status from outbox
+         where account_id = ${id} and kind = 'control-plane'`;
+      return rows[0]?.status === 'failed' ? rows[0].idempotency_key : undefined;
+    },
+    10_000,
+    'failed suspension',
+  );
+}
+
 describe('retry of a failed effect', () => {
   it('a suspension the control plane refused (400) is retried from the overview, once, and shows on the timeline', async () => {
     const id = 'retry-effect-1';
-    api.h.cp.script.push(400);
-    await seedOverdue(api.h.t.db, id);
-    const key = await waitFor(
-      async () => {
-        const rows = await api.h.t.raw<{ idempotency_key: string; status: string }[]>`
-          select idempotency_key, status from outbox
-           where account_id = ${id} and kind = 'control-plane'`;
-        return rows[0]?.status === 'failed' ? rows[0].idempotency_key : undefined;
-      },
-      10_000,
-      'failed suspension',
-    );
+    const key = await refusedSuspension(id);
     expect(api.h.cp.calls.filter((c) => c.idempotencyKey === key)).toHaveLength(0);
 
     // The overview lists it with a retry button for the operator, none for the viewer.
@@ -96,18 +101,7 @@ describe('retry of a failed effect', () => {
 
   it('a retried suspension of an account that paid meanwhile becomes a no-op, not a call', async () => {
     const id = 'retry-effect-paid';
-    api.h.cp.script.push(400);
-    await seedOverdue(api.h.t.db, id);
-    const key = await waitFor(
-      async () => {
-        const rows = await api.h.t.raw<{ idempotency_key: string; status: string }[]>`
-          select idempotency_key, status from outbox
-           where account_id = ${id} and kind = 'control-plane'`;
-        return rows[0]?.status === 'failed' ? rows[0].idempotency_key : undefined;
-      },
-      10_000,
-      'failed suspension',
-    );
+    const key = await refusedSuspension(id);
     await seedOverdue(api.h.t.db, id, false); // the bill is paid
     await waitFor(async () => {
       const [svc] = await api.h.t.raw<{ overdue_hold: boolean }[]>`
