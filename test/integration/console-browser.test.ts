@@ -129,10 +129,12 @@ beforeAll(async () => {
     async () => {
       const rows = await raw<{ status: string }[]>`
         select status from outbox where account_id = ${ID} and kind = 'control-plane'`;
-      return rows.length > 0 && rows.every((r) => r.status === 'done') ? true : undefined;
+      // Two suspensions: the studio's (at once, with the vod bill) and live's (with the live
+      // bill, later); both must be done before the scripted 400, or it would hit live's.
+      return rows.length === 2 && rows.every((r) => r.status === 'done') ? true : undefined;
     },
     20_000,
-    "the first account's effects applied",
+    "the first account's two suspensions applied",
   );
   api.h.cp.script.push(400);
   await seedOverdue(api.h.t.db, REFUSED);
@@ -147,11 +149,18 @@ beforeAll(async () => {
     async () => {
       const failed = await raw`
         select 1 from outbox where account_id = ${REFUSED} and status = 'failed'`;
-      const low = await raw`select 1 from accounts where id = ${LOW} and low_balance`;
-      return failed.length > 0 && low.length > 0 ? true : undefined;
+      return failed.length > 0 ? true : undefined;
     },
     20_000,
-    'a failed effect and a low-balance account',
+    'the suspension the control plane refused, failed',
+  );
+  await waitFor(
+    async () => {
+      const low = await raw`select 1 from accounts where id = ${LOW} and low_balance`;
+      return low.length > 0 ? true : undefined;
+    },
+    20_000,
+    'the low-balance account evaluated',
   );
 });
 
