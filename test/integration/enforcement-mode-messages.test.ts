@@ -18,26 +18,30 @@ afterAll(async () => {
 describe('enforcement mode and customer messages', () => {
   it('a message queued before the switch to shadow is not sent in shadow, and is sent once after enforce', async () => {
     const now = Date.now();
-    await upsertAccount(h.t.db, {
-      id: 'msg1',
-      currency: 'CNY',
-      availableBalanceMinor: -50_000,
-      timeZone: 'Asia/Shanghai',
-      locale: 'en',
-      email: 'msg1@example.com',
-      phone: '+8613800000000',
-      protectionCustom: true,
-      protectionAmountMinor: 0,
-    });
-    await upsertService(h.t.db, { id: 'msg1-live', accountId: 'msg1', kind: 'streaming' });
-    await upsertBill(h.t.db, {
-      id: 'msg1-bill',
-      accountId: 'msg1',
-      product: 'live',
-      amountMinor: 50_000,
-      paidMinor: 0,
-      issuedAt: new Date(now - 20 * DAY),
-      dueAt: new Date(now - 10 * DAY),
+    // One transaction: an evaluation between the account and its bill would see a negative
+    // balance with nothing overdue and queue a low-balance reminder first.
+    await h.t.db.transaction(async (tx) => {
+      await upsertAccount(tx, {
+        id: 'msg1',
+        currency: 'CNY',
+        availableBalanceMinor: -50_000,
+        timeZone: 'Asia/Shanghai',
+        locale: 'en',
+        email: 'msg1@example.com',
+        phone: '+8613800000000',
+        protectionCustom: true,
+        protectionAmountMinor: 0,
+      });
+      await upsertService(tx, { id: 'msg1-live', accountId: 'msg1', kind: 'streaming' });
+      await upsertBill(tx, {
+        id: 'msg1-bill',
+        accountId: 'msg1',
+        product: 'live',
+        amountMinor: 50_000,
+        paidMinor: 0,
+        issuedAt: new Date(now - 20 * DAY),
+        dueAt: new Date(now - 10 * DAY),
+      });
     });
     await waitFor(
       async () => {
