@@ -281,8 +281,11 @@ describe('control-plane effects under a lease', () => {
   it('a failed attempt on a row claimed while still pending (an operator ran it by hand) gives the lease back', async () => {
     const id = await account({ hold: true });
     const key = await effectRow(id, 'suspend', 'manual-pending');
-    await h.t
-      .raw`update outbox set status = 'pending', attempts = 0 where idempotency_key = ${key}`;
+    // Pending, and not yet due for the relay: the harness's relay would otherwise dispatch it
+    // between the steps below (a manual claim ignores available_at).
+    await h.t.raw`
+      update outbox set status = 'pending', attempts = 0, available_at = now() + interval '1 hour'
+       where idempotency_key = ${key}`;
     const db = h.daemon.ctx.db;
     expect((await claimEffect(db, key, 'manual', 60_000)).kind).toBe('claimed');
     expect(await noteOutboxAttempt(db, key, 'control plane unavailable', 'manual')).toBe(true);

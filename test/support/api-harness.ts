@@ -74,26 +74,30 @@ const DAY = 86_400_000;
  */
 export async function seedOverdue(db: Db, id: string, owed = true): Promise<void> {
   const now = Date.now();
-  await upsertAccount(db, {
-    id,
-    currency: 'CNY',
-    availableBalanceMinor: owed ? -50_000 : 10_000,
-    timeZone: 'Asia/Shanghai',
-    locale: 'en',
-    email: `${id}@example.com`,
-    phone: '+8613800000000',
-    protectionCustom: true,
-    protectionAmountMinor: 0,
-  });
-  await upsertService(db, { id: `${id}-live`, accountId: id, kind: 'streaming' });
-  await upsertBill(db, {
-    id: `${id}-bill`,
-    accountId: id,
-    product: 'live',
-    amountMinor: 50_000,
-    paidMinor: owed ? 0 : 50_000,
-    ...(owed ? {} : { status: 'paid' as const }),
-    issuedAt: new Date(now - 20 * DAY),
-    dueAt: new Date(now - 10 * DAY),
+  // One transaction: an evaluation between the account and its bill would see a negative balance
+  // with nothing overdue and queue a low-balance reminder before the suspension notice.
+  await db.transaction(async (tx) => {
+    await upsertAccount(tx, {
+      id,
+      currency: 'CNY',
+      availableBalanceMinor: owed ? -50_000 : 10_000,
+      timeZone: 'Asia/Shanghai',
+      locale: 'en',
+      email: `${id}@example.com`,
+      phone: '+8613800000000',
+      protectionCustom: true,
+      protectionAmountMinor: 0,
+    });
+    await upsertService(tx, { id: `${id}-live`, accountId: id, kind: 'streaming' });
+    await upsertBill(tx, {
+      id: `${id}-bill`,
+      accountId: id,
+      product: 'live',
+      amountMinor: 50_000,
+      paidMinor: owed ? 0 : 50_000,
+      ...(owed ? {} : { status: 'paid' as const }),
+      issuedAt: new Date(now - 20 * DAY),
+      dueAt: new Date(now - 10 * DAY),
+    });
   });
 }
