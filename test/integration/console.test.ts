@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upsertAccount } from '../../src/adapters/db/billing-writers';
+import { fleetStateCounts } from '../../src/adapters/db/console-queries';
 import { formatMoney } from '../../src/domain/money';
 import {
   asOps,
@@ -144,5 +145,22 @@ describe('operator console', () => {
     expect(page.html.match(/<g><title>/g)).toHaveLength(48);
     expect(page.html).toContain('href="/admin/queues"');
     expect(page.html).toContain('href="/admin/safety"');
+  });
+
+  it('counts accounts exactly below the cap, and takes the statistics estimate at or beyond it', async () => {
+    const raw = api.h.t.raw;
+    const [exact] = await raw<{ n: string }[]>`select count(*) as n from accounts`;
+    const total = Number(exact?.n);
+    expect(total).toBeGreaterThan(1);
+    // However stale the statistics are (never analysed, or analysed before these rows), the
+    // count below a cap above the table's size is exact.
+    expect((await fleetStateCounts(api.h.t.db, 1_000)).totalEstimate).toBe(total);
+    // Beyond the cap the statistics answer (no count): after ANALYZE, pg_class's figure.
+    await raw`analyze accounts`;
+    const [stats] = await raw<{ n: string }[]>`
+      select reltuples::bigint as n from pg_class where oid = 'accounts'::regclass`;
+    const counts = await fleetStateCounts(api.h.t.db, 1);
+    expect(counts.totalEstimate).toBe(Number(stats?.n));
+    expect(counts.totalEstimate).toBeGreaterThanOrEqual(1);
   });
 });

@@ -332,13 +332,16 @@ export async function fleetStateCounts(db: Db, cap: number): Promise<StateCounts
       sql`select count(*) as n from (select 1 from studio_instances
             where released_at is null and release_due_at is not null limit ${cap}) r`,
     ),
-    // Exact up to the cap, else the planner's estimate (an exact count reads the whole table).
+    // The planner's estimate when the statistics put the table at or beyond the cap (an exact
+    // count reads the whole table, and even counting up to the cap reads 100,000 index entries);
+    // otherwise exact up to the cap. The count is a sub-select PostgreSQL runs only when needed.
     queryRows<{ n: number | string }>(
       db,
-      sql`select case when c.n < ${cap} then c.n
-                      else greatest(c.n, (select reltuples::bigint from pg_class
-                                           where oid = 'accounts'::regclass)) end as n
-            from (select count(*) as n from (select 1 from accounts limit ${cap}) a) c`,
+      sql`select case when e.n >= ${cap} then e.n
+                      else greatest(e.n, (select count(*) from
+                                            (select 1 from accounts limit ${cap}) a)) end as n
+            from (select coalesce(max(reltuples), -1)::bigint as n from pg_class
+                   where oid = 'accounts'::regclass) e`,
     ),
   ]);
   const of = (s: string) => num(states.find((r) => r.state === s)?.n ?? 0);
