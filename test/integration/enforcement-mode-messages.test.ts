@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { upsertAccount, upsertBill, upsertService } from '../../src/adapters/db/billing-writers';
 import { setEnforcementMode } from '../../src/adapters/db/control-store';
+import { seedOverdue } from '../support/api-harness';
 import { startNotifyHarness, waitFor, type NotifyHarness } from '../support/daemon';
 
-const DAY = 86_400_000;
 let h: NotifyHarness;
 
 beforeAll(async () => {
@@ -17,32 +16,7 @@ afterAll(async () => {
 
 describe('enforcement mode and customer messages', () => {
   it('a message queued before the switch to shadow is not sent in shadow, and is sent once after enforce', async () => {
-    const now = Date.now();
-    // One transaction: an evaluation between the account and its bill would see a negative
-    // balance with nothing overdue and queue a low-balance reminder first.
-    await h.t.db.transaction(async (tx) => {
-      await upsertAccount(tx, {
-        id: 'msg1',
-        currency: 'CNY',
-        availableBalanceMinor: -50_000,
-        timeZone: 'Asia/Shanghai',
-        locale: 'en',
-        email: 'msg1@example.com',
-        phone: '+8613800000000',
-        protectionCustom: true,
-        protectionAmountMinor: 0,
-      });
-      await upsertService(tx, { id: 'msg1-live', accountId: 'msg1', kind: 'streaming' });
-      await upsertBill(tx, {
-        id: 'msg1-bill',
-        accountId: 'msg1',
-        product: 'live',
-        amountMinor: 50_000,
-        paidMinor: 0,
-        issuedAt: new Date(now - 20 * DAY),
-        dueAt: new Date(now - 10 * DAY),
-      });
-    });
+    await seedOverdue(h.t.db, 'msg1');
     await waitFor(
       async () => {
         const [row] = await h.t.raw<{ n: string }[]>`
