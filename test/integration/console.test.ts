@@ -152,8 +152,8 @@ describe('operator console', () => {
     const [exact] = await raw<{ n: string }[]>`select count(*) as n from accounts`;
     const total = Number(exact?.n);
     expect(total).toBeGreaterThan(1);
-    // However stale the statistics are (never analysed, or analysed before these rows), the
-    // count below a cap above the table's size is exact.
+    // With statistics below the cap (never analysed, or analysed before these rows), the count
+    // is exact.
     expect((await fleetStateCounts(api.h.t.db, 1_000)).totalEstimate).toBe(total);
     // Beyond the cap the statistics answer (no count): after ANALYZE, pg_class's figure.
     await raw`analyze accounts`;

@@ -334,12 +334,12 @@ export async function fleetStateCounts(db: Db, cap: number): Promise<StateCounts
     ),
     // The planner's estimate when the statistics put the table at or beyond the cap (an exact
     // count reads the whole table, and even counting up to the cap reads 100,000 index entries);
-    // otherwise exact up to the cap. The count is a sub-select PostgreSQL runs only when needed.
+    // otherwise counted exactly up to the cap. The count is a sub-select PostgreSQL runs only
+    // when needed.
     queryRows<{ n: number | string }>(
       db,
       sql`select case when e.n >= ${cap} then e.n
-                      else greatest(e.n, (select count(*) from
-                                            (select 1 from accounts limit ${cap}) a)) end as n
+                      else (select count(*) from (select 1 from accounts limit ${cap}) a) end as n
             from (select coalesce(max(reltuples), -1)::bigint as n from pg_class
                    where oid = 'accounts'::regclass) e`,
     ),
