@@ -67,13 +67,24 @@ async function outboxRow(key: string) {
   return row;
 }
 
-/** A dispatched control-plane row, as the relay leaves it; returns its key. */
-async function effectRow(id: string, op: 'suspend' | 'resume', tag: string): Promise<string> {
+/**
+ * A dispatched control-plane row, as the relay leaves it; returns its key. `pending`: a pending
+ * row not due for an hour, so neither the harness's relay nor its reconcile takes it meanwhile
+ * (a manual claim ignores available_at).
+ */
+async function effectRow(
+  id: string,
+  op: 'suspend' | 'resume',
+  tag: string,
+  pending = false,
+): Promise<string> {
   const key = `${op}-test-v1-${id}-${tag}`;
   await h.t.raw`
-    insert into outbox (idempotency_key, kind, account_id, payload, status, attempts)
+    insert into outbox (idempotency_key, kind, account_id, payload, status, attempts, available_at)
     values (${key}, 'control-plane', ${id},
-            ${h.t.raw.json({ op, serviceId: `${id}-streaming`, episodeSeq: 1 })}, 'dispatched', 1)`;
+            ${h.t.raw.json({ op, serviceId: `${id}-streaming`, episodeSeq: 1 })},
+            ${pending ? 'pending' : 'dispatched'}, ${pending ? 0 : 1},
+            now() + ${pending ? '1 hour' : '0'}::interval)`;
   return key;
 }
 
@@ -280,12 +291,7 @@ describe('control-plane effects under a lease', () => {
 
   it('a failed attempt on a row claimed while still pending (an operator ran it by hand) gives the lease back', async () => {
     const id = await account({ hold: true });
-    const key = await effectRow(id, 'suspend', 'manual-pending');
-    // Pending, and not yet due for the relay: the harness's relay would otherwise dispatch it
-    // between the steps below (a manual claim ignores available_at).
-    await h.t.raw`
-      update outbox set status = 'pending', attempts = 0, available_at = now() + interval '1 hour'
-       where idempotency_key = ${key}`;
+    const key = await effectRow(id, 'suspend', 'manual-pending', true);
     const db = h.daemon.ctx.db;
     expect((await claimEffect(db, key, 'manual', 60_000)).kind).toBe('claimed');
     expect(await noteOutboxAttempt(db, key, 'control plane unavailable', 'manual')).toBe(true);
