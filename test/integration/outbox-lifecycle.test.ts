@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +8,7 @@ import {
   releaseLease,
   settleOutbox,
 } from '../../src/adapters/db/outbox-store';
+import { queryRows } from '../../src/adapters/db/client';
 import { buildHttpServer } from '../../src/http/server';
 import { startFakeControlPlane, type FakeControlPlane } from '../support/control-plane-server';
 import { startHarness, waitFor, type Harness } from '../support/daemon';
@@ -21,6 +23,13 @@ const OPS = { user: 'ops', password: 'ops-password-123456' };
 const asOps = {
   authorization: `Basic ${Buffer.from(`${OPS.user}:${OPS.password}`).toString('base64')}`,
 };
+
+/** Carries what a test saw out of a transaction it rolls back. */
+class RolledBack extends Error {
+  constructor(readonly seen: unknown) {
+    super('rolled back on purpose');
+  }
+}
 
 let h: Harness;
 let app: FastifyInstance;
@@ -67,24 +76,13 @@ async function outboxRow(key: string) {
   return row;
 }
 
-/**
- * A dispatched control-plane row, as the relay leaves it; returns its key. `pending`: a pending
- * row not due for an hour, so neither the harness's relay nor its reconcile takes it meanwhile
- * (a manual claim ignores available_at).
- */
-async function effectRow(
-  id: string,
-  op: 'suspend' | 'resume',
-  tag: string,
-  pending = false,
-): Promise<string> {
+/** A dispatched control-plane row, as the relay leaves it; returns its key. */
+async function effectRow(id: string, op: 'suspend' | 'resume', tag: string): Promise<string> {
   const key = `${op}-test-v1-${id}-${tag}`;
   await h.t.raw`
-    insert into outbox (idempotency_key, kind, account_id, payload, status, attempts, available_at)
+    insert into outbox (idempotency_key, kind, account_id, payload, status, attempts)
     values (${key}, 'control-plane', ${id},
-            ${h.t.raw.json({ op, serviceId: `${id}-streaming`, episodeSeq: 1 })},
-            ${pending ? 'pending' : 'dispatched'}, ${pending ? 0 : 1},
-            now() + ${pending ? '1 hour' : '0'}::interval)`;
+            ${h.t.raw.json({ op, serviceId: `${id}-streaming`, episodeSeq: 1 })}, 'dispatched', 1)`;
   return key;
 }
 
@@ -291,18 +289,46 @@ describe('control-plane effects under a lease', () => {
 
   it('a failed attempt on a row claimed while still pending (an operator ran it by hand) gives the lease back', async () => {
     const id = await account({ hold: true });
-    const key = await effectRow(id, 'suspend', 'manual-pending', true);
-    const db = h.daemon.ctx.db;
-    expect((await claimEffect(db, key, 'manual', 60_000)).kind).toBe('claimed');
-    expect(await noteOutboxAttempt(db, key, 'control plane unavailable', 'manual')).toBe(true);
-    expect(await outboxRow(key)).toMatchObject({
-      status: 'pending',
-      attempts: 1,
-      last_error: 'control plane unavailable',
+    const key = `suspend-test-v1-${id}-manual-pending`;
+    // The whole story runs in one transaction that is rolled back: the harness's relay takes
+    // every committed pending row at once (dispatching it), so a committed row would not stay
+    // pending long enough to be claimed as one.
+    const seen = await h.daemon.ctx.db
+      .transaction(async (tx) => {
+        await tx.execute(sql`
+          insert into outbox (idempotency_key, kind, account_id, payload, status, attempts)
+          values (${key}, 'control-plane', ${id},
+                  ${JSON.stringify({ op: 'suspend', serviceId: `${id}-streaming`, episodeSeq: 1 })}::jsonb,
+                  'pending', 0)`);
+        const row = async () => {
+          const [r] = await queryRows<{
+            status: string;
+            attempts: number;
+            last_error: string | null;
+          }>(
+            tx,
+            sql`select status, attempts, last_error from outbox where idempotency_key = ${key}`,
+          );
+          return r;
+        };
+        const first = (await claimEffect(tx, key, 'manual', 60_000)).kind;
+        const noted = await noteOutboxAttempt(tx, key, 'control plane unavailable', 'manual');
+        const after = await row();
+        // The relay's job (or the retry) claims it at once, not after the lease would have run out.
+        const next = (await claimEffect(tx, key, 'next', 60_000)).kind;
+        throw new RolledBack({ first, noted, after, next });
+      })
+      .catch((err: unknown) => {
+        if (err instanceof RolledBack) return err.seen;
+        throw err;
+      });
+    expect(seen).toEqual({
+      first: 'claimed',
+      noted: true,
+      after: { status: 'pending', attempts: 1, last_error: 'control plane unavailable' },
+      next: 'claimed',
     });
-    // The relay's job (or the retry) claims it at once, not after the lease would have run out.
-    expect((await claimEffect(db, key, 'next', 60_000)).kind).toBe('claimed');
-    await releaseLease(db, key, 'next');
+    expect(await outboxRow(key)).toBeUndefined();
   });
 
   it('a resume queued behind its suspend waits for it', async () => {
