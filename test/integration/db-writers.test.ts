@@ -4,7 +4,9 @@ import { upsertAccount, upsertBill, upsertService } from '../../src/adapters/db/
 import {
   appendEvent,
   insertNotification,
+  insertNotifications,
   insertOutbox,
+  insertOutboxRows,
 } from '../../src/adapters/db/daemon-writers';
 import { enforcementEvents, notifications, outbox } from '../../src/adapters/db/schema';
 import { createTestDatabase, pgError, type TestDatabase } from '../support/db';
@@ -94,6 +96,100 @@ describe('insertNotification', () => {
       notBefore: T0,
       status: 'pending',
     });
+  });
+
+  it('sends a superseded low-balance reminder back to pending with its outbox row, and nothing else; a key twice in one call is one row', async () => {
+    const base = {
+      accountId: 'acc-1',
+      channel: 'sms' as const,
+      locale: 'en',
+      recipient: '+15550000001',
+      notBefore: T0,
+    };
+    const lowBal = { ...base, dedupeKey: 'lowbal-acc-1-d1-sms', template: 'low-balance' };
+    const other = { ...base, dedupeKey: 'reminder-acc-1-1-d1-sms', template: 'overdue-reminder' };
+    const sent = { ...base, dedupeKey: 'lowbal-acc-1-d0-sms', template: 'low-balance' };
+    const first = [
+      { ...lowBal, params: { balanceMinor: 100 } },
+      { ...other, params: {} },
+      { ...sent, params: { balanceMinor: 50 } },
+    ];
+    expect(await insertNotifications(t.db, first)).toEqual(
+      new Set([lowBal.dedupeKey, other.dedupeKey, sent.dedupeKey]),
+    );
+    const notify = (key: string) => ({
+      idempotencyKey: key,
+      kind: 'notify',
+      accountId: 'acc-1',
+      payload: { channel: 'sms' },
+    });
+    await insertOutboxRows(
+      t.db,
+      first.map((m) => notify(m.dedupeKey)),
+    );
+    const superseded = [lowBal.dedupeKey, other.dedupeKey];
+    await t.raw`update notifications set status = 'superseded', last_error = 'no longer true'
+                 where dedupe_key in ${t.raw(superseded)}`;
+    await t.raw`update outbox set status = 'superseded', last_error = 'no longer true'
+                 where idempotency_key in ${t.raw(superseded)}`;
+    await t.raw`update notifications set status = 'sent', provider_id = 'p'
+                 where dedupe_key = ${sent.dedupeKey}`;
+    await t.raw`update outbox set status = 'done' where idempotency_key = ${sent.dedupeKey}`;
+
+    const T2 = new Date('2025-01-01T03:00:00.000Z');
+    const again = [
+      { ...lowBal, params: { balanceMinor: 40 }, recipient: '+15550000002', notBefore: T2 },
+      { ...lowBal, params: { balanceMinor: 30 }, notBefore: T2 },
+      { ...other, params: {} },
+      { ...sent, params: { balanceMinor: 10 } },
+    ];
+    expect(await insertNotifications(t.db, again)).toEqual(new Set([lowBal.dedupeKey]));
+    expect(
+      await insertOutboxRows(t.db, [
+        ...again.map((m) => notify(m.dedupeKey)),
+        notify(lowBal.dedupeKey),
+      ]),
+    ).toEqual(new Set([lowBal.dedupeKey]));
+
+    const states = await t.raw<
+      {
+        dedupe_key: string;
+        status: string;
+        recipient: string;
+        params: unknown;
+        last_error: string | null;
+        outbox: string;
+      }[]
+    >`select n.dedupe_key, n.status, n.recipient, n.params, n.last_error, o.status as outbox
+        from notifications n join outbox o on o.idempotency_key = n.dedupe_key
+       where n.dedupe_key in ${t.raw([lowBal.dedupeKey, other.dedupeKey, sent.dedupeKey])}
+       order by n.id`;
+    expect(states).toEqual([
+      {
+        dedupe_key: lowBal.dedupeKey,
+        status: 'pending',
+        recipient: '+15550000002',
+        params: { balanceMinor: 40 },
+        last_error: null,
+        outbox: 'pending',
+      },
+      {
+        dedupe_key: other.dedupeKey,
+        status: 'superseded',
+        recipient: '+15550000001',
+        params: {},
+        last_error: 'no longer true',
+        outbox: 'superseded',
+      },
+      {
+        dedupe_key: sent.dedupeKey,
+        status: 'sent',
+        recipient: '+15550000001',
+        params: { balanceMinor: 50 },
+        last_error: null,
+        outbox: 'done',
+      },
+    ]);
   });
 });
 

@@ -187,6 +187,99 @@ describe('notices re-checked at send time', () => {
     expect(smsTo(toppedUpPhone)).toEqual([]);
   });
 
+  it('a low-balance reminder superseded by a top-up goes when the balance falls below the threshold again that day, and only once', async () => {
+    clock.set(new Date('2036-03-14T16:30:00Z')); // 00:30 local on the 15th: SMS wait for 08:00
+    const id = 'lowbal-again';
+    const phone = await account(id, { email: false, balance: 100 });
+    const held = await delayedSms(id, 1);
+    const [first] = await rows(id);
+    expect(first).toMatchObject({ template: 'low-balance', status: 'pending' });
+    const key = first?.dedupe_key ?? '';
+    expect(key).toMatch(/^lowbal-/);
+
+    // 01:00: a top-up; 08:00: the reminder's turn comes and it is no longer true.
+    clock.set(new Date('2036-03-14T17:00:00Z'));
+    await h.t.raw`update accounts set available_balance_minor = 50000 where id = ${id}`;
+    clock.set(new Date('2036-03-15T00:00:00Z'));
+    await promote(held);
+    await waitFor(
+      async () => (await rows(id))[0]?.status === 'superseded',
+      10_000,
+      'the reminder superseded',
+    );
+    expect(smsTo(phone)).toEqual([]);
+
+    // 10:00, the same local day: the balance is low again. The day's reminder is wanted after all.
+    clock.set(new Date('2036-03-15T02:00:00Z'));
+    await h.t.raw`update accounts set available_balance_minor = 2500 where id = ${id}`;
+    await h.daemon.evaluateSoon(id, 'test');
+    await waitFor(() => smsTo(phone).length === 1, 10_000, 'the low-balance SMS');
+    expect(smsTo(phone)[0]?.body).toMatch(/25\.00/);
+    const after = await waitFor(
+      async () => {
+        const r = await rows(id);
+        return r[0]?.status === 'sent' ? r : null;
+      },
+      5_000,
+      'the reminder recorded sent',
+    );
+    expect(after).toEqual([
+      {
+        dedupe_key: key,
+        template: 'low-balance',
+        channel: 'sms',
+        status: 'sent',
+        last_error: null,
+      },
+    ]);
+    const outbox = await h.t.raw<{ status: string; last_error: string | null }[]>`
+      select status, last_error from outbox where idempotency_key = ${key}`;
+    expect(outbox).toEqual([{ status: 'done', last_error: null }]);
+
+    // Sent once: lower still, evaluated again the same day, nothing more goes.
+    await h.t.raw`update accounts set available_balance_minor = 900 where id = ${id}`;
+    await h.daemon.evaluateSoon(id, 'test');
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(smsTo(phone)).toHaveLength(1);
+    expect(await rows(id)).toHaveLength(1);
+  });
+
+  it('a notify row sent back to pending while its earlier job still runs stays pending until that job is gone (BullMQ would drop a second job under the key)', async () => {
+    clock.set(new Date('2036-03-16T02:00:00Z')); // 10:00 local: SMS go at once
+    let answer = (): void => undefined;
+    const until = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    h.twilio.script({ kind: 'accept-then-hold', until });
+    const id = 'lowbal-busy';
+    const phone = await account(id, { email: false, balance: 100 });
+    // The provider has the SMS and has not answered: the job is active.
+    await waitFor(() => smsTo(phone).length === 1, 10_000, 'the SMS at the provider');
+    const [row] = await rows(id);
+    const key = row?.dedupe_key ?? '';
+    expect(await smsQueue().getJobState(key)).toBe('active');
+
+    await h.t.raw`update outbox set status = 'pending' where idempotency_key = ${key}`;
+    await h.daemon.ctx.relay.drain();
+    await new Promise((r) => setTimeout(r, 500)); // a few polls of the relay
+    const outbox = () =>
+      h.t.raw<{ status: string; attempts: number }[]>`
+        select status, attempts from outbox where idempotency_key = ${key}`;
+    expect(await outbox()).toEqual([{ status: 'pending', attempts: 1 }]);
+    expect(await smsQueue().getJobState(key)).toBe('active');
+
+    answer();
+    await waitFor(
+      async () => (await outbox())[0]?.status === 'done',
+      10_000,
+      'the outbox row done',
+    );
+    expect((await rows(id))[0]?.status).toBe('sent');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(smsTo(phone)).toHaveLength(1);
+    expect(await smsQueue().getJobState(key)).toBe('unknown');
+  });
+
   it('a release warning SMS held by quiet hours is superseded once the release was cancelled', async () => {
     clock.set(new Date('2036-03-12T01:00:00Z')); // 09:00 local: SMS go at once
     const id = 'studio-warn';

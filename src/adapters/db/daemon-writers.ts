@@ -103,7 +103,25 @@ async function insertEvents(db: Db, events: readonly EventInput[]): Promise<numb
   return rows.map((r) => Number(r.id));
 }
 
-/** Queues effects; returns the keys that were new (an existing key is left as it is). */
+/**
+ * The first of the items with the same key. An `on conflict do update` statement fails when two
+ * of its rows share a key (`cannot affect row a second time`), even when nothing is updated.
+ */
+function distinctBy<T>(items: readonly T[], keyOf: (item: T) => string): T[] {
+  const seen = new Set<string>();
+  return items.filter((item) => {
+    const key = keyOf(item);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/**
+ * Queues effects; returns the keys that were new. An existing key is left as it is, except the
+ * superseded outbox row of a notification sent back to pending (`insertNotifications`): it is
+ * pending again, and returned.
+ */
 export async function insertOutboxRows(
   db: Db,
   entries: readonly OutboxInput[],
@@ -115,7 +133,7 @@ export async function insertOutboxRows(
     insert into outbox (idempotency_key, kind, account_id, payload, available_at)
     select r.idempotency_key, r.kind, r.account_id, r.payload, coalesce(r.available_at, now())
       from jsonb_to_recordset(${JSON.stringify(
-        entries.map((entry) => ({
+        distinctBy(entries, (entry) => entry.idempotencyKey).map((entry) => ({
           idempotency_key: entry.idempotencyKey,
           kind: entry.kind,
           account_id: entry.accountId,
@@ -125,13 +143,25 @@ export async function insertOutboxRows(
       )}::jsonb)
            as r(idempotency_key text, kind text, account_id text, payload jsonb,
                 available_at timestamptz)
-    on conflict (idempotency_key) do nothing
+    on conflict (idempotency_key) do update
+       set status = 'pending', last_error = null, claim_token = null, claim_expires_at = null,
+           available_at = excluded.available_at, updated_at = now()
+     where outbox.status = 'superseded' and outbox.kind = 'notify'
+       and exists (select 1 from notifications n
+                    where n.dedupe_key = outbox.idempotency_key and n.status = 'pending')
     returning idempotency_key as key`,
   );
   return new Set(rows.map((r) => r.key));
 }
 
-/** Records messages to send; returns the dedupe keys that were new. */
+/**
+ * Records messages to send; returns the dedupe keys that were new. An existing key is left as it
+ * is, except a superseded low-balance reminder: its key names the period (one reminder a local
+ * day), so the balance falling below the threshold again in that period, after a top-up
+ * superseded the first reminder before it went out, sends it back to pending with the new
+ * decision's recipient and figures, and returns its key. A reminder sent once is never sent again
+ * in its period.
+ */
 export async function insertNotifications(
   db: Db,
   messages: readonly NotificationInput[],
@@ -145,7 +175,7 @@ export async function insertNotifications(
     select r.dedupe_key, r.account_id, r.channel, r.template, r.locale, r.recipient, r.params,
            coalesce(r.not_before, now())
       from jsonb_to_recordset(${JSON.stringify(
-        messages.map((message) => ({
+        distinctBy(messages, (message) => message.dedupeKey).map((message) => ({
           dedupe_key: message.dedupeKey,
           account_id: message.accountId,
           channel: message.channel,
@@ -158,7 +188,13 @@ export async function insertNotifications(
       )}::jsonb)
            as r(dedupe_key text, account_id text, channel text, template text, locale text,
                 recipient text, params jsonb, not_before timestamptz)
-    on conflict (dedupe_key) do nothing
+    on conflict (dedupe_key) do update
+       set status = 'pending', recipient = excluded.recipient, locale = excluded.locale,
+           params = excluded.params, not_before = excluded.not_before, last_error = null,
+           provider_id = null, message_id = null, sent_at = null, delivered_at = null,
+           claim_token = null, claim_expires_at = null, retried_at = now(), updated_at = now()
+     where notifications.status = 'superseded' and notifications.template = 'low-balance'
+       and excluded.template = 'low-balance'
     returning dedupe_key as key`,
   );
   return new Set(rows.map((r) => r.key));

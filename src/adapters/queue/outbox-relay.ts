@@ -142,15 +142,18 @@ export class OutboxRelay {
       );
       if (rows.length === 0) return 0;
       const settled: Settled[] = [];
-      await this.enqueue(rows, settled, tx);
+      const held = await this.enqueue(rows, settled, tx);
       const settledIds = new Set(settled.map((x) => x.id));
       await markDispatched(
         tx,
-        rows.filter((r) => !settledIds.has(Number(r.id))).map((r) => Number(r.id)),
+        rows
+          .filter((r) => !settledIds.has(Number(r.id)) && !held.has(r.idempotency_key))
+          .map((r) => Number(r.id)),
       );
       await settleOutboxIds(tx, settled);
-      this.logger.debug({ rows: rows.length }, 'outbox relayed');
-      return rows.length;
+      this.logger.debug({ rows: rows.length, held: held.size }, 'outbox relayed');
+      // Held rows are not counted as moved, so a pass does not spin on them.
+      return rows.length - held.size;
     });
   }
 
@@ -158,13 +161,15 @@ export class OutboxRelay {
    * Enqueues rows' jobs; rows that need no job (cancellations, unknown kinds) are pushed to
    * `settled`. With `tx` (the relay's pass), a cancellation also settles the timer it cancels, in
    * the pass's transaction: a cancelled timer's row is never `dispatched` again, so reconcile
-   * cannot bring the timer back.
+   * cannot bring the timer back. Returns the keys held back because an earlier job under the key
+   * is still running (their rows stay pending).
    */
   private async enqueue(
     rows: readonly OutboxRow[],
     settled: Settled[],
     tx: Tx | null = null,
-  ): Promise<void> {
+  ): Promise<Set<string>> {
+    const held = new Set<string>();
     const now = this.clock.now().getTime();
     type Batch = {
       name: JobName;
@@ -252,15 +257,27 @@ export class OutboxRelay {
       if (batch.jobs.length === 0) continue;
       const queueName = batch.queue ?? catalog[batch.name].queue;
       const ids = batch.jobs.map((j) => String(j.opts.jobId));
-      const removed = await this.queues.removeFinished(queueName, ids);
+      const { removed, active } = await this.queues.clearForAdd(queueName, ids);
       if (removed.length > 0) {
         this.logger.warn(
           { queue: queueName, removed: removed.length, keys: removed.slice(0, 5) },
           'finished jobs of an earlier dispatch found under outbox keys; removed and queued again',
         );
       }
+      if (active.length > 0) {
+        // BullMQ would drop the new job while the old one exists: the row stays pending, and a
+        // later pass (the poll) enqueues it once the old job has finished and gone.
+        this.logger.info(
+          { queue: queueName, keys: active.slice(0, 5) },
+          'an earlier job under the outbox key is still running; queued on a later pass',
+        );
+        for (const key of active) held.add(key);
+        batch.jobs = batch.jobs.filter((j) => !held.has(String(j.opts.jobId)));
+        if (batch.jobs.length === 0) continue;
+      }
       await this.queues.addBulk(batch.name, batch.jobs, batch.queue);
     }
+    return held;
   }
 
   /**

@@ -71,28 +71,39 @@ export class QueueSet {
   }
 
   /**
-   * Removes finished jobs (completed or failed) left under these ids, so that adding jobs with
-   * the same ids is not silently ignored: BullMQ keeps the existing job and drops the new one.
-   * Such a job belongs to an earlier dispatch the database no longer reflects (a database
+   * Clears the way for jobs about to be added under these ids: BullMQ keeps an existing job and
+   * silently drops a new one with its id. Finished jobs (completed or failed) left under the ids
+   * are removed: they belong to an earlier dispatch the database no longer reflects (a database
    * restored or recreated under the same QUEUE_PREFIX, a relay that crashed before its commit).
-   * One round trip for the batch; returns the ids removed.
+   * Ids whose job is being processed are returned as `active`: the row was sent back to pending
+   * while its previous job finishes (a low-balance reminder wanted again just after it was
+   * superseded), so its new job must wait until that one is gone. One round trip for the batch
+   * (a job state is asked only for ids that have a processed, unfinished job).
    */
-  async removeFinished(queueName: QueueName, ids: readonly string[]): Promise<string[]> {
-    if (ids.length === 0) return [];
+  async clearForAdd(
+    queueName: QueueName,
+    ids: readonly string[],
+  ): Promise<{ removed: string[]; active: string[] }> {
+    const removed: string[] = [];
+    const active: string[] = [];
+    if (ids.length === 0) return { removed, active };
     const queue = this.byName[queueName];
     const pipeline = this.connection.pipeline();
-    for (const id of ids) pipeline.hget(queue.toKey(id), 'finishedOn');
+    for (const id of ids) pipeline.hmget(queue.toKey(id), 'finishedOn', 'processedOn');
     const answers = (await pipeline.exec()) ?? [];
-    const removed: string[] = [];
     for (const [i, id] of ids.entries()) {
-      const [err, finishedOn] = answers[i] ?? [null, null];
-      if (err !== null || finishedOn === null) continue;
-      // finishedOn is cleared when a finished job is retried: confirm before removing.
+      const [err, fields] = answers[i] ?? [null, null];
+      if (err !== null || !Array.isArray(fields)) continue;
+      const [finishedOn, processedOn] = fields as (string | null)[];
+      if (finishedOn == null && processedOn == null) continue;
+      // finishedOn is cleared when a finished job is retried: confirm before acting.
       const state = await queue.getJobState(id);
-      if (state !== 'completed' && state !== 'failed') continue;
-      if ((await queue.remove(id)) === 1) removed.push(id);
+      if (state === 'active') active.push(id);
+      else if (state === 'completed' || state === 'failed') {
+        if ((await queue.remove(id)) === 1) removed.push(id);
+      }
     }
-    return removed;
+    return { removed, active };
   }
 
   async close(): Promise<void> {
