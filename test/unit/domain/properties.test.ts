@@ -42,7 +42,8 @@ const snapshotArb: fc.Arbitrary<AccountSnapshot> = fc
     episodeStart: instant,
     lastEnded: maybeInstant,
     zone: fc.constantFrom('UTC', 'Asia/Shanghai', 'America/New_York', 'Europe/London'),
-    bills: fc.array(
+    // Ids are primary keys in the database: unique within an account's snapshot.
+    bills: fc.uniqueArray(
       fc.record({
         id,
         product: fc.constantFrom('live', 'oss', 'ecs'),
@@ -50,10 +51,10 @@ const snapshotArb: fc.Arbitrary<AccountSnapshot> = fc
         paidMinor: fc.integer({ min: 0, max: 20_000 }),
         dueAt: instant,
       }),
-      { maxLength: 6 },
+      { selector: (b) => b.id, maxLength: 6 },
     ),
     services: fc.uniqueArray(serviceArb, { selector: (s) => s.id, maxLength: 6 }),
-    instances: fc.array(
+    instances: fc.uniqueArray(
       fc.record({
         id,
         name: fc.constantFrom('Stage A', 'Stage B'),
@@ -61,9 +62,9 @@ const snapshotArb: fc.Arbitrary<AccountSnapshot> = fc
         releaseDueAt: maybeInstant,
         releasedAt: maybeInstant,
       }),
-      { maxLength: 3 },
+      { selector: (i) => i.id, maxLength: 3 },
     ),
-    plans: fc.array(
+    plans: fc.uniqueArray(
       fc.record({
         id,
         kind: fc.constantFrom('transcoding', 'storage'),
@@ -73,7 +74,7 @@ const snapshotArb: fc.Arbitrary<AccountSnapshot> = fc
         lengthMs: fc.integer({ min: 1, max: 60 * DAY }),
         purchasedAt: instant,
       }),
-      { maxLength: 4 },
+      { selector: (p) => p.id, maxLength: 4 },
     ),
   })
   .map((r) =>
