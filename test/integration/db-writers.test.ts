@@ -8,6 +8,7 @@ import {
   insertOutbox,
   insertOutboxRows,
 } from '../../src/adapters/db/daemon-writers';
+import { reopenOutboxKeys } from '../../src/adapters/db/outbox-store';
 import { enforcementEvents, notifications, outbox } from '../../src/adapters/db/schema';
 import { createTestDatabase, pgError, type TestDatabase } from '../support/db';
 
@@ -143,13 +144,18 @@ describe('insertNotification', () => {
       { ...other, params: {} },
       { ...sent, params: { balanceMinor: 10 } },
     ];
-    expect(await insertNotifications(t.db, again)).toEqual(new Set([lowBal.dedupeKey]));
+    const reopened = await insertNotifications(t.db, again);
+    expect(reopened).toEqual(new Set([lowBal.dedupeKey]));
+    // Every outbox row exists already: the evaluation reopens those of the reopened reminders.
     expect(
       await insertOutboxRows(t.db, [
         ...again.map((m) => notify(m.dedupeKey)),
         notify(lowBal.dedupeKey),
       ]),
-    ).toEqual(new Set([lowBal.dedupeKey]));
+    ).toEqual(new Set());
+    expect(await reopenOutboxKeys(t.db, [...reopened, sent.dedupeKey], 'superseded')).toEqual([
+      lowBal.dedupeKey,
+    ]);
 
     const states = await t.raw<
       {

@@ -12,7 +12,7 @@ import {
   type NotificationInput,
   type OutboxInput,
 } from './daemon-writers';
-import type { ControlPayload } from './outbox-store';
+import { reopenOutboxKeys, type ControlPayload } from './outbox-store';
 
 /**
  * Writes evaluations' decisions inside the transaction that loaded their snapshots (the account
@@ -415,6 +415,11 @@ export async function applyWrites(
     }
   }
   const newKeys = await insertOutboxRows(tx, effects);
+  // A low-balance reminder sent back to pending still has its superseded outbox row.
+  const reopened = messages
+    .map((m) => m.dedupeKey)
+    .filter((key) => newMessages.has(key) && !newKeys.has(key));
+  for (const key of await reopenOutboxKeys(tx, reopened, 'superseded')) newKeys.add(key);
   await appendEvents(
     tx,
     plans.flatMap((w) => w.events),

@@ -117,11 +117,7 @@ function distinctBy<T>(items: readonly T[], keyOf: (item: T) => string): T[] {
   });
 }
 
-/**
- * Queues effects; returns the keys that were new. An existing key is left as it is, except the
- * superseded outbox row of a notification sent back to pending (`insertNotifications`): it is
- * pending again, and returned.
- */
+/** Queues effects; returns the keys that were new (an existing key is left as it is). */
 export async function insertOutboxRows(
   db: Db,
   entries: readonly OutboxInput[],
@@ -133,7 +129,7 @@ export async function insertOutboxRows(
     insert into outbox (idempotency_key, kind, account_id, payload, available_at)
     select r.idempotency_key, r.kind, r.account_id, r.payload, coalesce(r.available_at, now())
       from jsonb_to_recordset(${JSON.stringify(
-        distinctBy(entries, (entry) => entry.idempotencyKey).map((entry) => ({
+        entries.map((entry) => ({
           idempotency_key: entry.idempotencyKey,
           kind: entry.kind,
           account_id: entry.accountId,
@@ -143,12 +139,7 @@ export async function insertOutboxRows(
       )}::jsonb)
            as r(idempotency_key text, kind text, account_id text, payload jsonb,
                 available_at timestamptz)
-    on conflict (idempotency_key) do update
-       set status = 'pending', last_error = null, claim_token = null, claim_expires_at = null,
-           available_at = excluded.available_at, updated_at = now()
-     where outbox.status = 'superseded' and outbox.kind = 'notify'
-       and exists (select 1 from notifications n
-                    where n.dedupe_key = outbox.idempotency_key and n.status = 'pending')
+    on conflict (idempotency_key) do nothing
     returning idempotency_key as key`,
   );
   return new Set(rows.map((r) => r.key));
@@ -159,8 +150,8 @@ export async function insertOutboxRows(
  * is, except a superseded low-balance reminder: its key names the period (one reminder a local
  * day), so the balance falling below the threshold again in that period, after a top-up
  * superseded the first reminder before it went out, sends it back to pending with the new
- * decision's recipient and figures, and returns its key. A reminder sent once is never sent again
- * in its period.
+ * decision's recipient and figures, and returns its key (its superseded outbox row is the
+ * caller's to reopen: `reopenOutboxKeys`). A reminder sent once is never sent again in its period.
  */
 export async function insertNotifications(
   db: Db,

@@ -129,16 +129,31 @@ export async function reopenOutbox(
   key: string,
   from: 'failed' | 'done',
 ): Promise<boolean> {
-  const rows = await queryRows<{ id: number }>(
+  return (await reopenOutboxKeys(tx, [key], from)).length > 0;
+}
+
+/**
+ * `from` → pending for rows named by key: an operator's retry (`reopenOutbox`), or superseded →
+ * pending for the outbox rows of low-balance reminders sent back to pending by an evaluation
+ * (`insertNotifications`). Returns the keys moved.
+ */
+export async function reopenOutboxKeys(
+  tx: Executor,
+  keys: readonly string[],
+  from: 'failed' | 'done' | 'superseded',
+): Promise<string[]> {
+  if (keys.length === 0) return [];
+  const rows = await queryRows<{ idempotency_key: string }>(
     tx,
     sql`
     update outbox
        set status = 'pending', last_error = null, claim_token = null, claim_expires_at = null,
            available_at = now(), updated_at = now()
-     where idempotency_key = ${key} and status = ${from}
- returning id`,
+     where idempotency_key in (select jsonb_array_elements_text(${JSON.stringify(keys)}::jsonb))
+       and status = ${from}
+ returning idempotency_key`,
   );
-  return rows.length > 0;
+  return rows.map((r) => r.idempotency_key);
 }
 
 /** pending → dispatched for rows the relay has enqueued (attempts counts dispatches). */
