@@ -173,7 +173,16 @@ export function startNotifyWorkers(
     );
     worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
     worker.on('failed', (job, err) => {
-      if (job && isFinalFailure(job, err)) metrics.jobFinished(queue, 'failed');
+      if (!job) return;
+      const final = isFinalFailure(job, err);
+      if (final) metrics.jobFinished(queue, 'failed');
+      // The sender logs the provider's outcomes; this line also covers what it does not see
+      // (a failing statement, a stall), with the job's fate. The error is already described
+      // without the recipient (toJobError).
+      ctx.logger.warn(
+        { queue, job: job.name, jobId: job.id, attempt: job.attemptsMade, final, err },
+        final ? 'job failed for good' : 'job failed; will retry',
+      );
     });
     return worker;
   });
