@@ -98,7 +98,7 @@ const callsFor = (accountId: string) => h.cp.calls.filter((c) => c.accountId ===
 describe('enforcement daemon', () => {
   it('R3: a low balance produces one reminder per channel, once, however often it is evaluated', async () => {
     const id = await account({ balance: 100 });
-    await waitFor(async () => (await notifications(id)).length === 2, 5_000, 'reminder rows');
+    await waitFor(async () => (await notifications(id)).length === 2, 15_000, 'reminder rows');
     await h.daemon.evaluateSoon(id, 'test');
     await h.daemon.evaluateSoon(id, 'test');
     await new Promise((r) => setTimeout(r, 500));
@@ -115,7 +115,7 @@ describe('enforcement daemon', () => {
           select kind, status, idempotency_key from outbox where account_id = ${id} order by id`;
         return rows.every((r) => r.status === 'dispatched') ? rows : undefined;
       },
-      5_000,
+      15_000,
       'outbox rows dispatched',
     );
     expect(outbox.map((r) => r.kind)).toEqual(['notify', 'notify']);
@@ -133,7 +133,7 @@ describe('enforcement daemon', () => {
       balanceCandidates(h.t.db, '', 100_000, new Date(), h.config.rules).then((ids) =>
         ids.includes(id),
       );
-    await waitFor(async () => (await notifications(id)).length === 2, 5_000, 'reminder rows');
+    await waitFor(async () => (await notifications(id)).length === 2, 15_000, 'reminder rows');
     expect(await candidates()).toBe(false);
     // Next window: a candidate again (the reminder of that day is due).
     const [row] = await h.t.raw<{ until: Date }[]>`
@@ -148,7 +148,7 @@ describe('enforcement daemon', () => {
     await addBill(id, 5_000);
     await waitFor(
       async () => (await state(id))?.enforcement_state === 'protected',
-      5_000,
+      15_000,
       'protected',
     );
     const picks = async (recheckBefore: Date | null, now = new Date()) =>
@@ -178,10 +178,10 @@ describe('enforcement daemon', () => {
     await addBill(id, 5_000);
     await waitFor(
       async () => (await state(id))?.enforcement_state === 'protected',
-      5_000,
+      15_000,
       'protected',
     );
-    await waitFor(async () => (await notifications(id)).length === 2, 5_000, 'reminders');
+    await waitFor(async () => (await notifications(id)).length === 2, 15_000, 'reminders');
     expect((await notifications(id)).map((n) => n.template)).toEqual([
       'overdue-reminder',
       'overdue-reminder',
@@ -193,7 +193,7 @@ describe('enforcement daemon', () => {
   it('R5: beyond the amount, every live service is suspended at the control plane, with the cause', async () => {
     const id = await account();
     await addBill(id, 5_001);
-    await waitFor(() => callsFor(id).length === 3, 5_000, 'three suspend calls');
+    await waitFor(() => callsFor(id).length === 3, 15_000, 'three suspend calls');
     expect(callsFor(id).map((c) => c.op)).toEqual(['suspend', 'suspend', 'suspend']);
     for (const c of callsFor(id)) expect(c.headerKey).toBe(c.idempotencyKey);
     expect((await serviceRows(id)).map((s) => [s.status, s.overdue_hold])).toEqual([
@@ -208,16 +208,19 @@ describe('enforcement daemon', () => {
   });
 
   it('R4/R5: beyond the duration, suspended as soon as the duration passes (a timer, not a scan)', async () => {
-    const id = await account({ protection: { amount: null, seconds: 2 } });
-    await addBill(id, 10, 'live', 0);
+    const id = await account({ protection: { amount: null, seconds: 6 } });
+    const billId = await addBill(id, 10, 'live', 0);
+    const [bill] = await h.t.raw<{ due_at: Date }[]>`select due_at from bills where id = ${billId}`;
+    const dueMs = bill?.due_at.getTime() ?? 0;
+    // Protected first: the overdue reminder of the protection period is queued.
     await waitFor(
-      async () => (await state(id))?.enforcement_state === 'protected',
-      5_000,
-      'protected',
+      async () => (await notifications(id)).some((n) => n.template === 'overdue-reminder'),
+      15_000,
+      'overdue reminder while protected',
     );
-    const protectedAt = Date.now();
-    await waitFor(() => callsFor(id).length === 3, 8_000, 'suspension after the duration');
-    expect(Date.now() - protectedAt).toBeGreaterThan(1_000);
+    await waitFor(() => callsFor(id).length === 3, 20_000, 'suspension after the duration');
+    // Not before the protection period (counted from the due instant) has passed.
+    for (const c of callsFor(id)) expect(c.at).toBeGreaterThanOrEqual(dueMs + 6_000 - 50);
     const events = await h.t.raw`select detail from enforcement_events
       where account_id = ${id} and kind = 'service-suspended' limit 1`;
     expect(events[0]?.detail).toMatchObject({ cause: { limit: 'duration' } });
@@ -226,7 +229,7 @@ describe('enforcement daemon', () => {
   it("R6: another product's bill suspends live video and the notice names it", async () => {
     const id = await account();
     await addBill(id, 9_000, 'oss');
-    await waitFor(() => callsFor(id).length === 3, 5_000, 'suspension');
+    await waitFor(() => callsFor(id).length === 3, 15_000, 'suspension');
     const notice = (await notifications(id)).find((n) => n.template === 'suspended');
     expect(notice?.params).toMatchObject({ causedByOtherProduct: true, otherProducts: ['oss'] });
   });
@@ -234,12 +237,12 @@ describe('enforcement daemon', () => {
   it('R7: a payment resumes every suspended service on the payment event, without waiting for a scan', async () => {
     const id = await account();
     await addBill(id, 6_000);
-    await waitFor(() => callsFor(id).length === 3, 5_000, 'suspension');
+    await waitFor(() => callsFor(id).length === 3, 15_000, 'suspension');
     const paidAt = Date.now();
     await payAll(id);
     await waitFor(
       () => callsFor(id).filter((c) => c.op === 'resume').length === 3,
-      5_000,
+      15_000,
       'resume calls',
     );
     const lastResume = Math.max(
@@ -249,14 +252,14 @@ describe('enforcement daemon', () => {
     );
     // Event-driven: scans run hourly in these tests, so only the NOTIFY path can be this quick.
     // The latency itself (goal p99 ≤ 1 s) is measured by `npm run bench`, not asserted here.
-    expect(lastResume - paidAt).toBeLessThan(5_000);
+    expect(lastResume - paidAt).toBeLessThan(15_000);
     expect((await serviceRows(id)).every((s) => s.status === 'active' && !s.overdue_hold)).toBe(
       true,
     );
     expect((await state(id))?.enforcement_state).toBe('active');
     await waitFor(
       async () => (await notifications(id)).some((n) => n.template === 'resumed'),
-      5_000,
+      15_000,
       'resumed notice',
     );
   });
@@ -266,11 +269,11 @@ describe('enforcement daemon', () => {
     await h.t.raw`update services set operator_hold = true, status = 'suspended'
                    where id = ${`${id}-recording`}`;
     await addBill(id, 6_000);
-    await waitFor(() => callsFor(id).length === 2, 5_000, 'suspension of the two others');
+    await waitFor(() => callsFor(id).length === 2, 15_000, 'suspension of the two others');
     await payAll(id);
     await waitFor(
       () => callsFor(id).filter((c) => c.op === 'resume').length === 2,
-      5_000,
+      15_000,
       'resumes',
     );
     await new Promise((r) => setTimeout(r, 300));
@@ -288,7 +291,7 @@ describe('enforcement daemon', () => {
     await addBill(id, 10);
     await waitFor(
       () => callsFor(id).some((c) => c.op === 'suspend' && c.serviceId === `${id}-studio`),
-      5_000,
+      15_000,
       'studio suspension',
     );
     expect((await state(id))?.enforcement_state).toBe('protected');
@@ -297,13 +300,13 @@ describe('enforcement daemon', () => {
     const due = inst?.release_due_at.getTime() ?? 0;
     const release = await waitFor(
       () => callsFor(id).find((c) => c.op === 'release'),
-      8_000,
+      15_000,
       'release',
     );
     expect(release.instanceId).toBe(`${id}-inst`);
     expect(release.at - due).toBeGreaterThanOrEqual(-50);
     // A timer, not a scan (hourly here); release lag is measured by the benchmark.
-    expect(release.at - due).toBeLessThan(5_000);
+    expect(release.at - due).toBeLessThan(15_000);
     const templates = (await notifications(id)).map((n) => n.template);
     expect(templates).toContain('studio-suspended');
     expect(templates).toContain('studio-release-warning');
@@ -321,11 +324,11 @@ describe('enforcement daemon', () => {
   it("R9: a released studio's service drops its overdue hold once the account has paid, and stays released", async () => {
     const id = await account({ studio: true });
     await addBill(id, 10);
-    await waitFor(() => callsFor(id).find((c) => c.op === 'release'), 8_000, 'release');
+    await waitFor(() => callsFor(id).find((c) => c.op === 'release'), 15_000, 'release');
     const released = await waitFor(
       async () =>
         (await serviceRows(id)).find((s) => s.kind === 'studio' && s.status === 'released'),
-      3_000,
+      15_000,
       'studio service released',
     );
     // During the episode the hold that led to the release is kept.
@@ -333,7 +336,7 @@ describe('enforcement daemon', () => {
     await payAll(id);
     await waitFor(
       async () => (await state(id))?.enforcement_state === 'active',
-      5_000,
+      15_000,
       'account active',
     );
     const studio = await waitFor(
@@ -349,7 +352,7 @@ describe('enforcement daemon', () => {
            where id = ${`${id}-studio`}`;
         return row?.overdue_hold === false ? row : undefined;
       },
-      5_000,
+      15_000,
       'overdue hold cleared from the released studio',
     );
     expect(studio).toMatchObject({ status: 'released', overdue_episode_seq: null });
@@ -364,18 +367,18 @@ describe('enforcement daemon', () => {
     expect(event?.detail).toEqual({ serviceIds: [`${id}-studio`] });
   });
 
-  it('R9: a payment a moment before the due instant cancels the release; it never happens', async () => {
+  it('R9: a payment a second before the due instant cancels the release; it never happens', async () => {
     const id = await account({ studio: true });
     await addBill(id, 10);
-    await waitFor(() => callsFor(id).some((c) => c.serviceId === `${id}-studio`), 5_000, 'studio');
+    await waitFor(() => callsFor(id).some((c) => c.serviceId === `${id}-studio`), 15_000, 'studio');
     const [inst] = await h.t.raw<{ release_due_at: Date }[]>`
       select release_due_at from studio_instances where id = ${`${id}-inst`}`;
     const due = inst?.release_due_at.getTime() ?? 0;
-    await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now() - 300)));
+    await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now() - 1_000)));
     await payAll(id);
     await waitFor(
       () => callsFor(id).some((c) => c.op === 'resume' && c.serviceId === `${id}-studio`),
-      3_000,
+      15_000,
       'studio resume',
     );
     await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now()) + 1_000));
@@ -391,7 +394,7 @@ describe('control-plane failures', () => {
     const id = await account();
     h.cp.script.push(500);
     await addBill(id, 9_999);
-    await waitFor(() => callsFor(id).length === 3, 10_000, 'three suspensions');
+    await waitFor(() => callsFor(id).length === 3, 15_000, 'three suspensions');
     expect(h.cp.requests.filter((r) => r.accountId === id)).toHaveLength(4);
     expect(h.cp.repeats).toBe(0);
     // The row is marked done in the transaction that made the call: it commits just after.
@@ -401,7 +404,7 @@ describe('control-plane failures', () => {
           where account_id = ${id} and kind = 'control-plane'`;
         return rows.length === 3 && rows.every((r) => r.status === 'done');
       },
-      5_000,
+      15_000,
       'three effects done',
     );
   });
@@ -417,7 +420,7 @@ describe('control-plane failures', () => {
         select status, last_error from outbox where account_id = ${id} and kind = 'control-plane'`;
         return rows[0]?.status === 'failed' ? rows[0] : undefined;
       },
-      5_000,
+      15_000,
       'failed effect',
     );
     expect(failed.last_error).toContain('400');

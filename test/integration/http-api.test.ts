@@ -838,6 +838,9 @@ describe('operator actions and ingest', () => {
   });
 
   it('operator hold suspends, survives evaluation, and its release resumes', async () => {
+    // The fuzzing above may have held (or released) this service with a valid body: start clean.
+    await h.t.raw`update services set operator_hold = false, status = 'active'
+                   where id = 'svc-stream'`;
     const on = await call({
       method: 'POST',
       url: '/v1/services/svc-stream/hold',
@@ -885,8 +888,9 @@ describe('operator actions and ingest', () => {
       expect.arrayContaining(['operator-hold', 'operator-hold-released', 'effect-applied']),
     );
     // The fake control plane saw the suspension and the resumption.
+    const keys = [String(on.body.effectKey), String(off.body.effectKey)];
     const ops = h.cp.calls
-      .filter((c: { idempotencyKey: string }) => c.idempotencyKey.startsWith('operator-'))
+      .filter((c: { idempotencyKey: string }) => keys.includes(c.idempotencyKey))
       .map((c: { op: string }) => c.op);
     expect(ops).toEqual(['suspend', 'resume']);
   });

@@ -72,7 +72,7 @@ async function delayedSms(accountId: string, count: number): Promise<Job[]> {
       const delayed = (await smsQueue().getDelayed()).filter((j) => j.id?.includes(accountId));
       return delayed.length === count ? delayed : null;
     },
-    5_000,
+    15_000,
     `${count} delayed SMS of ${accountId}`,
   );
 }
@@ -181,7 +181,7 @@ describe('notices re-checked at send time', () => {
     });
     await waitFor(
       async () => (await rows(stillLow))[0]?.status === 'sent',
-      5_000,
+      15_000,
       'the low-balance SMS recorded sent',
     );
     expect(smsTo(toppedUpPhone)).toEqual([]);
@@ -220,7 +220,7 @@ describe('notices re-checked at send time', () => {
         const r = await rows(id);
         return r[0]?.status === 'sent' ? r : null;
       },
-      5_000,
+      15_000,
       'the reminder recorded sent',
     );
     expect(after).toEqual([
@@ -348,7 +348,7 @@ describe('notices re-checked at send time', () => {
       'release cancelled: overdue episode 1 ended before it was sent',
     );
     // The customer learned of the studio suspension, so the resume notice goes.
-    await waitFor(() => smsTo(phone).length === 3, 5_000, 'resume SMS');
+    await waitFor(() => smsTo(phone).length === 3, 15_000, 'resume SMS');
     await new Promise((r) => setTimeout(r, 300));
     expect(smsTo(phone)).toHaveLength(3);
   });

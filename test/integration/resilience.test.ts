@@ -117,7 +117,7 @@ describe('a database recreated under the same QUEUE_PREFIX, Redis kept', () => {
           ? rows
           : null;
       },
-      5_000,
+      15_000,
       'both suspensions settled in the first database',
     );
     expect(first.map((r) => r.status).sort()).toEqual(['done', 'failed']);
@@ -138,7 +138,7 @@ describe('a database recreated under the same QUEUE_PREFIX, Redis kept', () => {
           const rows = await effects(t2.raw);
           return rows.length === 2 && rows.every((r) => r.status === 'done') ? rows : null;
         },
-        5_000,
+        15_000,
         'both suspensions done in the new database',
       );
       expect(rows.map((r) => r.idempotency_key)).toEqual(first.map((r) => r.idempotency_key));
@@ -148,10 +148,20 @@ describe('a database recreated under the same QUEUE_PREFIX, Redis kept', () => {
       const [account] = await t2.raw<{ enforcement_state: string }[]>`
         select enforcement_state from accounts where id = ${id}`;
       expect(account?.enforcement_state).toBe('suspended');
-      expect(await finished('completed')).toBeGreaterThanOrEqual(completedBefore + 3);
+      // A job completes (counted, and removed from Redis) just after its handler recorded the
+      // outcome the rows above show.
+      await waitFor(
+        async () => (await finished('completed')) >= completedBefore + 3,
+        10_000,
+        'three effect jobs completed',
+      );
       expect(await finished('failed')).toBeGreaterThanOrEqual(failedBefore + 1);
-      expect(await second.ctx.queues.byName.effects.getJob(rows[0]?.idempotency_key ?? '')).toBe(
-        undefined,
+      await waitFor(
+        async () =>
+          (await second.ctx.queues.byName.effects.getJob(rows[0]?.idempotency_key ?? '')) ===
+          undefined,
+        10_000,
+        'the completed job removed from Redis',
       );
     } finally {
       await second.close();
