@@ -114,19 +114,7 @@ export function startWorkers(
     worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
     worker.on('failed', (job, err) => {
       if (!job) return;
-      const final = isFinalFailure(job, err);
-      if (final) metrics.jobFinished(queue, 'failed');
-      ctx.logger.warn(
-        {
-          queue,
-          job: job.name,
-          jobId: job.id,
-          attempt: job.attemptsMade,
-          final,
-          err,
-        },
-        final ? 'job failed for good' : 'job failed; will retry',
-      );
+      const final = noteFailure(ctx, queue, job, err);
       const outboxKey = (job.data as { outboxKey?: unknown }).outboxKey;
       if (final && typeof outboxKey === 'string') {
         void settleOutbox(ctx.db, outboxKey, {
@@ -172,17 +160,10 @@ export function startNotifyWorkers(
       onError ? onError(err, queue) : ctx.logger.error({ err, queue }, 'worker error'),
     );
     worker.on('completed', () => metrics.jobFinished(queue, 'completed'));
+    // The sender logs the provider's outcomes; this line also covers what it does not see (a
+    // failing statement, a stall), with the job's fate.
     worker.on('failed', (job, err) => {
-      if (!job) return;
-      const final = isFinalFailure(job, err);
-      if (final) metrics.jobFinished(queue, 'failed');
-      // The sender logs the provider's outcomes; this line also covers what it does not see
-      // (a failing statement, a stall), with the job's fate. The error is already described
-      // without the recipient (toJobError).
-      ctx.logger.warn(
-        { queue, job: job.name, jobId: job.id, attempt: job.attemptsMade, final, err },
-        final ? 'job failed for good' : 'job failed; will retry',
-      );
+      if (job) noteFailure(ctx, queue, job, err);
     });
     return worker;
   });
@@ -225,6 +206,21 @@ async function recordOutcome(
       await job.moveToDelayed(o.untilMs, token);
       throw new DelayedError();
   }
+}
+
+/**
+ * A failed attempt of any worker: counted in the metrics when it is the last, and logged with
+ * the job's fate (the error is already described without personal data: toJobError). Returns
+ * whether the job failed for good.
+ */
+function noteFailure(ctx: JobContext, queue: string, job: Job, err: Error): boolean {
+  const final = isFinalFailure(job, err);
+  if (final) metrics.jobFinished(queue, 'failed');
+  ctx.logger.warn(
+    { queue, job: job.name, jobId: job.id, attempt: job.attemptsMade, final, err },
+    final ? 'job failed for good' : 'job failed; will retry',
+  );
+  return final;
 }
 
 /** True when a failed attempt was the job's last: no retry follows. */
